@@ -1,0 +1,52 @@
+//! The HTTP layer. One router per endpoint family (so each Lambda serves one), the SCIM wire
+//! format, and the mapping of domain errors to HTTP at the edge. Handlers are one call deep:
+//! extract, call the use case, map the result.
+
+pub mod error;
+pub mod scim;
+pub mod wire;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps a router with what every endpoint gets: a request id (taken from `x-request-id` or
+/// generated, and echoed), a tracing span carrying it, and a last-resort guard that turns a
+/// panic into a 500 instead of a dropped connection.
+pub fn with_common_layers(router: Router) -> Router {
+    router
+        .layer(CatchPanicLayer::custom(|_| error::internal_error_response()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// `GET /healthz`: liveness for the local stack and load balancers.
+pub fn health_router() -> Router {
+    use axum::routing::get;
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+/// Every router of the service over one store: what the local stack serves on one port, and
+/// what the test harness spawns. Each Lambda serves one of the routers instead.
+pub fn app(
+    store: std::sync::Arc<dyn butterfly_core::ports::Store>,
+    clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
+    cursor_key: butterfly_core::scim::cursor::CursorKey,
+    public_url: &str,
+) -> Router {
+    let base = public_url.trim_end_matches('/');
+    let scim_state = scim::ScimState {
+        service: butterfly_core::service::ScimService::new(store, clock, cursor_key),
+        base_url: format!("{base}/scim/v2").into(),
+        docs_url: format!("{base}/docs/scim").into(),
+    };
+    with_common_layers(scim::router(scim_state).merge(health_router()))
+}

@@ -1,0 +1,267 @@
+//! `/scim/v2`: Users, discovery, Roles, and clear refusals for what Butterfly does not offer.
+
+use crate::error::ScimError;
+use crate::wire::{header_str, json_body, query_pairs, scim_response};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use butterfly_core::role::Role;
+use butterfly_core::scim::doc::user_json;
+use butterfly_core::scim::list::{list_response, service_provider_config, ListQuery, Paging};
+use butterfly_core::scim::projection::Projection;
+use butterfly_core::scim::schema::{resource_types_json, schemas_json};
+use butterfly_core::scim::OKTA_ROLE_SCHEMA;
+use butterfly_core::service::{if_none_match, ScimService};
+use butterfly_core::user::User;
+use butterfly_core::Error;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// What the SCIM router needs.
+#[derive(Clone)]
+pub struct ScimState {
+    pub service: ScimService,
+    /// The public SCIM base URL, e.g. `https://api.example.com/scim/v2` (no trailing slash).
+    pub base_url: Arc<str>,
+    /// Where an admin reads how to set up provisioning.
+    pub docs_url: Arc<str>,
+}
+
+type Res = Result<Response, ScimError>;
+
+/// The SCIM router, serving every `/scim/v2` route.
+pub fn router(state: ScimState) -> Router {
+    Router::new()
+        .route("/scim/v2/Users", get(list_users).post(create_user).fallback(method_not_allowed))
+        .route("/scim/v2/Users/.search", post(search_not_supported).fallback(method_not_allowed))
+        .route(
+            "/scim/v2/Users/{id}",
+            get(get_user).put(replace_user).patch(patch_user).delete(delete_user).fallback(method_not_allowed),
+        )
+        .route("/scim/v2/Groups", get(list_groups).fallback(groups_not_supported))
+        .route("/scim/v2/Groups/{id}", get(get_group).fallback(groups_not_supported))
+        .route("/scim/v2/ServiceProviderConfig", get(service_provider).fallback(method_not_allowed))
+        .route("/scim/v2/ResourceTypes", get(resource_types).fallback(method_not_allowed))
+        .route("/scim/v2/ResourceTypes/{id}", get(resource_type).fallback(method_not_allowed))
+        .route("/scim/v2/Schemas", get(schemas).fallback(method_not_allowed))
+        .route("/scim/v2/Schemas/{id}", get(schema).fallback(method_not_allowed))
+        .route("/scim/v2/Roles", get(roles).fallback(method_not_allowed))
+        .route("/scim/v2/Roles/{id}", get(role).fallback(method_not_allowed))
+        .route("/scim/v2/.search", any(search_not_supported))
+        .route("/scim/v2/Bulk", any(bulk_not_supported))
+        .route("/scim/v2/Me", any(me_not_supported))
+        .route("/scim/v2", any(unknown_endpoint))
+        .route("/scim/v2/", any(unknown_endpoint))
+        .route("/scim/v2/{*rest}", any(unknown_endpoint))
+        .with_state(state)
+}
+
+fn authz(h: &HeaderMap) -> Option<&str> {
+    header_str(h, header::AUTHORIZATION)
+}
+
+fn projection(uri: &Uri) -> Projection {
+    let pairs = query_pairs(uri.query());
+    let find = |name: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    Projection::parse(find("attributes"), find("excludedAttributes"))
+}
+
+/// A user response: the projected representation, `ETag`, and `Location` on 201.
+fn user_response(s: &ScimState, status: StatusCode, u: &User, p: &Projection) -> Response {
+    let mut v = user_json(u, &s.base_url);
+    p.apply(&mut v);
+    let mut resp = scim_response(status, &v);
+    if let Ok(etag) = HeaderValue::from_str(&u.etag()) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED {
+        if let Ok(loc) = HeaderValue::from_str(&format!("{}/Users/{}", s.base_url, u.id)) {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+    }
+    resp
+}
+
+async fn list_users(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res {
+    let caller = s.service.authenticate(authz(&headers)).await?;
+    let pairs = query_pairs(uri.query());
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let page = s.service.list_users(&caller, &q).await?;
+    let resources = page
+        .users
+        .iter()
+        .map(|u| {
+            let mut v = user_json(u, &s.base_url);
+            q.projection.apply(&mut v);
+            v
+        })
+        .collect();
+    Ok(scim_response(StatusCode::OK, &list_response(resources, page.total, page.start_index, page.next_cursor)))
+}
+
+async fn create_user(State(s): State<ScimState>, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+    let caller = s.service.authenticate(authz(&headers)).await?;
+    let v = json_body(&headers, body).await?;
+    let u = s.service.create_user(&caller, &v).await?;
+    Ok(user_response(&s, StatusCode::CREATED, &u, &projection(&uri)))
+}
+
+async fn get_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri) -> Res {
+    let u = s.service.get_user(authz(&headers), &id).await?;
+    if if_none_match(header_str(&headers, header::IF_NONE_MATCH), &u) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(etag) = HeaderValue::from_str(&u.etag()) {
+            resp.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(resp);
+    }
+    Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
+}
+
+async fn replace_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+    let v = json_body(&headers, body).await?;
+    let u = s.service.replace_user(authz(&headers), &id, &v, header_str(&headers, header::IF_MATCH)).await?;
+    Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
+}
+
+async fn patch_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+    let v = json_body(&headers, body).await?;
+    let u = s.service.patch_user(authz(&headers), &id, &v, header_str(&headers, header::IF_MATCH)).await?;
+    Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
+}
+
+async fn delete_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+    s.service.delete_user(authz(&headers), &id, header_str(&headers, header::IF_MATCH)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_groups(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    let pairs = query_pairs(uri.query());
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let start = match q.paging {
+        Paging::Index { start_index } => Some(start_index),
+        Paging::Cursor(_) => None,
+    };
+    Ok(scim_response(StatusCode::OK, &list_response(vec![], Some(0), start, None)))
+}
+
+async fn get_group(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    Err(Error::NotFound(format!("Group {id} not found: Butterfly does not store groups")).into())
+}
+
+async fn groups_not_supported() -> ScimError {
+    Error::NotImplemented(
+        "Group push is not supported by Butterfly: assign roles to users instead (the 'roles' attribute or the \
+         Butterfly extension's 'role'), and turn off Push Groups for this app"
+            .into(),
+    )
+    .into()
+}
+
+async fn service_provider(State(s): State<ScimState>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    Ok(scim_response(StatusCode::OK, &service_provider_config(&s.base_url, &s.docs_url)))
+}
+
+fn discovery_list(items: Vec<Value>) -> Response {
+    let n = items.len() as u64;
+    scim_response(StatusCode::OK, &list_response(items, Some(n), Some(1), None))
+}
+
+async fn resource_types(State(s): State<ScimState>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    Ok(discovery_list(resource_types_json(&s.base_url)))
+}
+
+async fn resource_type(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    resource_types_json(&s.base_url)
+        .into_iter()
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str()))
+        .map(|r| scim_response(StatusCode::OK, &r))
+        .ok_or_else(|| Error::NotFound(format!("ResourceType {id} not found: Butterfly serves User and Role")).into())
+}
+
+async fn schemas(State(s): State<ScimState>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    Ok(discovery_list(schemas_json(&s.base_url)))
+}
+
+async fn schema(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    schemas_json(&s.base_url)
+        .into_iter()
+        .find(|r| r.get("id").and_then(Value::as_str).is_some_and(|i| i.eq_ignore_ascii_case(&id)))
+        .map(|r| scim_response(StatusCode::OK, &r))
+        .ok_or_else(|| Error::NotFound(format!("Schema {id} not found")).into())
+}
+
+fn role_json(s: &ScimState, r: Role) -> Value {
+    json!({
+        "schemas": [OKTA_ROLE_SCHEMA],
+        "id": r.as_str(),
+        "displayName": r.display_name(),
+        "description": r.description(),
+        "meta": {"resourceType": "Role", "location": format!("{}/Roles/{}", s.base_url, r.as_str())},
+    })
+}
+
+async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    let pairs = query_pairs(uri.query());
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    if q.filter.is_some() {
+        return Err(Error::InvalidFilter("/Roles does not take a filter: it lists the five Butterfly roles".into()).into());
+    }
+    let Paging::Index { start_index } = q.paging else {
+        return Err(Error::InvalidValue("/Roles pages with startIndex and count only".into()).into());
+    };
+    let items: Vec<Value> = Role::ALL
+        .into_iter()
+        .skip((start_index - 1) as usize)
+        .take(q.count as usize)
+        .map(|r| role_json(&s, r))
+        .collect();
+    Ok(scim_response(
+        StatusCode::OK,
+        &list_response(items, Some(Role::ALL.len() as u64), Some(start_index), None),
+    ))
+}
+
+async fn role(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+    s.service.authenticate(authz(&headers)).await?;
+    Role::ALL
+        .into_iter()
+        .find(|r| r.as_str() == id)
+        .map(|r| scim_response(StatusCode::OK, &role_json(&s, r)))
+        .ok_or_else(|| Error::NotFound(format!("Role {id} not found")).into())
+}
+
+async fn search_not_supported() -> ScimError {
+    Error::NotImplemented("POST .search is not supported: use GET /Users?filter=...".into()).into()
+}
+
+async fn bulk_not_supported() -> ScimError {
+    Error::NotImplemented("Bulk operations are not supported: send one request per user".into()).into()
+}
+
+async fn me_not_supported() -> ScimError {
+    Error::NotImplemented("/Me is not supported".into()).into()
+}
+
+async fn method_not_allowed() -> ScimError {
+    ScimError::Http(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this endpoint".into())
+}
+
+async fn unknown_endpoint(uri: Uri) -> ScimError {
+    Error::NotFound(format!(
+        "no SCIM endpoint at {}: Butterfly serves /Users, /Groups (empty), /Roles, /ServiceProviderConfig, /ResourceTypes and /Schemas",
+        uri.path()
+    ))
+    .into()
+}

@@ -1,0 +1,19 @@
+//! Butterfly identity domain.
+//!
+//! Pure domain code: tenants, users, roles and permissions, the SCIM 2.0 protocol rules
+//! (schema, filter, PATCH, paging, errors), bearer tokens, and the ports (small traits) the
+//! adapters implement. Nothing here depends on AWS, HTTP or an async runtime.
+
+pub mod clock;
+pub mod email;
+pub mod error;
+pub mod ids;
+pub mod ports;
+pub mod role;
+pub mod scim;
+pub mod service;
+pub mod tenant;
+pub mod token;
+pub mod user;
+
+pub use error::{Error, Result};

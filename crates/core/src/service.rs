@@ -1,0 +1,494 @@
+//! Use cases. Each handler in the HTTP layer calls exactly one of these.
+
+use crate::clock::{Clock, Timestamp};
+use crate::email::EmailDomain;
+use crate::error::{Error, Result};
+use crate::ids::{TenantId, UserId};
+use crate::ports::Store;
+use crate::scim::cursor::{self, CursorError, CursorKey, CursorState};
+use crate::scim::doc::{normalize, writable_doc, Draft, NewUserBase};
+use crate::scim::filter::{self, Filter, Lookup};
+use crate::scim::list::{ListQuery, Paging};
+use crate::scim::patch;
+use crate::scim::USER_SCHEMA;
+use crate::tenant::Tenant;
+use crate::token::{ScimToken, TokenHash, TokenRecord};
+use crate::user::User;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// How often an unconditional read-modify-write is retried when another writer got there first.
+const WRITE_ATTEMPTS: usize = 3;
+/// Page size used when scanning a tenant for a filter no index answers.
+const SCAN_PAGE: usize = 500;
+
+/// An authenticated SCIM client: the tenant its token belongs to.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub token: TokenHash,
+}
+
+/// One page of a user listing.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub total: Option<u64>,
+    pub start_index: Option<u64>,
+    pub next_cursor: Option<String>,
+}
+
+/// `If-Match` as sent: `*` or a list of entity tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    Any,
+    OneOf(Vec<String>),
+}
+
+impl Precondition {
+    pub fn from_header(h: Option<&str>) -> Precondition {
+        match h.map(str::trim) {
+            None | Some("") => Precondition::None,
+            Some("*") => Precondition::Any,
+            Some(list) => Precondition::OneOf(list.split(',').map(|t| strip_weak(t.trim()).to_string()).collect()),
+        }
+    }
+    fn check(&self, u: &User) -> Result<()> {
+        match self {
+            Precondition::None | Precondition::Any => Ok(()),
+            Precondition::OneOf(tags) => {
+                let current = u.etag();
+                if tags.iter().any(|t| t == strip_weak(&current)) {
+                    Ok(())
+                } else {
+                    Err(Error::PreconditionFailed(format!(
+                        "the user has changed: its version is now {current}; read it again before writing"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+fn strip_weak(t: &str) -> &str {
+    t.strip_prefix("W/").unwrap_or(t)
+}
+
+/// Does a presented `If-None-Match` match this user?
+pub fn if_none_match(h: Option<&str>, u: &User) -> bool {
+    match h.map(str::trim) {
+        None | Some("") => false,
+        Some("*") => true,
+        Some(list) => list.split(',').any(|t| strip_weak(t.trim()) == strip_weak(&u.etag())),
+    }
+}
+
+/// Reads the token from an `Authorization` header: `Bearer <token>` or, as Okta's "Header"
+/// authentication sends it, the bare token.
+fn presented_token(authorization: Option<&str>) -> Result<ScimToken> {
+    let h = authorization
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| Error::Unauthorized("an Authorization header with the Butterfly SCIM token is required".into()))?;
+    let raw = match h.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return Err(Error::Unauthorized("use 'Authorization: Bearer <SCIM token>'".into())),
+        None => h,
+    };
+    ScimToken::parse(raw).ok_or_else(invalid_token)
+}
+
+fn invalid_token() -> Error {
+    Error::Unauthorized("the SCIM token is not valid: it was revoked, rotated or mistyped".into())
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("User {id} not found"))
+}
+
+/// SCIM provisioning of users.
+#[derive(Clone)]
+pub struct ScimService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cursor_key: CursorKey,
+}
+
+impl ScimService {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cursor_key: CursorKey) -> Self {
+        ScimService { store, clock, cursor_key }
+    }
+
+    async fn note_use(&self, rec: &TokenRecord, now: Timestamp) {
+        if rec.last_used_is_stale(now) {
+            // Best effort: a failed last-used update must not fail the request.
+            let _ = self.store.record_token_use(&rec.hash, now).await;
+        }
+    }
+
+    fn check_record(&self, presented: &TokenHash, rec: Option<TokenRecord>) -> Result<TokenRecord> {
+        match rec {
+            Some(r) if r.hash.ct_eq(presented) => Ok(r),
+            _ => Err(invalid_token()),
+        }
+    }
+
+    /// Authenticates a request from its `Authorization` header.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
+        let token = presented_token(authorization)?;
+        let hash = token.hash();
+        let rec = self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
+        self.note_use(&rec, self.clock.now()).await;
+        Ok(Caller { tenant: rec.tenant, token: hash })
+    }
+
+    /// Authenticates and reads the user in one store round trip.
+    async fn authenticate_with_user(&self, authorization: Option<&str>, id: &str) -> Result<(Caller, User)> {
+        let token = presented_token(authorization)?;
+        let hash = token.hash();
+        let Some(uid) = UserId::parse(id) else {
+            // Not one of our ids: authenticate anyway so a bad token is still a 401.
+            self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
+            return Err(not_found(id));
+        };
+        let (rec, user) = self.store.resolve_token_and_get_user(&hash, &uid).await?;
+        let rec = self.check_record(&hash, rec)?;
+        self.note_use(&rec, self.clock.now()).await;
+        let caller = Caller { tenant: rec.tenant, token: hash };
+        match user {
+            Some(u) if u.tenant == caller.tenant => Ok((caller, u)),
+            _ => Err(not_found(id)),
+        }
+    }
+
+    pub async fn get_user(&self, authorization: Option<&str>, id: &str) -> Result<User> {
+        Ok(self.authenticate_with_user(authorization, id).await?.1)
+    }
+
+    pub async fn create_user(&self, caller: &Caller, body: &Value) -> Result<User> {
+        let o = resource_body(body)?;
+        let draft = Draft::parse(&normalize(o))?;
+        let user = draft.into_new_user(NewUserBase {
+            id: UserId::generate(),
+            tenant: caller.tenant.clone(),
+            now: self.clock.now(),
+        })?;
+        self.store.create_user(&user).await.map_err(|e| match e {
+            Error::Uniqueness(attr) if attr == "externalId" => Error::Uniqueness(format!(
+                "another user of this tenant already has externalId {:?}",
+                user.external_id.as_deref().unwrap_or("")
+            )),
+            Error::Uniqueness(_) => Error::Uniqueness(format!(
+                "a user with userName {:?} already exists (userName is compared case-insensitively)",
+                user.user_name.as_str()
+            )),
+            other => other,
+        })?;
+        Ok(user)
+    }
+
+    pub async fn replace_user(&self, authorization: Option<&str>, id: &str, body: &Value, if_match: Option<&str>) -> Result<User> {
+        let o = resource_body(body)?;
+        let doc = normalize(o);
+        Draft::parse(&doc)?; // validate before touching the store
+        self.modify(authorization, id, if_match, |u| Draft::parse(&doc)?.apply_put(u)).await
+    }
+
+    pub async fn patch_user(&self, authorization: Option<&str>, id: &str, body: &Value, if_match: Option<&str>) -> Result<User> {
+        let ops = patch::parse_request(body)?;
+        self.modify(authorization, id, if_match, |u| {
+            let before = writable_doc(u);
+            let mut doc = before.clone();
+            patch::apply(&mut doc, &ops)?;
+            patch::reconcile_roles(&before, &mut doc);
+            Draft::parse(&doc)?.apply_complete(u)
+        })
+        .await
+    }
+
+    /// Read, change, write with a version condition. With `If-Match` a concurrent change is a
+    /// 412; without, the change is re-applied to the newer version.
+    async fn modify(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+        if_match: Option<&str>,
+        change: impl Fn(&mut User) -> Result<()>,
+    ) -> Result<User> {
+        let pre = Precondition::from_header(if_match);
+        let (caller, mut current) = self.authenticate_with_user(authorization, id).await?;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            pre.check(&current)?;
+            let mut next = current.clone();
+            change(&mut next)?;
+            if next == current {
+                return Ok(current); // nothing changed: no write, same version
+            }
+            next.version = current.version + 1;
+            next.last_modified = self.clock.now().max(current.last_modified);
+            match self.store.replace_user(&current, &next).await {
+                Ok(()) => return Ok(next),
+                Err(Error::PreconditionFailed(_)) if pre == Precondition::None && attempt < WRITE_ATTEMPTS => {
+                    current = self
+                        .store
+                        .get_user(&caller.tenant, &current.id)
+                        .await?
+                        .ok_or_else(|| not_found(id))?;
+                }
+                Err(Error::PreconditionFailed(_)) => {
+                    return Err(Error::PreconditionFailed(
+                        "the user was changed by another request at the same time; read it again and retry".into(),
+                    ))
+                }
+                Err(Error::Uniqueness(attr)) if attr == "externalId" => {
+                    return Err(Error::Uniqueness("another user of this tenant already has that externalId".into()))
+                }
+                Err(Error::Uniqueness(_)) => {
+                    return Err(Error::Uniqueness(format!(
+                        "a user with userName {:?} already exists (userName is compared case-insensitively)",
+                        next.user_name.as_str()
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::PreconditionFailed("the user kept changing while being updated; retry".into()))
+    }
+
+    pub async fn delete_user(&self, authorization: Option<&str>, id: &str, if_match: Option<&str>) -> Result<()> {
+        let pre = Precondition::from_header(if_match);
+        let (_, current) = self.authenticate_with_user(authorization, id).await?;
+        pre.check(&current)?;
+        self.store.delete_user(&current).await.map_err(|e| match e {
+            Error::NotFound(_) => not_found(id),
+            other => other,
+        })
+    }
+
+    pub async fn list_users(&self, caller: &Caller, q: &ListQuery) -> Result<UserPage> {
+        let filter = q.filter.as_deref().map(filter::parse).transpose().map_err(Error::InvalidFilter)?;
+        let fingerprint = cursor::query_fingerprint(q.filter.as_deref());
+        let now = self.clock.now();
+        let after = match &q.paging {
+            Paging::Cursor(Some(c)) => Some(
+                cursor::decode(&self.cursor_key, &caller.tenant, fingerprint, c, now)
+                    .map_err(|e| match e {
+                        CursorError::Invalid => Error::InvalidCursor(
+                            "the cursor is not one this server issued for this query; start again without it".into(),
+                        ),
+                        CursorError::Expired => Error::ExpiredCursor(
+                            "the cursor has expired; start again without it".into(),
+                        ),
+                    })?
+                    .after,
+            ),
+            _ => None,
+        };
+        let lookups = filter.as_ref().and_then(Filter::lookups);
+        match (lookups, &q.paging) {
+            (Some(lookups), paging) => {
+                let mut found = self.lookup(&caller.tenant, &lookups).await?;
+                if let Some(f) = &filter {
+                    found.retain(|u| f.matches(&crate::scim::doc::user_json(u, "")));
+                }
+                found.sort_by_key(|u| u.id);
+                found.dedup_by_key(|u| u.id);
+                let total = found.len() as u64;
+                match paging {
+                    Paging::Index { start_index } => {
+                        let users = found.into_iter().skip((*start_index - 1) as usize).take(q.count as usize).collect();
+                        Ok(UserPage { users, total: Some(total), start_index: Some(*start_index), next_cursor: None })
+                    }
+                    Paging::Cursor(_) => {
+                        let rest: Vec<User> = found.into_iter().filter(|u| after.is_none_or(|a| u.id > a)).collect();
+                        self.cursor_page(caller, fingerprint, rest, q.count as usize, Some(total), now)
+                    }
+                }
+            }
+            (None, Paging::Index { start_index }) => {
+                let skip = start_index - 1;
+                match &filter {
+                    None => {
+                        let total = self.store.count_users(&caller.tenant).await?;
+                        let users = if q.count == 0 || skip >= total {
+                            vec![]
+                        } else {
+                            self.store.list_users(&caller.tenant, None, skip, q.count as usize).await?
+                        };
+                        Ok(UserPage { users, total: Some(total), start_index: Some(*start_index), next_cursor: None })
+                    }
+                    Some(f) => {
+                        // No index answers this filter: scan the tenant, keep only the window.
+                        let (mut matched, mut users, mut after) = (0u64, Vec::new(), None);
+                        loop {
+                            let page = self.store.list_users(&caller.tenant, after.as_ref(), 0, SCAN_PAGE).await?;
+                            let done = page.len() < SCAN_PAGE;
+                            after = page.last().map(|u| u.id);
+                            for u in page {
+                                if f.matches(&crate::scim::doc::user_json(&u, "")) {
+                                    if matched >= skip && (users.len() as u64) < q.count {
+                                        users.push(u);
+                                    }
+                                    matched += 1;
+                                }
+                            }
+                            if done {
+                                break;
+                            }
+                        }
+                        Ok(UserPage { users, total: Some(matched), start_index: Some(*start_index), next_cursor: None })
+                    }
+                }
+            }
+            (None, Paging::Cursor(_)) => {
+                let want = q.count as usize;
+                let total = match &filter {
+                    None => Some(self.store.count_users(&caller.tenant).await?),
+                    Some(_) => None,
+                };
+                if want == 0 {
+                    return Ok(UserPage { users: vec![], total, start_index: None, next_cursor: None });
+                }
+                let mut collected: Vec<User> = Vec::new();
+                let mut pos = after;
+                loop {
+                    let page_size = if filter.is_some() { SCAN_PAGE } else { want + 1 };
+                    let page = self.store.list_users(&caller.tenant, pos.as_ref(), 0, page_size).await?;
+                    let done = page.len() < page_size;
+                    pos = page.last().map(|u| u.id);
+                    collected.extend(
+                        page.into_iter()
+                            .filter(|u| filter.as_ref().is_none_or(|f| f.matches(&crate::scim::doc::user_json(u, "")))),
+                    );
+                    if done || collected.len() > want {
+                        break;
+                    }
+                }
+                self.cursor_page(caller, fingerprint, collected, want, total, now)
+            }
+        }
+    }
+
+    /// Cuts `rest` (users after the cursor, in order) to a page and signs the next cursor.
+    fn cursor_page(&self, caller: &Caller, fp: [u8; 8], mut rest: Vec<User>, want: usize, total: Option<u64>, now: Timestamp) -> Result<UserPage> {
+        let more = rest.len() > want;
+        rest.truncate(want);
+        let next_cursor = match (more, rest.last()) {
+            (true, Some(last)) => Some(cursor::encode(&self.cursor_key, &caller.tenant, fp, CursorState { after: last.id }, now)),
+            _ => None,
+        };
+        Ok(UserPage { users: rest, total, start_index: None, next_cursor })
+    }
+
+    async fn lookup(&self, tenant: &TenantId, lookups: &[Lookup]) -> Result<Vec<User>> {
+        let mut out = Vec::new();
+        for l in lookups {
+            let found = match l {
+                Lookup::UserName(folded) => self.store.find_user_by_user_name(tenant, folded).await?,
+                Lookup::ExternalId(e) => self.store.find_user_by_external_id(tenant, e).await?,
+                Lookup::Id(id) => match UserId::parse(id) {
+                    Some(uid) => self.store.get_user(tenant, &uid).await?,
+                    None => None,
+                },
+            };
+            out.extend(found);
+        }
+        Ok(out)
+    }
+}
+
+/// A POST/PUT body: a JSON object whose `schemas`, if given, include the core User schema.
+fn resource_body(body: &Value) -> Result<&serde_json::Map<String, Value>> {
+    let Value::Object(o) = body else {
+        return Err(Error::InvalidSyntax("the body must be a JSON object (a SCIM User)".into()));
+    };
+    if let Some((_, schemas)) = o.iter().find(|(k, _)| k.eq_ignore_ascii_case("schemas")) {
+        let ok = schemas
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER_SCHEMA))));
+        if !ok {
+            return Err(Error::InvalidSyntax(format!("schemas must include {USER_SCHEMA:?}")));
+        }
+    }
+    Ok(o)
+}
+
+/// Operator use cases: tenants and SCIM tokens.
+#[derive(Clone)]
+pub struct AdminService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A token just issued: the secret (show it once) and its record.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub token: ScimToken,
+    pub record: TokenRecord,
+}
+
+impl AdminService {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        AdminService { store, clock }
+    }
+
+    pub async fn create_tenant(&self, name: &str, domains: &str) -> Result<Tenant> {
+        let name = Tenant::check_name(name).map_err(Error::InvalidValue)?;
+        let domains = EmailDomain::parse_list(domains).map_err(Error::InvalidValue)?;
+        if let Some(d) = domains.iter().find(|d| d.is_consumer()) {
+            return Err(Error::InvalidValue(format!(
+                "{d} is a public mailbox provider; only domains your organisation owns can route sign-ins"
+            )));
+        }
+        let t = Tenant { id: TenantId::generate(), name, domains, created: self.clock.now() };
+        self.store.create_tenant(&t).await?;
+        Ok(t)
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.store.list_tenants().await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Tenant> {
+        self.store.get_tenant(id).await?.ok_or_else(|| Error::NotFound(format!("tenant {id} does not exist")))
+    }
+
+    fn new_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
+        let token = ScimToken::generate().map_err(Error::Store)?;
+        let record = TokenRecord {
+            hash: token.hash(),
+            tenant: tenant.clone(),
+            display_prefix: token.display_prefix(),
+            created: self.clock.now(),
+            last_used: None,
+        };
+        Ok(IssuedToken { token, record })
+    }
+
+    /// Issues the tenant's first SCIM token.
+    pub async fn issue_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
+        self.tenant(tenant).await?;
+        let issued = self.new_token(tenant)?;
+        self.store.install_token(&issued.record, None).await.map_err(|e| match e {
+            Error::Conflict(_) => Error::Conflict(format!(
+                "tenant {tenant} already has a SCIM token; use 'scim-token rotate' to replace it"
+            )),
+            other => other,
+        })?;
+        Ok(issued)
+    }
+
+    /// Replaces the tenant's SCIM token; the old one stops working at once.
+    pub async fn rotate_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
+        self.tenant(tenant).await?;
+        let current = self.store.current_token(tenant).await?;
+        let issued = self.new_token(tenant)?;
+        self.store.install_token(&issued.record, current.as_ref().map(|c| &c.hash)).await?;
+        Ok(issued)
+    }
+
+    pub async fn token_metadata(&self, tenant: &TenantId) -> Result<Option<TokenRecord>> {
+        self.store.current_token(tenant).await
+    }
+}

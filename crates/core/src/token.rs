@@ -1,0 +1,198 @@
+//! SCIM bearer tokens: generated here, shown once, stored only as a SHA-256 hash.
+//!
+//! Format: `bfy_scim_` + 43 base64url characters (256 random bits) + 8 hex digits of a CRC-32
+//! over the rest. The prefix lets secret scanners recognise a leaked token; the checksum lets
+//! us refuse a mistyped or made-up token without a store round trip.
+
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use subtle::ConstantTimeEq;
+
+pub const SCIM_TOKEN_PREFIX: &str = "bfy_scim_";
+const BODY_LEN: usize = 43;
+const TOKEN_LEN: usize = SCIM_TOKEN_PREFIX.len() + BODY_LEN + 8;
+/// How many leading characters of a token may be shown to identify it.
+pub const DISPLAY_PREFIX_LEN: usize = SCIM_TOKEN_PREFIX.len() + 4;
+/// Last-used times are written at most this often per token, not on every request.
+pub const LAST_USED_GRANULARITY_SECS: i64 = 300;
+
+/// A secret string that never reaches logs: `Debug` and `Display` print a redaction.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself. Call only where it must leave the process (shown once to an admin).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A freshly generated or presented SCIM token.
+#[derive(Clone, Debug)]
+pub struct ScimToken(Secret);
+
+impl ScimToken {
+    pub fn generate() -> Result<Self, String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
+        let mut s = String::with_capacity(TOKEN_LEN);
+        s.push_str(SCIM_TOKEN_PREFIX);
+        s.push_str(&URL_SAFE_NO_PAD.encode(bytes));
+        let crc = crc32fast::hash(s.as_bytes());
+        s.push_str(&format!("{crc:08x}"));
+        Ok(ScimToken(Secret(s)))
+    }
+
+    /// Accepts a presented token if it has our shape and checksum. This is a format check,
+    /// not authentication: only the store lookup of its hash says whether it is valid.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != TOKEN_LEN || !s.starts_with(SCIM_TOKEN_PREFIX) || !s.is_ascii() {
+            return None;
+        }
+        let (body, crc) = s.split_at(TOKEN_LEN - 8);
+        let expected = format!("{:08x}", crc32fast::hash(body.as_bytes()));
+        let body_ok = body[SCIM_TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (body_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes()))).then(|| ScimToken(Secret(s.to_string())))
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.0.expose().as_bytes()).into())
+    }
+
+    pub fn display_prefix(&self) -> String {
+        self.0.expose()[..DISPLAY_PREFIX_LEN].to_string()
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.0
+    }
+}
+
+/// SHA-256 of a token: the only form in which tokens are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        TokenHash(b)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(chunk).ok()?;
+            out[i] = u8::from_str_radix(hex, 16).ok()?;
+        }
+        Some(TokenHash(out))
+    }
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &TokenHash) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({}…)", &self.to_hex()[..8])
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TokenHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("bad token hash"))
+    }
+}
+
+/// What the store keeps about a tenant's SCIM token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub hash: TokenHash,
+    pub tenant: TenantId,
+    /// The first characters of the token, to tell tokens apart in listings.
+    pub display_prefix: String,
+    pub created: Timestamp,
+    #[serde(default)]
+    pub last_used: Option<Timestamp>,
+}
+
+impl TokenRecord {
+    /// Whether a use at `now` should be recorded (at most once per granularity window).
+    pub fn last_used_is_stale(&self, now: Timestamp) -> bool {
+        match self.last_used {
+            None => true,
+            Some(t) => now.millis() - t.millis() >= LAST_USED_GRANULARITY_SECS * 1000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_parse_and_hash_stably() {
+        let t = ScimToken::generate().unwrap();
+        let s = t.secret().expose().to_string();
+        assert!(s.starts_with("bfy_scim_"));
+        assert_eq!(s.len(), TOKEN_LEN);
+        let again = ScimToken::parse(&s).unwrap();
+        assert_eq!(again.hash(), t.hash());
+        assert_eq!(TokenHash::from_hex(&t.hash().to_hex()), Some(t.hash()));
+        assert_ne!(ScimToken::generate().unwrap().hash(), t.hash());
+    }
+
+    #[test]
+    fn rejects_tampered_or_foreign_tokens() {
+        let s = ScimToken::generate().unwrap().secret().expose().to_string();
+        let mut chars: Vec<char> = s.chars().collect();
+        chars[12] = if chars[12] == 'A' { 'B' } else { 'A' };
+        let tampered: String = chars.into_iter().collect();
+        assert!(ScimToken::parse(&tampered).is_none());
+        assert!(ScimToken::parse("non-token").is_none());
+        assert!(ScimToken::parse("").is_none());
+        assert!(ScimToken::parse(&s[..s.len() - 1]).is_none());
+        assert!(ScimToken::parse(&format!("{s}x")).is_none());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let t = ScimToken::generate().unwrap();
+        let dbg = format!("{t:?} {}", t.secret());
+        assert!(!dbg.contains(&t.secret().expose()[9..20]), "{dbg}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The user: what Butterfly stores about a team member.
+
+use crate::clock::Timestamp;
+use crate::email::UserName;
+use crate::ids::{TenantId, UserId};
+use crate::role::Role;
+use serde::{Deserialize, Serialize};
+
+/// A team member of one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub tenant: TenantId,
+    pub user_name: UserName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<Email>,
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// The assigned role; `None` means none was assigned and the user is `read_only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Who set the role last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_source: Option<RoleSource>,
+    pub created: Timestamp,
+    pub last_modified: Timestamp,
+    /// Incremented on every write; the SCIM `meta.version` (weak ETag).
+    pub version: u64,
+}
+
+impl User {
+    /// The role in force: the assigned one, else `read_only`.
+    pub fn effective_role(&self) -> Role {
+        self.role.unwrap_or(Role::ReadOnly)
+    }
+
+    /// The weak ETag for this version, e.g. `W/"3"`.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+}
+
+/// The components of a user's name (RFC 7643 §4.1.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Name {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formatted: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<String>,
+}
+
+impl Name {
+    pub fn is_empty(&self) -> bool {
+        self.formatted.is_none() && self.family_name.is_none() && self.given_name.is_none() && self.middle_name.is_none()
+    }
+}
+
+/// One of a user's email addresses (RFC 7643 §4.1.2), kept as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub value: String,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+/// Where a user's role came from, so admins can tell whether Okta will overwrite it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleSource {
+    /// Pushed by the identity provider over SCIM.
+    Scim,
+    /// Default given when the user was created at first sign-in.
+    Jit,
+    /// Set by a Butterfly super_admin.
+    Manual,
+}

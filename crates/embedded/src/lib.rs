@@ -1,0 +1,483 @@
+//! The embedded store: one redb file, durable across restarts (every commit is fsynced),
+//! implementing every store port. It follows the item layout of `docs/storage.md`: the same
+//! uniqueness claims, version conditions and key order as the DynamoDB table, so both
+//! adapters pass one contract suite.
+
+use async_trait::async_trait;
+use butterfly_core::clock::Timestamp;
+use butterfly_core::ids::{TenantId, UserId};
+use butterfly_core::ports::{TenantStore, TokenStore, UserStore};
+use butterfly_core::tenant::Tenant;
+use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::user::User;
+use butterfly_core::{Error, Result};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
+const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+const TENANT_TOKEN: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_token");
+/// Key: tenant id (36 bytes) followed by the user id (16 bytes): users of a tenant are
+/// contiguous and in id (= creation) order.
+const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
+/// Uniqueness claims: `tenant \x1f kind \x1f value` → user id.
+const UNIQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("unique");
+const USER_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("user_counts");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the data directory {0} is in use by another butterfly process (stop the local stack first, or use another --data-dir)")]
+    InUse(PathBuf),
+    #[error("cannot create the data directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the store at {path}: {message}")]
+    Other { path: PathBuf, message: String },
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(store_err)
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(store_err)
+}
+
+fn user_key(tenant: &TenantId, id: &UserId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(52);
+    k.extend_from_slice(tenant.as_str().as_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn tenant_prefix_end(tenant: &TenantId) -> Vec<u8> {
+    let mut k = tenant.as_str().as_bytes().to_vec();
+    k.extend_from_slice(&[0xff; 17]);
+    k
+}
+
+fn uname_key(tenant: &TenantId, folded: &str) -> String {
+    format!("{}\x1fu\x1f{folded}", tenant.as_str())
+}
+
+fn ext_key(tenant: &TenantId, external_id: &str) -> String {
+    format!("{}\x1fe\x1f{external_id}", tenant.as_str())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir` (file `butterfly.redb`).
+    pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Dir { path: dir.to_path_buf(), source })?;
+        let path = dir.join("butterfly.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse(dir.to_path_buf()),
+            other => OpenError::Other { path: path.clone(), message: other.to_string() },
+        })?;
+        let store = EmbeddedStore { db: Arc::new(db) };
+        store.init_tables().map_err(|e| OpenError::Other { path, message: e.to_string() })?;
+        Ok(store)
+    }
+
+    fn init_tables(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(store_err)?;
+        {
+            tx.open_table(TENANTS).map_err(store_err)?;
+            tx.open_table(DOMAINS).map_err(store_err)?;
+            tx.open_table(TOKENS).map_err(store_err)?;
+            tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+            tx.open_table(USERS).map_err(store_err)?;
+            tx.open_table(UNIQUE).map_err(store_err)?;
+            tx.open_table(USER_COUNTS).map_err(store_err)?;
+            tx.open_table(META).map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)
+    }
+
+    /// Runs blocking store work off the async executor.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T> + Send + 'static) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(store_err)?
+    }
+
+    /// A 32-byte server secret stored under `name`, created at random on first use
+    /// (the local stack's cursor-signing key).
+    pub async fn server_secret(&self, name: &str) -> Result<Vec<u8>> {
+        let name = name.to_string();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            let secret = {
+                let mut t = tx.open_table(META).map_err(store_err)?;
+                let existing = t.get(name.as_str()).map_err(store_err)?.map(|v| v.value().to_vec());
+                match existing {
+                    Some(s) => s,
+                    None => {
+                        let mut s = vec![0u8; 32];
+                        getrandom::fill(&mut s).map_err(store_err)?;
+                        t.insert(name.as_str(), s.as_slice()).map_err(store_err)?;
+                        s
+                    }
+                }
+            };
+            tx.commit().map_err(store_err)?;
+            Ok(secret)
+        })
+        .await
+    }
+
+    /// Whether the store holds no tenant yet.
+    pub async fn is_empty(&self) -> Result<bool> {
+        self.run(|db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let t = tx.open_table(TENANTS).map_err(store_err)?;
+            Ok(t.is_empty().map_err(store_err)?)
+        })
+        .await
+    }
+}
+
+fn read_user(t: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> Result<Option<User>> {
+    match t.get(key).map_err(store_err)? {
+        Some(v) => Ok(Some(dec(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl TenantStore for EmbeddedStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        let tenant = tenant.clone();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut tenants = tx.open_table(TENANTS).map_err(store_err)?;
+                let mut domains = tx.open_table(DOMAINS).map_err(store_err)?;
+                if tenants.get(tenant.id.as_str()).map_err(store_err)?.is_some() {
+                    return Err(Error::Conflict(format!("tenant {} already exists", tenant.id)));
+                }
+                for d in &tenant.domains {
+                    if domains.get(d.as_str()).map_err(store_err)?.is_some() {
+                        return Err(Error::Uniqueness(format!("the domain {d} already belongs to another tenant")));
+                    }
+                    domains.insert(d.as_str(), tenant.id.as_str()).map_err(store_err)?;
+                }
+                tenants.insert(tenant.id.as_str(), enc(&tenant)?.as_slice()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        let id = id.clone();
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let t = tx.open_table(TENANTS).map_err(store_err)?;
+            match t.get(id.as_str()).map_err(store_err)? {
+                Some(v) => Ok(Some(dec(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.run(|db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let t = tx.open_table(TENANTS).map_err(store_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(store_err)? {
+                let (_, v) = row.map_err(store_err)?;
+                out.push(dec::<Tenant>(v.value())?);
+            }
+            out.sort_by_key(|t: &Tenant| t.created);
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn resolve_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let t = tx.open_table(TOKENS).map_err(store_err)?;
+            match t.get(hash.as_bytes().as_slice()).map_err(store_err)? {
+                Some(v) => Ok(Some(dec(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn current_token(&self, tenant: &TenantId) -> Result<Option<TokenRecord>> {
+        let tenant = tenant.clone();
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+            let tokens = tx.open_table(TOKENS).map_err(store_err)?;
+            let Some(h) = ptr.get(tenant.as_str()).map_err(store_err)? else { return Ok(None) };
+            match tokens.get(h.value()).map_err(store_err)? {
+                Some(v) => Ok(Some(dec(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
+        let new = new.clone();
+        let replacing = replacing.copied();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+                let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
+                let current: Option<Vec<u8>> =
+                    ptr.get(new.tenant.as_str()).map_err(store_err)?.map(|v| v.value().to_vec());
+                match (&current, replacing) {
+                    (None, None) => {}
+                    (Some(cur), Some(old)) if cur.as_slice() == old.as_bytes().as_slice() => {
+                        tokens.remove(cur.as_slice()).map_err(store_err)?;
+                    }
+                    (Some(_), None) => return Err(Error::Conflict("the tenant already has a SCIM token".into())),
+                    _ => return Err(Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into())),
+                }
+                tokens.insert(new.hash.as_bytes().as_slice(), enc(&new)?.as_slice()).map_err(store_err)?;
+                ptr.insert(new.tenant.as_str(), new.hash.as_bytes().as_slice()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
+                let rec: Option<TokenRecord> = match tokens.get(hash.as_bytes().as_slice()).map_err(store_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                // A token rotated away meanwhile stays gone.
+                if let Some(mut rec) = rec {
+                    if rec.last_used.is_none_or(|t| t < at) {
+                        rec.last_used = Some(at);
+                        tokens.insert(hash.as_bytes().as_slice(), enc(&rec)?.as_slice()).map_err(store_err)?;
+                    }
+                }
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserStore for EmbeddedStore {
+    async fn resolve_token_and_get_user(&self, hash: &TokenHash, id: &UserId) -> Result<(Option<TokenRecord>, Option<User>)> {
+        let (hash, id) = (*hash, *id);
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let tokens = tx.open_table(TOKENS).map_err(store_err)?;
+            let rec: Option<TokenRecord> = match tokens.get(hash.as_bytes().as_slice()).map_err(store_err)? {
+                Some(v) => Some(dec(v.value())?),
+                None => None,
+            };
+            let Some(rec) = rec else { return Ok((None, None)) };
+            let users = tx.open_table(USERS).map_err(store_err)?;
+            let user = read_user(&users, &user_key(&rec.tenant, &id))?;
+            Ok((Some(rec), user))
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut users = tx.open_table(USERS).map_err(store_err)?;
+                let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
+                let mut counts = tx.open_table(USER_COUNTS).map_err(store_err)?;
+                let key = user_key(&user.tenant, &user.id);
+                if users.get(key.as_slice()).map_err(store_err)?.is_some() {
+                    return Err(Error::Conflict("a user with this id already exists".into()));
+                }
+                let uk = uname_key(&user.tenant, user.user_name.folded());
+                if unique.get(uk.as_str()).map_err(store_err)?.is_some() {
+                    return Err(Error::Uniqueness("userName".into()));
+                }
+                if let Some(e) = &user.external_id {
+                    let ek = ext_key(&user.tenant, e);
+                    if unique.get(ek.as_str()).map_err(store_err)?.is_some() {
+                        return Err(Error::Uniqueness("externalId".into()));
+                    }
+                    unique.insert(ek.as_str(), user.id.as_bytes().as_slice()).map_err(store_err)?;
+                }
+                unique.insert(uk.as_str(), user.id.as_bytes().as_slice()).map_err(store_err)?;
+                users.insert(key.as_slice(), enc(&user)?.as_slice()).map_err(store_err)?;
+                let n = counts.get(user.tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
+                counts.insert(user.tenant.as_str(), n + 1).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {
+        let key = user_key(tenant, id);
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let users = tx.open_table(USERS).map_err(store_err)?;
+            read_user(&users, &key)
+        })
+        .await
+    }
+
+    async fn find_user_by_user_name(&self, tenant: &TenantId, folded: &str) -> Result<Option<User>> {
+        self.find_unique(tenant.clone(), uname_key(tenant, folded)).await
+    }
+
+    async fn find_user_by_external_id(&self, tenant: &TenantId, external_id: &str) -> Result<Option<User>> {
+        self.find_unique(tenant.clone(), ext_key(tenant, external_id)).await
+    }
+
+    async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
+        let (previous, next) = (previous.clone(), next.clone());
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut users = tx.open_table(USERS).map_err(store_err)?;
+                let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
+                let key = user_key(&previous.tenant, &previous.id);
+                let Some(stored) = read_user(&users, &key)? else {
+                    return Err(Error::NotFound(format!("User {} not found", previous.id)));
+                };
+                if stored.version != previous.version {
+                    return Err(Error::PreconditionFailed("version changed".into()));
+                }
+                let t = &next.tenant;
+                if previous.user_name.folded() != next.user_name.folded() {
+                    let nk = uname_key(t, next.user_name.folded());
+                    if unique.get(nk.as_str()).map_err(store_err)?.is_some() {
+                        return Err(Error::Uniqueness("userName".into()));
+                    }
+                    unique.remove(uname_key(t, previous.user_name.folded()).as_str()).map_err(store_err)?;
+                    unique.insert(nk.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
+                }
+                if previous.external_id != next.external_id {
+                    if let Some(e) = &next.external_id {
+                        let ek = ext_key(t, e);
+                        if unique.get(ek.as_str()).map_err(store_err)?.is_some() {
+                            return Err(Error::Uniqueness("externalId".into()));
+                        }
+                        unique.insert(ek.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
+                    }
+                    if let Some(e) = &previous.external_id {
+                        unique.remove(ext_key(t, e).as_str()).map_err(store_err)?;
+                    }
+                }
+                users.insert(key.as_slice(), enc(&next)?.as_slice()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, previous: &User) -> Result<()> {
+        let previous = previous.clone();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut users = tx.open_table(USERS).map_err(store_err)?;
+                let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
+                let mut counts = tx.open_table(USER_COUNTS).map_err(store_err)?;
+                let key = user_key(&previous.tenant, &previous.id);
+                let Some(stored) = read_user(&users, &key)? else {
+                    return Err(Error::NotFound(format!("User {} not found", previous.id)));
+                };
+                if stored.version != previous.version {
+                    return Err(Error::PreconditionFailed("version changed".into()));
+                }
+                unique.remove(uname_key(&stored.tenant, stored.user_name.folded()).as_str()).map_err(store_err)?;
+                if let Some(e) = &stored.external_id {
+                    unique.remove(ext_key(&stored.tenant, e).as_str()).map_err(store_err)?;
+                }
+                users.remove(key.as_slice()).map_err(store_err)?;
+                let n = counts.get(stored.tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(1);
+                counts.insert(stored.tenant.as_str(), n.saturating_sub(1)).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn list_users(&self, tenant: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>> {
+        let start = match after {
+            Some(a) => {
+                let mut k = user_key(tenant, a);
+                k.push(0); // strictly after
+                k
+            }
+            None => tenant.as_str().as_bytes().to_vec(),
+        };
+        let end = tenant_prefix_end(tenant);
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let users = tx.open_table(USERS).map_err(store_err)?;
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for row in users.range::<&[u8]>(start.as_slice()..end.as_slice()).map_err(store_err)?.skip(skip as usize) {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, v) = row.map_err(store_err)?;
+                out.push(dec::<User>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn count_users(&self, tenant: &TenantId) -> Result<u64> {
+        let tenant = tenant.clone();
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let counts = tx.open_table(USER_COUNTS).map_err(store_err)?;
+            Ok(counts.get(tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(0))
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    async fn find_unique(&self, tenant: TenantId, claim: String) -> Result<Option<User>> {
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let unique = tx.open_table(UNIQUE).map_err(store_err)?;
+            let Some(id) = unique.get(claim.as_str()).map_err(store_err)? else { return Ok(None) };
+            let id: [u8; 16] = id.value().try_into().map_err(|_| Error::Store("corrupt uniqueness claim".into()))?;
+            let users = tx.open_table(USERS).map_err(store_err)?;
+            read_user(&users, &user_key(&tenant, &UserId::from_bytes(id)))
+        })
+        .await
+    }
+}
