@@ -1,0 +1,306 @@
+//! Harness for the end-to-end suites: the whole app spawned per test on 127.0.0.1 over a
+//! fresh embedded store, wrapped in a store that counts operations.
+
+use async_trait::async_trait;
+use butterfly_core::clock::{SystemClock, Timestamp};
+use butterfly_core::ids::{TenantId, UserId};
+use butterfly_core::ports::{TenantStore, TokenStore, UserStore};
+use butterfly_core::scim::cursor::CursorKey;
+use butterfly_core::service::AdminService;
+use butterfly_core::tenant::Tenant;
+use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::user::User;
+use butterfly_core::Result;
+use butterfly_embedded::EmbeddedStore;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A store wrapper that counts every port call (one call = one store round trip).
+pub struct CountingStore {
+    inner: EmbeddedStore,
+    ops: AtomicU64,
+    log: Mutex<Vec<&'static str>>,
+}
+
+impl CountingStore {
+    pub fn new(inner: EmbeddedStore) -> Self {
+        CountingStore { inner, ops: AtomicU64::new(0), log: Mutex::new(Vec::new()) }
+    }
+    fn hit(&self, name: &'static str) {
+        self.ops.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut l) = self.log.lock() {
+            l.push(name);
+        }
+    }
+    /// Resets the counter and returns the operations made since the last reset.
+    pub fn take(&self) -> (u64, Vec<&'static str>) {
+        let n = self.ops.swap(0, Ordering::SeqCst);
+        let log = self.log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        (n, log)
+    }
+}
+
+#[async_trait]
+impl TenantStore for CountingStore {
+    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        self.hit("create_tenant");
+        self.inner.create_tenant(t).await
+    }
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        self.hit("get_tenant");
+        self.inner.get_tenant(id).await
+    }
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.hit("list_tenants");
+        self.inner.list_tenants().await
+    }
+}
+
+#[async_trait]
+impl TokenStore for CountingStore {
+    async fn resolve_token(&self, h: &TokenHash) -> Result<Option<TokenRecord>> {
+        self.hit("resolve_token");
+        self.inner.resolve_token(h).await
+    }
+    async fn current_token(&self, t: &TenantId) -> Result<Option<TokenRecord>> {
+        self.hit("current_token");
+        self.inner.current_token(t).await
+    }
+    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
+        self.hit("install_token");
+        self.inner.install_token(new, replacing).await
+    }
+    async fn record_token_use(&self, h: &TokenHash, at: Timestamp) -> Result<()> {
+        self.hit("record_token_use");
+        self.inner.record_token_use(h, at).await
+    }
+}
+
+#[async_trait]
+impl UserStore for CountingStore {
+    async fn resolve_token_and_get_user(&self, h: &TokenHash, id: &UserId) -> Result<(Option<TokenRecord>, Option<User>)> {
+        self.hit("resolve_token_and_get_user");
+        self.inner.resolve_token_and_get_user(h, id).await
+    }
+    async fn create_user(&self, u: &User) -> Result<()> {
+        self.hit("create_user");
+        self.inner.create_user(u).await
+    }
+    async fn get_user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
+        self.hit("get_user");
+        self.inner.get_user(t, id).await
+    }
+    async fn find_user_by_user_name(&self, t: &TenantId, f: &str) -> Result<Option<User>> {
+        self.hit("find_user_by_user_name");
+        self.inner.find_user_by_user_name(t, f).await
+    }
+    async fn find_user_by_external_id(&self, t: &TenantId, e: &str) -> Result<Option<User>> {
+        self.hit("find_user_by_external_id");
+        self.inner.find_user_by_external_id(t, e).await
+    }
+    async fn replace_user(&self, p: &User, n: &User) -> Result<()> {
+        self.hit("replace_user");
+        self.inner.replace_user(p, n).await
+    }
+    async fn delete_user(&self, p: &User) -> Result<()> {
+        self.hit("delete_user");
+        self.inner.delete_user(p).await
+    }
+    async fn list_users(&self, t: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>> {
+        self.hit("list_users");
+        self.inner.list_users(t, after, skip, limit).await
+    }
+    async fn count_users(&self, t: &TenantId) -> Result<u64> {
+        self.hit("count_users");
+        self.inner.count_users(t).await
+    }
+}
+
+/// The app running on a loopback port.
+pub struct TestApp {
+    pub origin: String,
+    /// `{origin}/scim/v2`
+    pub base: String,
+    pub tenant: TenantId,
+    pub token: String,
+    pub client: reqwest::Client,
+    pub store: Arc<CountingStore>,
+    pub admin: AdminService,
+    dir: Option<tempfile::TempDir>,
+    data_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// A fresh store in a temporary directory, one tenant and its token.
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let mut app = Self::start(&path, None).await;
+        app.dir = Some(dir);
+        app
+    }
+
+    /// Starts the app over an existing data directory. With `tenant`, reuses that tenant and
+    /// token instead of creating new ones.
+    pub async fn start(data_dir: &Path, tenant: Option<(TenantId, String)>) -> TestApp {
+        let embedded = EmbeddedStore::open(data_dir).expect("open store");
+        let key = embedded.server_secret("cursor-key").await.expect("cursor key");
+        let store = Arc::new(CountingStore::new(embedded));
+        let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
+        let (tenant, token) = match tenant {
+            Some(t) => t,
+            None => {
+                let t = admin.create_tenant("Acme", "").await.expect("tenant");
+                let issued = admin.issue_token(&t.id).await.expect("token");
+                (t.id, issued.token.secret().expose().to_string())
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let origin = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = butterfly_api::app(
+            store.clone(),
+            Arc::new(SystemClock),
+            CursorKey::from_slice(&key).expect("key"),
+            &origin,
+        );
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        store.take();
+        TestApp {
+            base: format!("{origin}/scim/v2"),
+            origin,
+            tenant,
+            token,
+            client: reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client"),
+            store,
+            admin,
+            dir: None,
+            data_dir: data_dir.to_path_buf(),
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server and closes the store; returns the temp dir (if any) to keep it alive.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s).await;
+        }
+        self.dir.take()
+    }
+
+    /// Another tenant in the same store, with its own token.
+    pub async fn other_tenant(&self) -> (TenantId, String) {
+        let t = self.admin.create_tenant("Other Corp", "").await.expect("tenant");
+        let issued = self.admin.issue_token(&t.id).await.expect("token");
+        (t.id, issued.token.secret().expose().to_string())
+    }
+
+    /// A request to `{base}{path}` with this tenant's token.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req_as(method, path, &self.token)
+    }
+
+    pub fn req_as(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.req(Method::GET, path).send().await.expect("request")
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.req(method, path)
+            .header("Content-Type", "application/scim+json; charset=utf-8")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs a user and returns the created resource (asserting 201).
+    pub async fn create_user(&self, body: &Value) -> Value {
+        let r = self.send_json(Method::POST, "/Users", body).await;
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(status, StatusCode::CREATED, "create failed: {v}");
+        v
+    }
+
+    /// Filters users by userName and returns the ListResponse.
+    pub async fn find(&self, user_name: &str) -> Value {
+        let r = self
+            .req(Method::GET, "/Users")
+            .query(&[("filter", format!("userName eq \"{user_name}\""))])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.expect("json")
+    }
+}
+
+/// An Okta-style user id (`00u…`) derived from the email, stable and distinct per email.
+pub fn okta_id(email: &str) -> String {
+    let h = email.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    format!("00u{h:016x}")
+}
+
+/// A minimal Okta-style user body.
+pub fn okta_user(email: &str, given: &str, family: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": email,
+        "name": {"givenName": given, "familyName": family},
+        "emails": [{"primary": true, "value": email, "type": "work"}],
+        "displayName": format!("{given} {family}"),
+        "locale": "en-US",
+        "externalId": okta_id(email),
+        "groups": [],
+        "password": "1mz050nq",
+        "active": true
+    })
+}
+
+/// Reads a response as JSON, asserting the status and the SCIM media type.
+pub async fn expect_json(r: Response, status: StatusCode) -> Value {
+    let got = r.status();
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let text = r.text().await.expect("body");
+    assert_eq!(got, status, "body: {text}");
+    assert!(ct.starts_with("application/scim+json"), "content-type {ct:?} for {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts a SCIM error body: the Error schema, `status` as a string, a non-empty detail,
+/// and the given `scimType` (or none).
+pub async fn expect_error(r: Response, status: StatusCode, scim_type: Option<&str>) -> Value {
+    let v = expect_json(r, status).await;
+    assert_eq!(v["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:Error"]), "{v}");
+    assert_eq!(v["status"], json!(status.as_u16().to_string()), "{v}");
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    assert_eq!(v.get("scimType").and_then(Value::as_str), scim_type, "{v}");
+    v
+}

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::ids::{TenantId, UserId};
 use crate::ports::Store;
 use crate::scim::cursor::{self, CursorError, CursorKey, CursorState};
-use crate::scim::doc::{normalize, writable_doc, Draft, NewUserBase};
+use crate::scim::doc::{normalize, Draft, NewUserBase};
 use crate::scim::filter::{self, Filter, Lookup};
 use crate::scim::list::{ListQuery, Paging};
 use crate::scim::patch;
@@ -197,14 +197,7 @@ impl ScimService {
 
     pub async fn patch_user(&self, authorization: Option<&str>, id: &str, body: &Value, if_match: Option<&str>) -> Result<User> {
         let ops = patch::parse_request(body)?;
-        self.modify(authorization, id, if_match, |u| {
-            let before = writable_doc(u);
-            let mut doc = before.clone();
-            patch::apply(&mut doc, &ops)?;
-            patch::reconcile_roles(&before, &mut doc);
-            Draft::parse(&doc)?.apply_complete(u)
-        })
-        .await
+        self.modify(authorization, id, if_match, |u| patch::apply_to_user(u, &ops)).await
     }
 
     /// Read, change, write with a version condition. With `If-Match` a concurrent change is a

@@ -7,7 +7,8 @@
 //! `emails[type eq "work"].value` (also on `add`), and whole extension objects with a nested
 //! `schemas` key.
 
-use super::doc::{insert_normalized, normalize_extension, normalize_single, normalize_value};
+use super::doc::{insert_normalized, normalize_extension, normalize_single, normalize_value, writable_doc, Draft};
+use crate::user::User;
 use super::filter::{self, Filter, Literal, Op, Target};
 use super::path::{parse_target, AttrPath, PathTarget};
 use super::schema::{find_sub, Kind, Mutability, SchemaId};
@@ -479,4 +480,16 @@ pub fn reconcile_roles(before: &Map<String, Value>, after: &mut Map<String, Valu
         after.remove(BUTTERFLY_USER_SCHEMA);
         after.remove("roles");
     }
+}
+
+/// Applies PATCH operations to a user, all or nothing: on error `u` is unchanged.
+pub fn apply_to_user(u: &mut User, ops: &[Operation]) -> Result<(), Error> {
+    let before = writable_doc(u);
+    let mut doc = before.clone();
+    apply(&mut doc, ops)?;
+    reconcile_roles(&before, &mut doc);
+    let mut next = u.clone();
+    Draft::parse(&doc)?.apply_complete(&mut next)?;
+    *u = next;
+    Ok(())
 }
