@@ -83,7 +83,11 @@ impl TokenStore for CountingStore {
 
 #[async_trait]
 impl UserStore for CountingStore {
-    async fn resolve_token_and_get_user(&self, h: &TokenHash, id: &UserId) -> Result<(Option<TokenRecord>, Option<User>)> {
+    async fn resolve_token_and_get_user(
+        &self,
+        h: &TokenHash,
+        id: &UserId,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
         self.hit("resolve_token_and_get_user");
         self.inner.resolve_token_and_get_user(h, id).await
     }
@@ -222,9 +226,7 @@ impl TestApp {
     }
 
     pub fn req_as(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {token}"))
+        self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("Bearer {token}"))
     }
 
     pub async fn get(&self, path: &str) -> Response {

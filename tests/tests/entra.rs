@@ -64,7 +64,12 @@ async fn entra_provisioning_cycle() {
     assert_eq!(u["active"], false);
 
     // Attribute names in other cases in a filter.
-    let r = app.req(Method::GET, "/Users").query(&[("filter", "name.FamilyName eq \"Person\" and Active eq false")]).send().await.unwrap();
+    let r = app
+        .req(Method::GET, "/Users")
+        .query(&[("filter", "name.FamilyName eq \"Person\" and Active eq false")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(expect_json(r, StatusCode::OK).await["totalResults"], 1);
 
     // Hard delete: 204 with no body, then 404.
@@ -81,5 +86,10 @@ async fn patch_without_operations_is_a_clear_400() {
     let app = TestApp::spawn().await;
     let id = app.create_user(&entra_user("empty.ops@contoso.com")).await["id"].as_str().unwrap().to_string();
     let body = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[]});
-    expect_error(app.send_json(Method::PATCH, &format!("/Users/{id}"), &body).await, StatusCode::BAD_REQUEST, Some("invalidSyntax")).await;
+    expect_error(
+        app.send_json(Method::PATCH, &format!("/Users/{id}"), &body).await,
+        StatusCode::BAD_REQUEST,
+        Some("invalidSyntax"),
+    )
+    .await;
 }

@@ -17,17 +17,32 @@ async fn unauthorized_requests_get_scim_401s() {
     let r = app.client.get(&url).header("Authorization", "Bearer non-token").send().await.unwrap();
     expect_error(r, StatusCode::UNAUTHORIZED, None).await;
     let fresh = butterfly_core::token::ScimToken::generate().unwrap();
-    let r = app.client.get(&url).header("Authorization", format!("Bearer {}", fresh.secret().expose())).send().await.unwrap();
+    let r = app
+        .client
+        .get(&url)
+        .header("Authorization", format!("Bearer {}", fresh.secret().expose()))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::UNAUTHORIZED, None).await;
     // Okta "Header" auth: the bare token is accepted.
     let r = app.client.get(&url).header("Authorization", app.token.clone()).send().await.unwrap();
     expect_json(r, StatusCode::OK).await;
     // Every route checks the token, including discovery and by-id routes.
-    for path in ["/Users/00919288221112222", "/ServiceProviderConfig", "/Schemas", "/ResourceTypes", "/Roles", "/Groups"] {
+    for path in
+        ["/Users/00919288221112222", "/ServiceProviderConfig", "/Schemas", "/ResourceTypes", "/Roles", "/Groups"]
+    {
         let r = app.client.get(format!("{}{path}", app.base)).send().await.unwrap();
         expect_error(r, StatusCode::UNAUTHORIZED, None).await;
     }
-    let r = app.client.post(&url).header("Content-Type", "application/json").body(okta_user("x@y.io", "X", "Y").to_string()).send().await.unwrap();
+    let r = app
+        .client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(okta_user("x@y.io", "X", "Y").to_string())
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::UNAUTHORIZED, None).await;
     // Nothing was written.
     assert_eq!(expect_json(app.get("/Users").await, StatusCode::OK).await["totalResults"], 0);
@@ -48,7 +63,8 @@ async fn unknown_and_malformed_ids_are_404() {
     ] {
         expect_error(app.get(&format!("/Users/{bad}")).await, StatusCode::NOT_FOUND, None).await;
         let patch = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]});
-        expect_error(app.send_json(Method::PATCH, &format!("/Users/{bad}"), &patch).await, StatusCode::NOT_FOUND, None).await;
+        expect_error(app.send_json(Method::PATCH, &format!("/Users/{bad}"), &patch).await, StatusCode::NOT_FOUND, None)
+            .await;
         let r = app.req(Method::DELETE, &format!("/Users/{bad}")).send().await.unwrap();
         expect_error(r, StatusCode::NOT_FOUND, None).await;
     }
@@ -58,11 +74,21 @@ async fn unknown_and_malformed_ids_are_404() {
 async fn conflicts_are_409_uniqueness() {
     let app = TestApp::spawn().await;
     app.create_user(&okta_user("Dup.User@atko.com", "D", "U")).await;
-    let v = expect_error(app.send_json(Method::POST, "/Users", &okta_user("dup.user@ATKO.com", "D", "U")).await, StatusCode::CONFLICT, Some("uniqueness")).await;
+    let v = expect_error(
+        app.send_json(Method::POST, "/Users", &okta_user("dup.user@ATKO.com", "D", "U")).await,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+    )
+    .await;
     assert!(v["detail"].as_str().unwrap().contains("dup.user@ATKO.com"), "{v}");
     // Unicode case folding: ß folds to ss.
     app.create_user(&okta_user("strasse@example.de", "S", "U")).await;
-    expect_error(app.send_json(Method::POST, "/Users", &okta_user("STRAßE@example.de", "S", "U")).await, StatusCode::CONFLICT, Some("uniqueness")).await;
+    expect_error(
+        app.send_json(Method::POST, "/Users", &okta_user("STRAßE@example.de", "S", "U")).await,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+    )
+    .await;
     // externalId is unique per tenant too.
     let mut a = okta_user("ext.a@atko.com", "A", "A");
     a["externalId"] = json!("00uSAME");
@@ -74,43 +100,113 @@ async fn conflicts_are_409_uniqueness() {
     let c = app.create_user(&okta_user("rename.me@atko.com", "R", "M")).await;
     let id = c["id"].as_str().unwrap();
     let patch = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"DUP.USER@atko.com"}]});
-    expect_error(app.send_json(Method::PATCH, &format!("/Users/{id}"), &patch).await, StatusCode::CONFLICT, Some("uniqueness")).await;
+    expect_error(
+        app.send_json(Method::PATCH, &format!("/Users/{id}"), &patch).await,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+    )
+    .await;
     let mut put = c.clone();
     put["userName"] = json!("dup.user@atko.com");
-    expect_error(app.send_json(Method::PUT, &format!("/Users/{id}"), &put).await, StatusCode::CONFLICT, Some("uniqueness")).await;
-    assert_eq!(expect_json(app.get(&format!("/Users/{id}")).await, StatusCode::OK).await["userName"], "rename.me@atko.com");
+    expect_error(
+        app.send_json(Method::PUT, &format!("/Users/{id}"), &put).await,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+    )
+    .await;
+    assert_eq!(
+        expect_json(app.get(&format!("/Users/{id}")).await, StatusCode::OK).await["userName"],
+        "rename.me@atko.com"
+    );
 }
 
 #[tokio::test]
 async fn bad_bodies_are_clear_400s_413s_and_415s() {
     let app = TestApp::spawn().await;
-    let post = |body: &'static str, ct: &'static str| app.req(Method::POST, "/Users").header("Content-Type", ct).body(body).send();
-    expect_error(post("{not json", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax")).await;
-    expect_error(post("", "application/scim+json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax")).await;
-    expect_error(post("[1,2]", "application/scim+json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax")).await;
-    expect_error(post("{\"not\":\"a scim resource\"}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidValue")).await;
-    let v = expect_error(post("{\"userName\":\"not-an-email\"}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidValue")).await;
+    let post = |body: &'static str, ct: &'static str| {
+        app.req(Method::POST, "/Users").header("Content-Type", ct).body(body).send()
+    };
+    expect_error(post("{not json", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax"))
+        .await;
+    expect_error(post("", "application/scim+json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax"))
+        .await;
+    expect_error(post("[1,2]", "application/scim+json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax"))
+        .await;
+    expect_error(
+        post("{\"not\":\"a scim resource\"}", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+    )
+    .await;
+    let v = expect_error(
+        post("{\"userName\":\"not-an-email\"}", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+    )
+    .await;
     assert!(v["detail"].as_str().unwrap().contains("email"), "{v}");
-    expect_error(post("{\"userName\":42}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidValue")).await;
-    expect_error(post("{\"userName\":\"a@b.io\",\"active\":\"perhaps\"}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidValue")).await;
-    expect_error(post("{\"userName\":\"a@b.io\",\"emails\":[{\"value\":\"nope\"}]}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidValue")).await;
-    expect_error(post("{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:Group\"],\"userName\":\"a@b.io\"}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, Some("invalidSyntax")).await;
-    expect_error(post("{\"userName\":\"a@b.io\"}", "text/plain").await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, None).await;
-    expect_error(post("userName=a@b.io", "application/x-www-form-urlencoded").await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, None).await;
+    expect_error(
+        post("{\"userName\":42}", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+    )
+    .await;
+    expect_error(
+        post("{\"userName\":\"a@b.io\",\"active\":\"perhaps\"}", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+    )
+    .await;
+    expect_error(
+        post("{\"userName\":\"a@b.io\",\"emails\":[{\"value\":\"nope\"}]}", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+    )
+    .await;
+    expect_error(
+        post(
+            "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:Group\"],\"userName\":\"a@b.io\"}",
+            "application/json",
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("invalidSyntax"),
+    )
+    .await;
+    expect_error(
+        post("{\"userName\":\"a@b.io\"}", "text/plain").await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        None,
+    )
+    .await;
+    expect_error(
+        post("userName=a@b.io", "application/x-www-form-urlencoded").await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        None,
+    )
+    .await;
     // Deeply nested JSON is refused by the parser, not a stack overflow.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let r = app.req(Method::POST, "/Users").header("Content-Type", "application/json").body(deep).send().await.unwrap();
     expect_error(r, StatusCode::BAD_REQUEST, Some("invalidSyntax")).await;
     // Oversized, with and without a Content-Length.
     let big = format!("{{\"userName\":\"a@b.io\",\"displayName\":\"{}\"}}", "x".repeat(300 * 1024));
-    let r = app.req(Method::POST, "/Users").header("Content-Type", "application/json").body(big.clone()).send().await.unwrap();
+    let r = app
+        .req(Method::POST, "/Users")
+        .header("Content-Type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::PAYLOAD_TOO_LARGE, None).await;
     let (status, body) = chunked_post(&app, "/scim/v2/Users", big.as_bytes()).await;
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("\"status\":\"413\""), "{body}");
     // Over-long values.
     let long = json!({"userName": "a@b.io", "displayName": "y".repeat(5000)});
-    expect_error(app.send_json(Method::POST, "/Users", &long).await, StatusCode::BAD_REQUEST, Some("invalidValue")).await;
+    expect_error(app.send_json(Method::POST, "/Users", &long).await, StatusCode::BAD_REQUEST, Some("invalidValue"))
+        .await;
     // Nothing was created by any of these.
     assert_eq!(expect_json(app.get("/Users").await, StatusCode::OK).await["totalResults"], 0);
 }
@@ -118,13 +214,34 @@ async fn bad_bodies_are_clear_400s_413s_and_415s() {
 #[tokio::test]
 async fn content_types_with_and_without_charset_are_accepted() {
     let app = TestApp::spawn().await;
-    for (i, ct) in ["application/json", "application/scim+json", "application/scim+json; charset=utf-8", "application/json;charset=UTF-8"].iter().enumerate() {
+    for (i, ct) in [
+        "application/json",
+        "application/scim+json",
+        "application/scim+json; charset=utf-8",
+        "application/json;charset=UTF-8",
+    ]
+    .iter()
+    .enumerate()
+    {
         let body = okta_user(&format!("ct{i}@atko.com"), "C", "T").to_string();
-        let r = app.req(Method::POST, "/Users").header("Content-Type", *ct).header("Accept", "application/scim+json").body(body).send().await.unwrap();
+        let r = app
+            .req(Method::POST, "/Users")
+            .header("Content-Type", *ct)
+            .header("Accept", "application/scim+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         expect_json(r, StatusCode::CREATED).await;
     }
     // GETs with a Content-Type and odd Accept headers still answer in SCIM JSON.
-    let r = app.req(Method::GET, "/Users").header("Content-Type", "application/scim+json; charset=utf-8").header("Accept", "text/html").send().await.unwrap();
+    let r = app
+        .req(Method::GET, "/Users")
+        .header("Content-Type", "application/scim+json; charset=utf-8")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     expect_json(r, StatusCode::OK).await;
 }
 
@@ -136,7 +253,12 @@ async fn unsupported_features_answer_with_scim_errors() {
     expect_error(app.send_json(Method::POST, "/Users/.search", &empty).await, StatusCode::NOT_IMPLEMENTED, None).await;
     expect_error(app.send_json(Method::POST, "/Bulk", &empty).await, StatusCode::NOT_IMPLEMENTED, None).await;
     expect_error(app.get("/Me").await, StatusCode::NOT_IMPLEMENTED, None).await;
-    let v = expect_error(app.send_json(Method::POST, "/Groups", &json!({"displayName": "Admins"})).await, StatusCode::NOT_IMPLEMENTED, None).await;
+    let v = expect_error(
+        app.send_json(Method::POST, "/Groups", &json!({"displayName": "Admins"})).await,
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+    )
+    .await;
     assert!(v["detail"].as_str().unwrap().contains("Group push is not supported"), "{v}");
     expect_error(app.send_json(Method::PATCH, "/Groups/abc", &empty).await, StatusCode::NOT_IMPLEMENTED, None).await;
     expect_error(app.get("/Groups/abc").await, StatusCode::NOT_FOUND, None).await;
@@ -144,7 +266,8 @@ async fn unsupported_features_answer_with_scim_errors() {
     expect_error(app.get("/Users/a/b").await, StatusCode::NOT_FOUND, None).await;
     for m in [Method::PUT, Method::PATCH, Method::DELETE] {
         expect_error(app.req(m.clone(), "/Users").send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED, None).await;
-        expect_error(app.req(m, "/ServiceProviderConfig").send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED, None).await;
+        expect_error(app.req(m, "/ServiceProviderConfig").send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED, None)
+            .await;
     }
     expect_error(app.req(Method::POST, "/Users/abc").send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED, None).await;
 }
@@ -153,7 +276,14 @@ async fn unsupported_features_answer_with_scim_errors() {
 async fn bad_list_parameters_are_400s_never_unfiltered_lists() {
     let app = TestApp::spawn().await;
     app.create_user(&okta_user("listed@atko.com", "L", "U")).await;
-    for f in ["userName eq", "userName equals \"x\"", "nickName eq \"x\"", "(userName eq \"x\"", "userName eq \"x\" junk", "name eq \"x\""] {
+    for f in [
+        "userName eq",
+        "userName equals \"x\"",
+        "nickName eq \"x\"",
+        "(userName eq \"x\"",
+        "userName eq \"x\" junk",
+        "name eq \"x\"",
+    ] {
         let r = app.req(Method::GET, "/Users").query(&[("filter", f)]).send().await.unwrap();
         expect_error(r, StatusCode::BAD_REQUEST, Some("invalidFilter")).await;
     }

@@ -59,7 +59,13 @@ async fn okta_spec_test_steps_1_to_12() {
         "displayName": "Runscope123 Abcdefghi123",
         "active": true
     });
-    let r = app.req(Method::POST, "/Users").header("Content-Type", "application/json").body(body.to_string()).send().await.unwrap();
+    let r = app
+        .req(Method::POST, "/Users")
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     let location = r.headers().get("location").map(|l| l.to_str().unwrap().to_string());
     let created = expect_json(r, StatusCode::CREATED).await;
     assert_eq!(created["active"], true);
@@ -79,7 +85,13 @@ async fn okta_spec_test_steps_1_to_12() {
     assert_eq!(u["name"]["givenName"], "Runscope123");
 
     // 8. the same userName again: 409
-    let r = app.req(Method::POST, "/Users").header("Content-Type", "application/json").body(body.to_string()).send().await.unwrap();
+    let r = app
+        .req(Method::POST, "/Users")
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::CONFLICT, Some("uniqueness")).await;
 
     // 9. the upper-cased userName finds the user

@@ -50,9 +50,21 @@ async fn another_tenants_token_sees_nothing_and_changes_nothing() {
 
     // Writes: PUT, PATCH, DELETE on my user with their token are 404 and change nothing.
     let patch = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]});
-    let r = app.req_as(Method::PATCH, &format!("/Users/{id}"), &other).header("Content-Type", "application/json").body(patch.to_string()).send().await.unwrap();
+    let r = app
+        .req_as(Method::PATCH, &format!("/Users/{id}"), &other)
+        .header("Content-Type", "application/json")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::NOT_FOUND, None).await;
-    let r = app.req_as(Method::PUT, &format!("/Users/{id}"), &other).header("Content-Type", "application/json").body(mine.to_string()).send().await.unwrap();
+    let r = app
+        .req_as(Method::PUT, &format!("/Users/{id}"), &other)
+        .header("Content-Type", "application/json")
+        .body(mine.to_string())
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::NOT_FOUND, None).await;
     let r = app.req_as(Method::DELETE, &format!("/Users/{id}"), &other).send().await.unwrap();
     expect_error(r, StatusCode::NOT_FOUND, None).await;

@@ -51,7 +51,10 @@ fn body(status: StatusCode, scim_type: Option<&str>, detail: &str) -> serde_json
 
 pub fn internal_error_response() -> Response {
     let status = StatusCode::INTERNAL_SERVER_ERROR;
-    scim_response(status, &body(status, None, "internal error; the request id in x-request-id identifies it in our logs"))
+    scim_response(
+        status,
+        &body(status, None, "internal error; the request id in x-request-id identifies it in our logs"),
+    )
 }
 
 impl IntoResponse for ScimError {
@@ -67,7 +70,8 @@ impl IntoResponse for ScimError {
                 let mut resp = scim_response(status, &body(status, e.scim_type(), &e.to_string()));
                 match &e {
                     Error::Unauthorized(_) => {
-                        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
+                        resp.headers_mut()
+                            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
                     }
                     Error::Unavailable { retry_after_secs, .. } => {
                         if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string()) {

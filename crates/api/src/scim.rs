@@ -121,13 +121,25 @@ async fn get_user(State(s): State<ScimState>, Path(id): Path<String>, headers: H
     Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
 }
 
-async fn replace_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+async fn replace_user(
+    State(s): State<ScimState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Res {
     let v = json_body(&headers, body).await?;
     let u = s.service.replace_user(authz(&headers), &id, &v, header_str(&headers, header::IF_MATCH)).await?;
     Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
 }
 
-async fn patch_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+async fn patch_user(
+    State(s): State<ScimState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Res {
     let v = json_body(&headers, body).await?;
     let u = s.service.patch_user(authz(&headers), &id, &v, header_str(&headers, header::IF_MATCH)).await?;
     Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
@@ -216,7 +228,9 @@ async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res 
     let pairs = query_pairs(uri.query());
     let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     if q.filter.is_some() {
-        return Err(Error::InvalidFilter("/Roles does not take a filter: it lists the five Butterfly roles".into()).into());
+        return Err(
+            Error::InvalidFilter("/Roles does not take a filter: it lists the five Butterfly roles".into()).into()
+        );
     }
     let Paging::Index { start_index } = q.paging else {
         return Err(Error::InvalidValue("/Roles pages with startIndex and count only".into()).into());
@@ -227,10 +241,7 @@ async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res 
         .take(q.count as usize)
         .map(|r| role_json(&s, r))
         .collect();
-    Ok(scim_response(
-        StatusCode::OK,
-        &list_response(items, Some(Role::ALL.len() as u64), Some(start_index), None),
-    ))
+    Ok(scim_response(StatusCode::OK, &list_response(items, Some(Role::ALL.len() as u64), Some(start_index), None)))
 }
 
 async fn role(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {

@@ -29,10 +29,9 @@ pub fn check_email(s: &str) -> Result<(), String> {
         return Err("has a misplaced dot in the local part".into());
     }
     const ATEXT: &str = "!#$%&'*+-/=?^_`{|}~.";
-    if let Some(c) = local
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || ATEXT.contains(*c) || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())))
-    {
+    if let Some(c) = local.chars().find(|c| {
+        !(c.is_alphanumeric() || ATEXT.contains(*c) || (!c.is_ascii() && !c.is_control() && !c.is_whitespace()))
+    }) {
         return Err(format!("has the character {c:?} in the local part"));
     }
     check_domain(domain)
@@ -147,6 +146,56 @@ impl fmt::Display for EmailDomain {
     }
 }
 
+/// Public mailbox providers: their domains can never route sign-ins to one tenant.
+const CONSUMER_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.fr",
+    "ymail.com",
+    "outlook.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "live.com",
+    "msn.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "aol.com",
+    "proton.me",
+    "protonmail.com",
+    "pm.me",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.com",
+    "yandex.com",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "zoho.com",
+    "fastmail.com",
+    "tutanota.com",
+    "hey.com",
+    "orange.fr",
+    "free.fr",
+    "t-online.de",
+    "comcast.net",
+    "verizon.net",
+];
+
+impl EmailDomain {
+    /// Whether this is a public mailbox provider's domain (refused as a tenant domain).
+    pub fn is_consumer(&self) -> bool {
+        CONSUMER_DOMAINS.contains(&self.0.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,25 +242,15 @@ mod tests {
     }
 
     #[test]
+    fn consumer_domains_are_recognised() {
+        assert!(EmailDomain::parse("Gmail.com").unwrap().is_consumer());
+        assert!(!EmailDomain::parse("acme.com").unwrap().is_consumer());
+    }
+
+    #[test]
     fn normalises_domain_lists() {
         let l = EmailDomain::parse_list(" Example.com, @b.org., example.com ,").unwrap_or_default();
         assert_eq!(l.iter().map(|d| d.as_str()).collect::<Vec<_>>(), vec!["example.com", "b.org"]);
         assert!(EmailDomain::parse_list("a.com, nodot").is_err());
-    }
-}
-
-/// Public mailbox providers: their domains can never route sign-ins to one tenant.
-const CONSUMER_DOMAINS: &[&str] = &[
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "ymail.com", "outlook.com",
-    "hotmail.com", "hotmail.co.uk", "hotmail.fr", "live.com", "msn.com", "icloud.com", "me.com", "mac.com",
-    "aol.com", "proton.me", "protonmail.com", "pm.me", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com",
-    "yandex.com", "yandex.ru", "mail.ru", "qq.com", "163.com", "126.com", "zoho.com", "fastmail.com",
-    "tutanota.com", "hey.com", "orange.fr", "free.fr", "t-online.de", "comcast.net", "verizon.net",
-];
-
-impl EmailDomain {
-    /// Whether this is a public mailbox provider's domain (refused as a tenant domain).
-    pub fn is_consumer(&self) -> bool {
-        CONSUMER_DOMAINS.contains(&self.0.as_str())
     }
 }

@@ -39,7 +39,11 @@ pub trait TokenStore: Send + Sync {
 pub trait UserStore: Send + Sync {
     /// One round trip for a request on `/Users/{id}`: the token's record and the user with
     /// that id (whatever its tenant; the caller checks the tenant).
-    async fn resolve_token_and_get_user(&self, hash: &TokenHash, id: &UserId) -> Result<(Option<TokenRecord>, Option<User>)>;
+    async fn resolve_token_and_get_user(
+        &self,
+        hash: &TokenHash,
+        id: &UserId,
+    ) -> Result<(Option<TokenRecord>, Option<User>)>;
     /// Creates a user, claiming its case-folded `userName` and its `externalId` within the
     /// tenant in the same atomic write (`Uniqueness` naming the attribute if taken).
     async fn create_user(&self, user: &User) -> Result<()>;
@@ -53,7 +57,8 @@ pub trait UserStore: Send + Sync {
     async fn delete_user(&self, previous: &User) -> Result<()>;
     /// Users of a tenant in id (creation) order: after `after` if given, skipping `skip`,
     /// at most `limit`.
-    async fn list_users(&self, tenant: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>>;
+    async fn list_users(&self, tenant: &TenantId, after: Option<&UserId>, skip: u64, limit: usize)
+        -> Result<Vec<User>>;
     async fn count_users(&self, tenant: &TenantId) -> Result<u64>;
 }
 

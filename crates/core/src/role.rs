@@ -132,11 +132,8 @@ impl Role {
     /// Parses a role as identity providers send it: matched case-insensitively, with spaces
     /// and hyphens taken as underscores (`Backup Operator`, `backup-operator`).
     pub fn parse(s: &str) -> Option<Role> {
-        let key: String = s
-            .trim()
-            .chars()
-            .map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() })
-            .collect();
+        let key: String =
+            s.trim().chars().map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() }).collect();
         Role::ALL.into_iter().find(|r| r.as_str() == key || r.as_str().replace('_', "") == key)
     }
 
@@ -159,16 +156,12 @@ impl Role {
                 ViewCompliance,
                 ManageCompliance,
             ],
-            Role::BackupOperator => &[
-                ViewConnections,
-                TestConnections,
-                ViewBackups,
-                RunBackups,
-                ViewSchedules,
-                EditSchedules,
-                ViewReports,
-            ],
-            Role::Auditor => &[ViewConnections, ViewBackups, ViewSchedules, ViewReports, ViewCompliance, ViewAuditTrail],
+            Role::BackupOperator => {
+                &[ViewConnections, TestConnections, ViewBackups, RunBackups, ViewSchedules, EditSchedules, ViewReports]
+            }
+            Role::Auditor => {
+                &[ViewConnections, ViewBackups, ViewSchedules, ViewReports, ViewCompliance, ViewAuditTrail]
+            }
             Role::ReadOnly => &[ViewConnections, ViewBackups],
         }
     }

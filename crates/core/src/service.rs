@@ -87,10 +87,9 @@ pub fn if_none_match(h: Option<&str>, u: &User) -> bool {
 /// Reads the token from an `Authorization` header: `Bearer <token>` or, as Okta's "Header"
 /// authentication sends it, the bare token.
 fn presented_token(authorization: Option<&str>) -> Result<ScimToken> {
-    let h = authorization
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| Error::Unauthorized("an Authorization header with the Butterfly SCIM token is required".into()))?;
+    let h = authorization.map(str::trim).filter(|h| !h.is_empty()).ok_or_else(|| {
+        Error::Unauthorized("an Authorization header with the Butterfly SCIM token is required".into())
+    })?;
     let raw = match h.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         Some(_) => return Err(Error::Unauthorized("use 'Authorization: Bearer <SCIM token>'".into())),
@@ -188,14 +187,26 @@ impl ScimService {
         Ok(user)
     }
 
-    pub async fn replace_user(&self, authorization: Option<&str>, id: &str, body: &Value, if_match: Option<&str>) -> Result<User> {
+    pub async fn replace_user(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<User> {
         let o = resource_body(body)?;
         let doc = normalize(o);
         Draft::parse(&doc)?; // validate before touching the store
         self.modify(authorization, id, if_match, |u| Draft::parse(&doc)?.apply_put(u)).await
     }
 
-    pub async fn patch_user(&self, authorization: Option<&str>, id: &str, body: &Value, if_match: Option<&str>) -> Result<User> {
+    pub async fn patch_user(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<User> {
         let ops = patch::parse_request(body)?;
         self.modify(authorization, id, if_match, |u| patch::apply_to_user(u, &ops)).await
     }
@@ -223,11 +234,7 @@ impl ScimService {
             match self.store.replace_user(&current, &next).await {
                 Ok(()) => return Ok(next),
                 Err(Error::PreconditionFailed(_)) if pre == Precondition::None && attempt < WRITE_ATTEMPTS => {
-                    current = self
-                        .store
-                        .get_user(&caller.tenant, &current.id)
-                        .await?
-                        .ok_or_else(|| not_found(id))?;
+                    current = self.store.get_user(&caller.tenant, &current.id).await?.ok_or_else(|| not_found(id))?;
                 }
                 Err(Error::PreconditionFailed(_)) => {
                     return Err(Error::PreconditionFailed(
@@ -270,9 +277,9 @@ impl ScimService {
                         CursorError::Invalid => Error::InvalidCursor(
                             "the cursor is not one this server issued for this query; start again without it".into(),
                         ),
-                        CursorError::Expired => Error::ExpiredCursor(
-                            "the cursor has expired; start again without it".into(),
-                        ),
+                        CursorError::Expired => {
+                            Error::ExpiredCursor("the cursor has expired; start again without it".into())
+                        }
                     })?
                     .after,
             ),
@@ -290,7 +297,8 @@ impl ScimService {
                 let total = found.len() as u64;
                 match paging {
                     Paging::Index { start_index } => {
-                        let users = found.into_iter().skip((*start_index - 1) as usize).take(q.count as usize).collect();
+                        let users =
+                            found.into_iter().skip((*start_index - 1) as usize).take(q.count as usize).collect();
                         Ok(UserPage { users, total: Some(total), start_index: Some(*start_index), next_cursor: None })
                     }
                     Paging::Cursor(_) => {
@@ -350,10 +358,10 @@ impl ScimService {
                     let page = self.store.list_users(&caller.tenant, pos.as_ref(), 0, page_size).await?;
                     let done = page.len() < page_size;
                     pos = page.last().map(|u| u.id);
-                    collected.extend(
-                        page.into_iter()
-                            .filter(|u| filter.as_ref().is_none_or(|f| f.matches(&crate::scim::doc::user_json(u, "")))),
-                    );
+                    collected
+                        .extend(page.into_iter().filter(|u| {
+                            filter.as_ref().is_none_or(|f| f.matches(&crate::scim::doc::user_json(u, "")))
+                        }));
                     if done || collected.len() > want {
                         break;
                     }
@@ -364,11 +372,21 @@ impl ScimService {
     }
 
     /// Cuts `rest` (users after the cursor, in order) to a page and signs the next cursor.
-    fn cursor_page(&self, caller: &Caller, fp: [u8; 8], mut rest: Vec<User>, want: usize, total: Option<u64>, now: Timestamp) -> Result<UserPage> {
+    fn cursor_page(
+        &self,
+        caller: &Caller,
+        fp: [u8; 8],
+        mut rest: Vec<User>,
+        want: usize,
+        total: Option<u64>,
+        now: Timestamp,
+    ) -> Result<UserPage> {
         let more = rest.len() > want;
         rest.truncate(want);
         let next_cursor = match (more, rest.last()) {
-            (true, Some(last)) => Some(cursor::encode(&self.cursor_key, &caller.tenant, fp, CursorState { after: last.id }, now)),
+            (true, Some(last)) => {
+                Some(cursor::encode(&self.cursor_key, &caller.tenant, fp, CursorState { after: last.id }, now))
+            }
             _ => None,
         };
         Ok(UserPage { users: rest, total, start_index: None, next_cursor })

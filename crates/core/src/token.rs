@@ -71,7 +71,8 @@ impl ScimToken {
         }
         let (body, crc) = s.split_at(TOKEN_LEN - 8);
         let expected = format!("{:08x}", crc32fast::hash(body.as_bytes()));
-        let body_ok = body[SCIM_TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let body_ok =
+            body[SCIM_TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         (body_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes()))).then(|| ScimToken(Secret(s.to_string())))
     }
 

@@ -62,7 +62,10 @@ pub struct Name {
 
 impl Name {
     pub fn is_empty(&self) -> bool {
-        self.formatted.is_none() && self.family_name.is_none() && self.given_name.is_none() && self.middle_name.is_none()
+        self.formatted.is_none()
+            && self.family_name.is_none()
+            && self.given_name.is_none()
+            && self.middle_name.is_none()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Golden vectors for filters and PATCH, built from real Okta and Entra ID payloads
 //! (`tests/vectors/*.json`; each vector names its source).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
 use butterfly_core::clock::Timestamp;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::scim::doc::{normalize, user_json, writable_doc, Draft, NewUserBase};
@@ -82,7 +84,9 @@ fn filter_vectors() {
 
 #[test]
 fn filters_that_need_a_scan_are_not_planned_as_lookups() {
-    for text in ["active eq true", "userName sw \"a\"", "userName eq \"a\" or active eq true", "not (userName eq \"a\")"] {
+    for text in
+        ["active eq true", "userName sw \"a\"", "userName eq \"a\" or active eq true", "not (userName eq \"a\")"]
+    {
         assert_eq!(filter::parse(text).unwrap().lookups(), None, "{text}");
     }
 }

@@ -144,7 +144,7 @@ impl EmbeddedStore {
         self.run(|db| {
             let tx = db.begin_read().map_err(store_err)?;
             let t = tx.open_table(TENANTS).map_err(store_err)?;
-            Ok(t.is_empty().map_err(store_err)?)
+            t.is_empty().map_err(store_err)
         })
         .await
     }
@@ -232,7 +232,9 @@ impl TokenStore for EmbeddedStore {
             let tx = db.begin_read().map_err(store_err)?;
             let ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
             let tokens = tx.open_table(TOKENS).map_err(store_err)?;
-            let Some(h) = ptr.get(tenant.as_str()).map_err(store_err)? else { return Ok(None) };
+            let Some(h) = ptr.get(tenant.as_str()).map_err(store_err)? else {
+                return Ok(None);
+            };
             match tokens.get(h.value()).map_err(store_err)? {
                 Some(v) => Ok(Some(dec(v.value())?)),
                 None => Ok(None),
@@ -293,7 +295,11 @@ impl TokenStore for EmbeddedStore {
 
 #[async_trait]
 impl UserStore for EmbeddedStore {
-    async fn resolve_token_and_get_user(&self, hash: &TokenHash, id: &UserId) -> Result<(Option<TokenRecord>, Option<User>)> {
+    async fn resolve_token_and_get_user(
+        &self,
+        hash: &TokenHash,
+        id: &UserId,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
         let (hash, id) = (*hash, *id);
         self.run(move |db| {
             let tx = db.begin_read().map_err(store_err)?;
@@ -302,7 +308,9 @@ impl UserStore for EmbeddedStore {
                 Some(v) => Some(dec(v.value())?),
                 None => None,
             };
-            let Some(rec) = rec else { return Ok((None, None)) };
+            let Some(rec) = rec else {
+                return Ok((None, None));
+            };
             let users = tx.open_table(USERS).map_err(store_err)?;
             let user = read_user(&users, &user_key(&rec.tenant, &id))?;
             Ok((Some(rec), user))
@@ -431,7 +439,13 @@ impl UserStore for EmbeddedStore {
         .await
     }
 
-    async fn list_users(&self, tenant: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>> {
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        after: Option<&UserId>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<User>> {
         let start = match after {
             Some(a) => {
                 let mut k = user_key(tenant, a);
@@ -473,7 +487,9 @@ impl EmbeddedStore {
         self.run(move |db| {
             let tx = db.begin_read().map_err(store_err)?;
             let unique = tx.open_table(UNIQUE).map_err(store_err)?;
-            let Some(id) = unique.get(claim.as_str()).map_err(store_err)? else { return Ok(None) };
+            let Some(id) = unique.get(claim.as_str()).map_err(store_err)? else {
+                return Ok(None);
+            };
             let id: [u8; 16] = id.value().try_into().map_err(|_| Error::Store("corrupt uniqueness claim".into()))?;
             let users = tx.open_table(USERS).map_err(store_err)?;
             read_user(&users, &user_key(&tenant, &UserId::from_bytes(id)))

@@ -179,7 +179,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                         m.created.to_rfc3339(),
                         m.last_used.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into())
                     ),
-                    (None, false) => println!("Tenant {tenant} has no SCIM token: butterfly scim-token issue --tenant {tenant}"),
+                    (None, false) => {
+                        println!("Tenant {tenant} has no SCIM token: butterfly scim-token issue --tenant {tenant}")
+                    }
                 }
                 return Ok(());
             };

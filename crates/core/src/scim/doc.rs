@@ -120,7 +120,9 @@ pub fn resolve_key(key: &str) -> Key {
     if key.eq_ignore_ascii_case("entitlements") {
         return Key::Entitlements;
     }
-    let Ok((schema, rest)) = split_urn(key) else { return Key::Ignored };
+    let Ok((schema, rest)) = split_urn(key) else {
+        return Key::Ignored;
+    };
     if rest.is_empty() {
         return match schema {
             SchemaId::Butterfly => Key::Extension(schema),
@@ -264,7 +266,8 @@ fn unwrap_stringified(s: String) -> String {
     let t = s.trim();
     if t.starts_with('{') {
         if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(t) {
-            if let Some(Value::String(inner)) = o.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v) {
+            if let Some(Value::String(inner)) = o.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v)
+            {
                 return inner.clone();
             }
         }
@@ -452,16 +455,15 @@ impl Draft {
 
     /// Applies a complete document (the result of PATCH operations): absent means unassigned.
     pub fn apply_complete(self, u: &mut User) -> Result<(), Error> {
-        u.user_name = self
-            .user_name
-            .ok_or_else(|| Error::Mutability("userName is required and cannot be removed".into()))?;
+        u.user_name =
+            self.user_name.ok_or_else(|| Error::Mutability("userName is required and cannot be removed".into()))?;
         u.external_id = self.external_id;
         u.name = self.name.and_then(|n| n.merge_into(None));
         u.display_name = self.display_name;
         u.emails = self.emails;
-        u.active = self
-            .active
-            .ok_or_else(|| Error::Mutability("active is required and cannot be removed; replace it with false to deactivate".into()))?;
+        u.active = self.active.ok_or_else(|| {
+            Error::Mutability("active is required and cannot be removed; replace it with false to deactivate".into())
+        })?;
         u.locale = self.locale;
         apply_role(u, self.role.unwrap_or(RoleInput::Absent));
         Ok(())
@@ -511,8 +513,9 @@ fn parse_emails(v: Option<&Value>) -> Result<Vec<Email>, Error> {
             // An element without an address carries nothing: treat it as unassigned.
             continue;
         };
-        check_email(&value)
-            .map_err(|why| Error::InvalidValue(format!("emails.value {value:?} is not a valid email address: it {why}")))?;
+        check_email(&value).map_err(|why| {
+            Error::InvalidValue(format!("emails.value {value:?} is not a valid email address: it {why}"))
+        })?;
         out.push(Email {
             value,
             kind: o.get("type").map(|v| opt_string("emails.type", v)).transpose()?.flatten(),

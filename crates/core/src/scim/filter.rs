@@ -266,8 +266,8 @@ impl Parser {
     fn attr_exp(&mut self, name: &str, scope: Option<&'static AttrDef>) -> PResult<Filter> {
         let target = match scope {
             Some(parent) => {
-                let d = find_sub(parent, name)
-                    .ok_or_else(|| format!("{:?} has no sub-attribute {name:?}", parent.name))?;
+                let d =
+                    find_sub(parent, name).ok_or_else(|| format!("{:?} has no sub-attribute {name:?}", parent.name))?;
                 Target::Element(d)
             }
             None => Target::Path(parse_attr_path(name)?),
@@ -305,9 +305,8 @@ impl Parser {
         if op_word.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(target));
         }
-        let op = Op::parse(&op_word).ok_or_else(|| {
-            format!("unknown operator {op_word:?} (supported: eq ne co sw ew gt ge lt le pr)")
-        })?;
+        let op = Op::parse(&op_word)
+            .ok_or_else(|| format!("unknown operator {op_word:?} (supported: eq ne co sw ew gt ge lt le pr)"))?;
         let lit = match self.next() {
             Some(Tok::Str(s)) => Literal::Str(s),
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("true") => Literal::Bool(true),
@@ -353,8 +352,12 @@ fn check_comparable(def: &AttrDef, op: Op, lit: &Literal) -> PResult<()> {
                 // `emails eq "x"` compares the `value` sub-attribute (RFC 7644 §3.4.2.2).
                 check_comparable(&def.sub[0], op, lit)
             } else {
-                Err(format!("{:?} is complex: compare one of its sub-attributes, e.g. {}.{}", def.name, def.name,
-                    def.sub.first().map(|s| s.name).unwrap_or("value")))
+                Err(format!(
+                    "{:?} is complex: compare one of its sub-attributes, e.g. {}.{}",
+                    def.name,
+                    def.name,
+                    def.sub.first().map(|s| s.name).unwrap_or("value")
+                ))
             }
         }
         Kind::Boolean => match lit {
@@ -400,7 +403,10 @@ pub fn parse_scoped(input: &str, parent: Option<&'static AttrDef>) -> PResult<Fi
     let mut p = Parser { toks, pos: 0, depth: 0 };
     let f = p.or(parent)?;
     if let Some(t) = p.peek() {
-        return Err(format!("unexpected {} after a complete expression (combine expressions with 'and' or 'or')", describe(t)));
+        return Err(format!(
+            "unexpected {} after a complete expression (combine expressions with 'and' or 'or')",
+            describe(t)
+        ));
     }
     Ok(f)
 }
@@ -423,7 +429,9 @@ impl Filter {
                 }
             }
             Filter::Any(path, inner) => {
-                let Some(arr) = attr_value(doc, path).and_then(Value::as_array) else { return false };
+                let Some(arr) = attr_value(doc, path).and_then(Value::as_array) else {
+                    return false;
+                };
                 arr.iter().any(|e| inner.matches(e))
             }
         }
@@ -433,7 +441,9 @@ impl Filter {
     /// on `userName`, `externalId` or `id` in every branch of a top-level `or`.
     pub fn lookups(&self) -> Option<Vec<Lookup>> {
         match self {
-            Filter::Compare(Target::Path(p), Op::Eq, Literal::Str(s)) if p.schema == SchemaId::Core && p.sub.is_none() => {
+            Filter::Compare(Target::Path(p), Op::Eq, Literal::Str(s))
+                if p.schema == SchemaId::Core && p.sub.is_none() =>
+            {
                 match p.attr.name {
                     "userName" => Some(vec![Lookup::UserName(fold(s))]),
                     "externalId" => Some(vec![Lookup::ExternalId(s.clone())]),
@@ -474,7 +484,9 @@ fn values_at<'a>(doc: &'a Value, t: &Target) -> Vec<&'a Value> {
     match t {
         Target::Element(d) => doc.get(d.name).into_iter().collect(),
         Target::Path(p) => {
-            let Some(v) = attr_value(doc, p) else { return vec![] };
+            let Some(v) = attr_value(doc, p) else {
+                return vec![];
+            };
             let sub = p.sub.map(|s| s.name).or_else(|| {
                 // `emails eq "x"` compares each element's `value`.
                 (p.attr.multi && p.attr.kind == Kind::Complex).then_some("value")

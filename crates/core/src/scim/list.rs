@@ -26,15 +26,14 @@ pub struct ListQuery {
 }
 
 fn parse_int(name: &str, v: &str) -> Result<i64, Error> {
-    v.trim()
-        .parse::<i64>()
-        .map_err(|_| Error::InvalidValue(format!("{name} must be an integer, not {v:?}")))
+    v.trim().parse::<i64>().map_err(|_| Error::InvalidValue(format!("{name} must be an integer, not {v:?}")))
 }
 
 impl ListQuery {
     /// Reads the decoded query pairs of a list request. Unknown parameters are ignored.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<ListQuery, Error> {
-        let (mut filter, mut start, mut count, mut cursor, mut attrs, mut excluded) = (None, None, None, None, None, None);
+        let (mut filter, mut start, mut count, mut cursor, mut attrs, mut excluded) =
+            (None, None, None, None, None, None);
         for (k, v) in pairs {
             match k.to_ascii_lowercase().as_str() {
                 "filter" => filter = Some(v.to_string()),
@@ -59,17 +58,17 @@ impl ListQuery {
             (None, None) => Paging::Index { start_index: 1 },
         };
         let filter = filter.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
-        Ok(ListQuery {
-            filter,
-            paging,
-            count,
-            projection: Projection::parse(attrs.as_deref(), excluded.as_deref()),
-        })
+        Ok(ListQuery { filter, paging, count, projection: Projection::parse(attrs.as_deref(), excluded.as_deref()) })
     }
 }
 
 /// A ListResponse. `start_index` is omitted in cursor mode, `total` when it is unknown.
-pub fn list_response(resources: Vec<Value>, total: Option<u64>, start_index: Option<u64>, next_cursor: Option<String>) -> Value {
+pub fn list_response(
+    resources: Vec<Value>,
+    total: Option<u64>,
+    start_index: Option<u64>,
+    next_cursor: Option<String>,
+) -> Value {
     let mut v = json!({ "schemas": [LIST_RESPONSE] });
     if let Some(o) = v.as_object_mut() {
         if let Some(t) = total {

@@ -8,12 +8,12 @@
 //! `schemas` key.
 
 use super::doc::{insert_normalized, normalize_extension, normalize_single, normalize_value, writable_doc, Draft};
-use crate::user::User;
 use super::filter::{self, Filter, Literal, Op, Target};
 use super::path::{parse_target, AttrPath, PathTarget};
 use super::schema::{find_sub, Kind, Mutability, SchemaId};
 use super::{BUTTERFLY_USER_SCHEMA, PATCH_OP};
 use crate::error::Error;
+use crate::user::User;
 use serde_json::{Map, Value};
 
 pub const MAX_OPERATIONS: usize = 100;
@@ -130,7 +130,10 @@ fn parse_path(raw: &str) -> Result<PatchPath, Error> {
         None
     } else {
         let name = rest.strip_prefix('.').ok_or_else(|| bad(format!("unexpected {rest:?} after ']'")))?;
-        Some(find_sub(path.attr, name).ok_or_else(|| bad(format!("{:?} has no sub-attribute {name:?}", path.attr.name)))?)
+        Some(
+            find_sub(path.attr, name)
+                .ok_or_else(|| bad(format!("{:?} has no sub-attribute {name:?}", path.attr.name)))?,
+        )
     };
     Ok(PatchPath::Attr { path, filter: Some(filter), sub_after })
 }
@@ -187,14 +190,22 @@ fn apply_one(doc: &mut Map<String, Value>, op: &Operation) -> Result<(), Error> 
         (Some(raw), kind) => {
             let p = parse_path(raw)?;
             if kind != OpKind::Remove && op.value.is_none() {
-                return Err(Error::InvalidSyntax(format!("the {kind:?} operation on {raw:?} needs a \"value\"").to_lowercase()));
+                return Err(Error::InvalidSyntax(
+                    format!("the {kind:?} operation on {raw:?} needs a \"value\"").to_lowercase(),
+                ));
             }
             apply_path(doc, kind, &p, op.value.clone(), raw)
         }
     }
 }
 
-fn apply_path(doc: &mut Map<String, Value>, kind: OpKind, p: &PatchPath, value: Option<Value>, raw: &str) -> Result<(), Error> {
+fn apply_path(
+    doc: &mut Map<String, Value>,
+    kind: OpKind,
+    p: &PatchPath,
+    value: Option<Value>,
+    raw: &str,
+) -> Result<(), Error> {
     let value = value.filter(|v| !v.is_null());
     // `add`/`replace` with null means "make unassigned" (RFC 7643 §2.5).
     let kind = if kind != OpKind::Remove && value.is_none() { OpKind::Remove } else { kind };
@@ -251,7 +262,13 @@ fn apply_path(doc: &mut Map<String, Value>, kind: OpKind, p: &PatchPath, value: 
     }
 }
 
-fn apply_plain(c: &mut Map<String, Value>, kind: OpKind, path: &AttrPath, value: Option<Value>, raw: &str) -> Result<(), Error> {
+fn apply_plain(
+    c: &mut Map<String, Value>,
+    kind: OpKind,
+    path: &AttrPath,
+    value: Option<Value>,
+    raw: &str,
+) -> Result<(), Error> {
     let name = path.attr.name;
     let Some(sub) = path.sub else {
         // The whole attribute.
@@ -307,7 +324,9 @@ fn apply_plain(c: &mut Map<String, Value>, kind: OpKind, path: &AttrPath, value:
     let v = value.map(|v| normalize_single(sub, v));
     if path.attr.multi {
         let arr = c.entry(name).or_insert_with(|| Value::Array(vec![]));
-        let Value::Array(arr) = arr else { return Ok(()) };
+        let Value::Array(arr) = arr else {
+            return Ok(());
+        };
         match v.filter(|_| kind != OpKind::Remove) {
             None => {
                 for e in arr.iter_mut() {
@@ -367,7 +386,9 @@ fn apply_filtered(
     if !arr.is_array() {
         *arr = Value::Array(vec![]);
     }
-    let Value::Array(arr) = arr else { return Ok(()) };
+    let Value::Array(arr) = arr else {
+        return Ok(());
+    };
     let matched: Vec<usize> = arr.iter().enumerate().filter(|(_, e)| f.matches(e)).map(|(i, _)| i).collect();
     if kind == OpKind::Remove {
         if matched.is_empty() {
@@ -417,7 +438,9 @@ fn apply_filtered(
         return Ok(());
     }
     for i in matched {
-        let Some(o) = arr[i].as_object_mut() else { continue };
+        let Some(o) = arr[i].as_object_mut() else {
+            continue;
+        };
         match (sub_after, &new_value) {
             (Some(sub), v) => {
                 o.insert(sub.name.into(), v.clone());

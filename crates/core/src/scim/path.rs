@@ -40,7 +40,10 @@ pub fn split_urn(path: &str) -> Result<(SchemaId, &str), String> {
     if path.len() >= 4 && path[..4].eq_ignore_ascii_case("urn:") {
         for schema in [SchemaId::Butterfly, SchemaId::Core] {
             let urn = schema.urn();
-            if path.len() >= urn.len() && path.is_char_boundary(urn.len()) && path[..urn.len()].eq_ignore_ascii_case(urn) {
+            if path.len() >= urn.len()
+                && path.is_char_boundary(urn.len())
+                && path[..urn.len()].eq_ignore_ascii_case(urn)
+            {
                 let rest = &path[urn.len()..];
                 if rest.is_empty() {
                     return Ok((schema, ""));

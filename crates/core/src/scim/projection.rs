@@ -76,7 +76,9 @@ fn copy_target(from: &Map<String, Value>, to: &mut Map<String, Value>, t: &PathT
                 }
             };
             let Some(src) = src else { return };
-            let Some(v) = src.get(p.attr.name) else { return };
+            let Some(v) = src.get(p.attr.name) else {
+                return;
+            };
             match p.sub {
                 None => {
                     dst.insert(p.attr.name.into(), v.clone());
@@ -93,11 +95,13 @@ fn copy_target(from: &Map<String, Value>, to: &mut Map<String, Value>, t: &PathT
                     Value::Array(items) => {
                         let picked: Vec<Value> = items
                             .iter()
-                            .filter_map(|i| i.get(sub.name).map(|sv| {
-                                let mut m = Map::new();
-                                m.insert(sub.name.into(), sv.clone());
-                                Value::Object(m)
-                            }))
+                            .filter_map(|i| {
+                                i.get(sub.name).map(|sv| {
+                                    let mut m = Map::new();
+                                    m.insert(sub.name.into(), sv.clone());
+                                    Value::Object(m)
+                                })
+                            })
                             .collect();
                         if !picked.is_empty() {
                             dst.insert(p.attr.name.into(), Value::Array(picked));

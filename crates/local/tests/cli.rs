@@ -1,0 +1,203 @@
+//! The `butterfly` binary as an operator uses it: commands, JSON output, exit codes, and the
+//! local stack process (start, serve, stop, start again).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_butterfly");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).arg("--data-dir").arg(dir).args(args).output().expect("run butterfly")
+}
+
+fn json_out(o: &Output) -> Value {
+    assert!(o.status.success(), "exit {:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "--json prints exactly one line: {text}");
+    serde_json::from_str(lines[0]).expect("json")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, body).
+fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    stdout: Vec<String>,
+}
+
+fn serve(dir: &Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--addr", &addr])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "server did not start: {stdout:?}");
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("server exited early: {stdout:?}");
+        }
+        let done = line.contains("listening on");
+        stdout.push(line.trim_end().to_string());
+        if done {
+            break;
+        }
+    }
+    Server { child, port, stdout }
+}
+
+impl Server {
+    fn stop(mut self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tenant_and_token_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = json_out(&run(d, &["tenant", "create", "--name", "Acme Corp", "--domains", "Acme.com, acme.io", "--json"]));
+    let tenant = t["tenant_id"].as_str().unwrap().to_string();
+    assert_eq!(t["domains"], serde_json::json!(["acme.com", "acme.io"]));
+
+    // Clear errors, non-zero exit.
+    for (args, needle) in [
+        (vec!["tenant", "create", "--name", "Other", "--domains", "acme.com"], "already belongs"),
+        (vec!["tenant", "create", "--name", "Gmail users", "--domains", "gmail.com"], "public mailbox"),
+        (vec!["tenant", "create", "--name", "Bad", "--domains", "not a domain"], "not valid"),
+        (vec!["tenant", "create", "--name", "   "], "1 to 200"),
+        (vec!["scim-token", "issue", "--tenant", "nope"], "not a tenant id"),
+        (vec!["scim-token", "issue", "--tenant", "00000000-0000-4000-8000-000000000000"], "does not exist"),
+    ] {
+        let o = run(d, &args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+
+    let issued = json_out(&run(d, &["scim-token", "issue", "--tenant", &tenant, "--json"]));
+    let token = issued["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("bfy_scim_"));
+    assert!(token.starts_with(issued["display_prefix"].as_str().unwrap()));
+    let o = run(d, &["scim-token", "issue", "--tenant", &tenant]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("scim-token rotate"));
+
+    let meta = json_out(&run(d, &["scim-token", "show", "--tenant", &tenant, "--json"]));
+    assert!(meta.get("token").is_none(), "show never prints the token: {meta}");
+    assert_eq!(meta["last_used"], Value::Null);
+
+    let list = json_out(&run(d, &["tenant", "list", "--json"]));
+    assert_eq!(list["tenants"][0]["tenant_id"], tenant.as_str());
+
+    // Serve, use the token, stop; rotate; the old token is dead, the new one works.
+    let s = serve(d, &["--no-demo"]);
+    let (status, body) = http_get(s.port, "/scim/v2/Users", &token);
+    assert_eq!(status, 200, "{body}");
+    // While the stack runs, the embedded store is locked: a clear message, not a crash.
+    let o = run(d, &["tenant", "list"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in use"), "{}", String::from_utf8_lossy(&o.stderr));
+    s.stop();
+
+    let meta = json_out(&run(d, &["scim-token", "show", "--tenant", &tenant, "--json"]));
+    assert!(meta["last_used"].is_string(), "last use recorded: {meta}");
+    let rotated = json_out(&run(d, &["scim-token", "rotate", "--tenant", &tenant, "--json"]));
+    let new_token = rotated["token"].as_str().unwrap().to_string();
+    assert_ne!(new_token, token);
+    let s = serve(d, &["--no-demo"]);
+    assert_eq!(http_get(s.port, "/scim/v2/Users", &token).0, 401);
+    assert_eq!(http_get(s.port, "/scim/v2/Users", &new_token).0, 200);
+    s.stop();
+
+    // The token never reaches the store in clear text.
+    let mut raw = Vec::new();
+    std::fs::File::open(d.join("butterfly.redb")).unwrap().read_to_end(&mut raw).unwrap();
+    for t in [&token, &new_token] {
+        assert!(!raw.windows(t.len()).any(|w| w == t.as_bytes()), "token found in the store file");
+    }
+}
+
+#[test]
+fn first_start_creates_a_demo_tenant_once_and_data_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = serve(d, &[]);
+    let text = s.stdout.join("\n");
+    let token = s
+        .stdout
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("SCIM token:").map(|t| t.trim().to_string()))
+        .unwrap_or_else(|| panic!("no token printed: {text}"));
+    assert!(text.contains(&format!("http://127.0.0.1:{}/scim/v2", s.port)), "{text}");
+    let body = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"demo.user@example.com","name":{"givenName":"Demo","familyName":"User"}}"#;
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        c,
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    s.stop();
+
+    let s = serve(d, &[]);
+    assert!(!s.stdout.join("\n").contains("SCIM token:"), "the token is shown only once");
+    let (status, body) =
+        http_get(s.port, "/scim/v2/Users?filter=userName%20eq%20%22DEMO.USER%40example.com%22", &token);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["totalResults"], 1, "{v}");
+    assert_eq!(http_get(s.port, "/healthz", "").0, 200);
+    s.stop();
+}
