@@ -3,7 +3,8 @@
 use crate::error::ScimError;
 use crate::wire::{header_str, json_body, query_pairs, scim_response};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -59,6 +60,28 @@ pub fn router(state: ScimState) -> Router {
         .with_state(state)
 }
 
+/// A resource id from the path. An id that does not even decode (bad percent-encoding, not
+/// UTF-8) cannot be one of ours: it is passed on as such and ends as a SCIM 404 after the
+/// token check, instead of axum's plain-text 400.
+struct Id(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Id(id),
+            Err(_) => Id("\u{fffd}".into()),
+        })
+    }
+}
+
+/// `If-Match` as sent. A header that is present but not readable text matches nothing, so the
+/// write fails with 412 rather than going ahead unconditionally.
+fn if_match(h: &HeaderMap) -> Option<&str> {
+    h.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+}
+
 fn authz(h: &HeaderMap) -> Option<&str> {
     header_str(h, header::AUTHORIZATION)
 }
@@ -109,7 +132,7 @@ async fn create_user(State(s): State<ScimState>, headers: HeaderMap, uri: Uri, b
     Ok(user_response(&s, StatusCode::CREATED, &u, &projection(&uri)))
 }
 
-async fn get_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri) -> Res {
+async fn get_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri) -> Res {
     let u = s.service.get_user(authz(&headers), &id).await?;
     if if_none_match(header_str(&headers, header::IF_NONE_MATCH), &u) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
@@ -121,32 +144,20 @@ async fn get_user(State(s): State<ScimState>, Path(id): Path<String>, headers: H
     Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
 }
 
-async fn replace_user(
-    State(s): State<ScimState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
-) -> Res {
+async fn replace_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
     let v = json_body(&headers, body).await?;
-    let u = s.service.replace_user(authz(&headers), &id, &v, header_str(&headers, header::IF_MATCH)).await?;
+    let u = s.service.replace_user(authz(&headers), &id, &v, if_match(&headers)).await?;
     Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
 }
 
-async fn patch_user(
-    State(s): State<ScimState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
-) -> Res {
+async fn patch_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
     let v = json_body(&headers, body).await?;
-    let u = s.service.patch_user(authz(&headers), &id, &v, header_str(&headers, header::IF_MATCH)).await?;
+    let u = s.service.patch_user(authz(&headers), &id, &v, if_match(&headers)).await?;
     Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
 }
 
-async fn delete_user(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
-    s.service.delete_user(authz(&headers), &id, header_str(&headers, header::IF_MATCH)).await?;
+async fn delete_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
+    s.service.delete_user(authz(&headers), &id, if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -161,7 +172,7 @@ async fn list_groups(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -
     Ok(scim_response(StatusCode::OK, &list_response(vec![], Some(0), start, None)))
 }
 
-async fn get_group(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+async fn get_group(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
     Err(Error::NotFound(format!("Group {id} not found: Butterfly does not store groups")).into())
 }
@@ -190,7 +201,7 @@ async fn resource_types(State(s): State<ScimState>, headers: HeaderMap) -> Res {
     Ok(discovery_list(resource_types_json(&s.base_url)))
 }
 
-async fn resource_type(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+async fn resource_type(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
     resource_types_json(&s.base_url)
         .into_iter()
@@ -204,7 +215,7 @@ async fn schemas(State(s): State<ScimState>, headers: HeaderMap) -> Res {
     Ok(discovery_list(schemas_json(&s.base_url)))
 }
 
-async fn schema(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+async fn schema(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
     schemas_json(&s.base_url)
         .into_iter()
@@ -244,7 +255,7 @@ async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res 
     Ok(scim_response(StatusCode::OK, &list_response(items, Some(Role::ALL.len() as u64), Some(start_index), None)))
 }
 
-async fn role(State(s): State<ScimState>, Path(id): Path<String>, headers: HeaderMap) -> Res {
+async fn role(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
     Role::ALL
         .into_iter()

@@ -63,7 +63,7 @@ impl Precondition {
                     Ok(())
                 } else {
                     Err(Error::PreconditionFailed(format!(
-                        "the user has changed: its version is now {current}; read it again before writing"
+                        "If-Match does not match the user's current version {current}; read the user again before writing"
                     )))
                 }
             }

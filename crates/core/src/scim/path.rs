@@ -37,7 +37,7 @@ pub enum PathTarget {
 /// Splits a schema URN prefix off a path. Returns the schema and the remainder (which may be
 /// empty when the path is just the URN).
 pub fn split_urn(path: &str) -> Result<(SchemaId, &str), String> {
-    if path.len() >= 4 && path[..4].eq_ignore_ascii_case("urn:") {
+    if path.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         for schema in [SchemaId::Butterfly, SchemaId::Core] {
             let urn = schema.urn();
             if path.len() >= urn.len()
@@ -108,6 +108,12 @@ mod tests {
             Ok(PathTarget::Extension(SchemaId::Butterfly))
         ));
         assert!(parse_attr_path("nickName").is_err());
+        // Multi-byte characters around the places where prefixes are cut.
+        for p in
+            ["ééé", "urné", "urn:ietf:params:scim:schemas:core:2.0:Usé", "urn:ietf:params:scim:schemas:core:2.0:User:é"]
+        {
+            assert!(parse_target(p).is_err(), "{p}");
+        }
         assert!(parse_attr_path("name.nickName").is_err());
         assert!(parse_attr_path("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department").is_err());
     }
