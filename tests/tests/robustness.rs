@@ -28,7 +28,8 @@ async fn hostile_requests_get_4xx_scim_errors() {
     let id = u["id"].as_str().unwrap().to_string();
     let by_id = format!("/Users/{id}");
     let json_ct: &[(&str, &[u8])] = &[("content-type", b"application/scim+json")];
-    let cases: Vec<(Method, String, Vec<(&str, &[u8])>, Vec<u8>)> = vec![
+    type Case<'a> = (Method, String, Vec<(&'a str, &'a [u8])>, Vec<u8>);
+    let cases: Vec<Case> = vec![
         (Method::POST, "/Users".into(), json_ct.to_vec(), vec![0xff, 0xfe, b'{']),
         (Method::POST, "/Users".into(), json_ct.to_vec(), b"{\"userName\":\"\\ud800@x.io\"}".to_vec()),
         (
