@@ -89,7 +89,7 @@ fn random_text(r: &mut Rng) -> String {
     let n = r.below(12);
     let mut s = String::new();
     for _ in 0..n {
-        s.push_str(r.pick(PIECES));
+        s.push_str(PIECES[r.below(PIECES.len())]);
         if r.below(3) == 0 {
             s.push(' ');
         }
