@@ -1,10 +1,14 @@
 //! Harness for the end-to-end suites: the whole app spawned per test on 127.0.0.1 over a
 //! fresh embedded store, wrapped in a store that counts operations.
 
+pub mod aws;
+pub mod contract;
+pub mod lambda_runtime;
+
 use async_trait::async_trait;
 use butterfly_core::clock::{SystemClock, Timestamp};
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{OnceStore, TenantStore, TokenStore, UserStore};
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
 use butterfly_core::tenant::Tenant;
@@ -125,6 +129,14 @@ impl UserStore for CountingStore {
     }
 }
 
+#[async_trait]
+impl OnceStore for CountingStore {
+    async fn claim_once(&self, scope: &str, key: &str, expires_at: Timestamp) -> Result<bool> {
+        self.hit("claim_once");
+        self.inner.claim_once(scope, key, expires_at).await
+    }
+}
+
 /// The app running on a loopback port.
 pub struct TestApp {
     pub origin: String,
@@ -172,7 +184,7 @@ impl TestApp {
             store.clone(),
             Arc::new(SystemClock),
             CursorKey::from_slice(&key).expect("key"),
-            &origin,
+            butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
         );
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

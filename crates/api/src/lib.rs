@@ -47,13 +47,9 @@ pub fn app(
     store: std::sync::Arc<dyn butterfly_core::ports::Store>,
     clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
     cursor_key: butterfly_core::scim::cursor::CursorKey,
-    public_url: &str,
+    base_url: scim::BaseUrl,
 ) -> Router {
-    let base = public_url.trim_end_matches('/');
-    let scim_state = scim::ScimState {
-        service: butterfly_core::service::ScimService::new(store, clock, cursor_key),
-        base_url: format!("{base}/scim/v2").into(),
-        docs_url: format!("{base}/docs/scim").into(),
-    };
+    let scim_state =
+        scim::ScimState { service: butterfly_core::service::ScimService::new(store, clock, cursor_key), base_url };
     with_common_layers(scim::router(scim_state).merge(health_router()))
 }

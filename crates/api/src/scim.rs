@@ -5,7 +5,7 @@ use crate::wire::{header_str, json_body, query_pairs, scim_response};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -21,14 +21,47 @@ use butterfly_core::Error;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// Where clients reach the service, for `Location` and `meta.location`.
+#[derive(Clone, Debug)]
+pub enum BaseUrl {
+    /// A configured origin, e.g. `https://api.butterfly.example` (no trailing slash).
+    Fixed(Arc<str>),
+    /// The origin the request was addressed to (`X-Forwarded-Proto` and `Host`), as behind
+    /// API Gateway without a custom domain.
+    FromRequest,
+}
+
+impl BaseUrl {
+    /// The origin for this request.
+    pub fn origin(&self, headers: &HeaderMap) -> String {
+        match self {
+            BaseUrl::Fixed(o) => o.trim_end_matches('/').to_string(),
+            BaseUrl::FromRequest => {
+                let host = header_str(headers, header::HOST)
+                    .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+                    .unwrap_or("localhost");
+                let proto = match header_str(headers, HeaderName::from_static("x-forwarded-proto")) {
+                    Some("http") => "http",
+                    _ => "https",
+                };
+                format!("{proto}://{host}")
+            }
+        }
+    }
+}
+
 /// What the SCIM router needs.
 #[derive(Clone)]
 pub struct ScimState {
     pub service: ScimService,
-    /// The public SCIM base URL, e.g. `https://api.example.com/scim/v2` (no trailing slash).
-    pub base_url: Arc<str>,
-    /// Where an admin reads how to set up provisioning.
-    pub docs_url: Arc<str>,
+    pub base_url: BaseUrl,
+}
+
+impl ScimState {
+    /// The SCIM base URL for this request, e.g. `https://api.example.com/scim/v2`.
+    fn base(&self, headers: &HeaderMap) -> String {
+        format!("{}/scim/v2", self.base_url.origin(headers))
+    }
 }
 
 type Res = Result<Response, ScimError>;
@@ -93,15 +126,15 @@ fn projection(uri: &Uri) -> Projection {
 }
 
 /// A user response: the projected representation, `ETag`, and `Location` on 201.
-fn user_response(s: &ScimState, status: StatusCode, u: &User, p: &Projection) -> Response {
-    let mut v = user_json(u, &s.base_url);
+fn user_response(base: &str, status: StatusCode, u: &User, p: &Projection) -> Response {
+    let mut v = user_json(u, base);
     p.apply(&mut v);
     let mut resp = scim_response(status, &v);
     if let Ok(etag) = HeaderValue::from_str(&u.etag()) {
         resp.headers_mut().insert(header::ETAG, etag);
     }
     if status == StatusCode::CREATED {
-        if let Ok(loc) = HeaderValue::from_str(&format!("{}/Users/{}", s.base_url, u.id)) {
+        if let Ok(loc) = HeaderValue::from_str(&format!("{base}/Users/{}", u.id)) {
             resp.headers_mut().insert(header::LOCATION, loc);
         }
     }
@@ -113,11 +146,12 @@ async fn list_users(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) ->
     let pairs = query_pairs(uri.query());
     let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let page = s.service.list_users(&caller, &q).await?;
+    let base = s.base(&headers);
     let resources = page
         .users
         .iter()
         .map(|u| {
-            let mut v = user_json(u, &s.base_url);
+            let mut v = user_json(u, &base);
             q.projection.apply(&mut v);
             v
         })
@@ -129,7 +163,7 @@ async fn create_user(State(s): State<ScimState>, headers: HeaderMap, uri: Uri, b
     let caller = s.service.authenticate(authz(&headers)).await?;
     let v = json_body(&headers, body).await?;
     let u = s.service.create_user(&caller, &v).await?;
-    Ok(user_response(&s, StatusCode::CREATED, &u, &projection(&uri)))
+    Ok(user_response(&s.base(&headers), StatusCode::CREATED, &u, &projection(&uri)))
 }
 
 async fn get_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri) -> Res {
@@ -141,19 +175,19 @@ async fn get_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, ur
         }
         return Ok(resp);
     }
-    Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
+    Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn replace_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
     let v = json_body(&headers, body).await?;
     let u = s.service.replace_user(authz(&headers), &id, &v, if_match(&headers)).await?;
-    Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
+    Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn patch_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
     let v = json_body(&headers, body).await?;
     let u = s.service.patch_user(authz(&headers), &id, &v, if_match(&headers)).await?;
-    Ok(user_response(&s, StatusCode::OK, &u, &projection(&uri)))
+    Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn delete_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
@@ -188,7 +222,10 @@ async fn groups_not_supported() -> ScimError {
 
 async fn service_provider(State(s): State<ScimState>, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
-    Ok(scim_response(StatusCode::OK, &service_provider_config(&s.base_url, &s.docs_url)))
+    Ok(scim_response(
+        StatusCode::OK,
+        &service_provider_config(&s.base(&headers), &format!("{}/docs/scim", s.base_url.origin(&headers))),
+    ))
 }
 
 fn discovery_list(items: Vec<Value>) -> Response {
@@ -198,12 +235,12 @@ fn discovery_list(items: Vec<Value>) -> Response {
 
 async fn resource_types(State(s): State<ScimState>, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
-    Ok(discovery_list(resource_types_json(&s.base_url)))
+    Ok(discovery_list(resource_types_json(&s.base(&headers))))
 }
 
 async fn resource_type(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
-    resource_types_json(&s.base_url)
+    resource_types_json(&s.base(&headers))
         .into_iter()
         .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str()))
         .map(|r| scim_response(StatusCode::OK, &r))
@@ -212,25 +249,25 @@ async fn resource_type(State(s): State<ScimState>, Id(id): Id, headers: HeaderMa
 
 async fn schemas(State(s): State<ScimState>, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
-    Ok(discovery_list(schemas_json(&s.base_url)))
+    Ok(discovery_list(schemas_json(&s.base(&headers))))
 }
 
 async fn schema(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
     s.service.authenticate(authz(&headers)).await?;
-    schemas_json(&s.base_url)
+    schemas_json(&s.base(&headers))
         .into_iter()
         .find(|r| r.get("id").and_then(Value::as_str).is_some_and(|i| i.eq_ignore_ascii_case(&id)))
         .map(|r| scim_response(StatusCode::OK, &r))
         .ok_or_else(|| Error::NotFound(format!("Schema {id} not found")).into())
 }
 
-fn role_json(s: &ScimState, r: Role) -> Value {
+fn role_json(base: &str, r: Role) -> Value {
     json!({
         "schemas": [OKTA_ROLE_SCHEMA],
         "id": r.as_str(),
         "displayName": r.display_name(),
         "description": r.description(),
-        "meta": {"resourceType": "Role", "location": format!("{}/Roles/{}", s.base_url, r.as_str())},
+        "meta": {"resourceType": "Role", "location": format!("{base}/Roles/{}", r.as_str())},
     })
 }
 
@@ -250,7 +287,7 @@ async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res 
         .into_iter()
         .skip((start_index - 1) as usize)
         .take(q.count as usize)
-        .map(|r| role_json(&s, r))
+        .map(|r| role_json(&s.base(&headers), r))
         .collect();
     Ok(scim_response(StatusCode::OK, &list_response(items, Some(Role::ALL.len() as u64), Some(start_index), None)))
 }
@@ -260,7 +297,7 @@ async fn role(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res
     Role::ALL
         .into_iter()
         .find(|r| r.as_str() == id)
-        .map(|r| scim_response(StatusCode::OK, &role_json(&s, r)))
+        .map(|r| scim_response(StatusCode::OK, &role_json(&s.base(&headers), r)))
         .ok_or_else(|| Error::NotFound(format!("Role {id} not found")).into())
 }
 

@@ -63,5 +63,25 @@ pub trait UserStore: Send + Sync {
 }
 
 /// Everything the services need from one store.
-pub trait Store: TenantStore + TokenStore + UserStore {}
-impl<T: TenantStore + TokenStore + UserStore + ?Sized> Store for T {}
+pub trait Store: TenantStore + TokenStore + UserStore + OnceStore {}
+impl<T: TenantStore + TokenStore + UserStore + OnceStore + ?Sized> Store for T {}
+
+/// Keys that may be used once until they expire: replay caches (`jti` of logout tokens) and
+/// single-use transactions. Expiry is enforced on read, so an item past its expiry is gone
+/// even if the store has not deleted it yet (DynamoDB's TTL deletes lazily).
+#[async_trait]
+pub trait OnceStore: Send + Sync {
+    /// Records `key` in `scope` until `expires_at`. Returns `true` the first time, `false`
+    /// while an unexpired record exists. Atomic: of concurrent claims exactly one wins.
+    async fn claim_once(&self, scope: &str, key: &str, expires_at: Timestamp) -> Result<bool>;
+}
+
+/// Per-tenant OIDC client secrets. Write-only from the outside: never returned by an API,
+/// never logged, never stored next to the other tenant data in the table.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates the tenant's client secret, or stores a new version of it.
+    async fn put_client_secret(&self, tenant: &TenantId, secret: &crate::token::Secret) -> Result<()>;
+    /// The current version of the tenant's client secret.
+    async fn client_secret(&self, tenant: &TenantId) -> Result<Option<crate::token::Secret>>;
+}

@@ -6,9 +6,9 @@
 use async_trait::async_trait;
 use butterfly_core::clock::Timestamp;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{OnceStore, SecretStore, TenantStore, TokenStore, UserStore};
 use butterfly_core::tenant::Tenant;
-use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::token::{Secret, TokenHash, TokenRecord};
 use butterfly_core::user::User;
 use butterfly_core::{Error, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -28,6 +28,11 @@ const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
 const UNIQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("unique");
 const USER_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("user_counts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Single-use keys: `scope \x1f key` → expiry (ms).
+const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
+/// OIDC client secrets of the local stack: tenant id → secret. (In production they live in
+/// Secrets Manager, never in the table.)
+const SECRETS: TableDefinition<&str, &str> = TableDefinition::new("secrets");
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,8 @@ impl EmbeddedStore {
             tx.open_table(UNIQUE).map_err(store_err)?;
             tx.open_table(USER_COUNTS).map_err(store_err)?;
             tx.open_table(META).map_err(store_err)?;
+            tx.open_table(ONCE).map_err(store_err)?;
+            tx.open_table(SECRETS).map_err(store_err)?;
         }
         tx.commit().map_err(store_err)
     }
@@ -493,6 +500,54 @@ impl EmbeddedStore {
             let id: [u8; 16] = id.value().try_into().map_err(|_| Error::Store("corrupt uniqueness claim".into()))?;
             let users = tx.open_table(USERS).map_err(store_err)?;
             read_user(&users, &user_key(&tenant, &UserId::from_bytes(id)))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OnceStore for EmbeddedStore {
+    async fn claim_once(&self, scope: &str, key: &str, expires_at: Timestamp) -> Result<bool> {
+        let k = format!("{scope}\x1f{key}");
+        let now = butterfly_core::clock::Clock::now(&butterfly_core::clock::SystemClock);
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            let first = {
+                let mut t = tx.open_table(ONCE).map_err(store_err)?;
+                let live = t.get(k.as_str()).map_err(store_err)?.is_some_and(|v| v.value() > now.millis());
+                if !live {
+                    t.insert(k.as_str(), expires_at.millis()).map_err(store_err)?;
+                }
+                !live
+            };
+            tx.commit().map_err(store_err)?;
+            Ok(first)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SecretStore for EmbeddedStore {
+    async fn put_client_secret(&self, tenant: &TenantId, secret: &Secret) -> Result<()> {
+        let (tenant, secret) = (tenant.clone(), secret.clone());
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut t = tx.open_table(SECRETS).map_err(store_err)?;
+                t.insert(tenant.as_str(), secret.expose()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn client_secret(&self, tenant: &TenantId) -> Result<Option<Secret>> {
+        let tenant = tenant.clone();
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let t = tx.open_table(SECRETS).map_err(store_err)?;
+            Ok(t.get(tenant.as_str()).map_err(store_err)?.map(|v| Secret::new(v.value())))
         })
         .await
     }

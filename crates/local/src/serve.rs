@@ -49,10 +49,18 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
         tokio::net::TcpListener::bind(o.addr).await.map_err(|e| format!("cannot listen on {}: {e}", o.addr))?;
     println!("Butterfly local stack listening on {public_url} (SCIM at {scim_base}, data in {})", o.data_dir.display());
     tracing::info!(addr = %o.addr, data_dir = %o.data_dir.display(), "listening");
-    axum::serve(listener, butterfly_api::app(Arc::new(store), Arc::new(SystemClock), cursor_key, &public_url))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    axum::serve(
+        listener,
+        butterfly_api::app(
+            Arc::new(store),
+            Arc::new(SystemClock),
+            cursor_key,
+            butterfly_api::scim::BaseUrl::Fixed(public_url.clone().into()),
+        ),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,660 @@
+//! The DynamoDB adapter: every store port over one table, following `docs/storage.md`.
+//! Each port method on a request path is exactly one DynamoDB request.
+
+use crate::errors::{classify, tx_failure, TxFailure};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue as Av, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use butterfly_core::clock::{Clock, SystemClock, Timestamp};
+use butterfly_core::ids::{TenantId, UserId};
+use butterfly_core::ports::{OnceStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::tenant::Tenant;
+use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::user::User;
+use butterfly_core::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Item = HashMap<String, Av>;
+
+const GSI1: &str = "gsi1";
+/// A transaction that collides with another one on the same item is retried this often.
+const TX_ATTEMPTS: u32 = 6;
+/// `BatchGetItem` may leave keys unprocessed under load; they are asked for again this often.
+const BATCH_ATTEMPTS: u32 = 4;
+
+/// The DynamoDB store. Cheap to clone; build it once per Lambda instance.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+}
+
+fn s(v: impl Into<String>) -> Av {
+    Av::S(v.into())
+}
+
+fn n(v: impl ToString) -> Av {
+    Av::N(v.to_string())
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str> {
+    match item.get(name) {
+        Some(Av::S(v)) => Ok(v),
+        _ => Err(Error::Store(format!("item without string attribute {name}"))),
+    }
+}
+
+fn get_n(item: &Item, name: &str) -> Result<Option<i64>> {
+    match item.get(name) {
+        Some(Av::N(v)) => v.parse().map(Some).map_err(|_| Error::Store(format!("bad number in {name}"))),
+        None => Ok(None),
+        _ => Err(Error::Store(format!("attribute {name} is not a number"))),
+    }
+}
+
+fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T> {
+    serde_json::from_str(get_s(item, "body")?).map_err(|e| Error::Store(format!("corrupt item body: {e}")))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Store(e.to_string()))
+}
+
+fn token_pk(h: &TokenHash) -> String {
+    format!("SCIMTOKEN#{}", h.to_hex())
+}
+fn tenant_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}")
+}
+fn user_pk(id: &UserId) -> String {
+    format!("USER#{id}")
+}
+fn users_gsi(t: &TenantId) -> String {
+    format!("TENANT#{t}#USERS")
+}
+fn uname_pk(t: &TenantId, folded: &str) -> String {
+    format!("TENANT#{t}#UN#{folded}")
+}
+fn ext_pk(t: &TenantId, e: &str) -> String {
+    format!("TENANT#{t}#EXT#{e}")
+}
+
+fn user_item(u: &User) -> Result<Item> {
+    let mut it = key(user_pk(&u.id), "USER");
+    it.insert("tenant".into(), s(u.tenant.as_str()));
+    it.insert("version".into(), n(u.version));
+    it.insert("body".into(), s(json(u)?));
+    it.insert("gsi1pk".into(), s(users_gsi(&u.tenant)));
+    it.insert("gsi1sk".into(), s(u.id.to_string()));
+    Ok(it)
+}
+
+fn claim_item(pk: String, u: &User) -> Result<Item> {
+    let mut it = key(pk, "CLAIM");
+    it.insert("user".into(), s(u.id.to_string()));
+    it.insert("body".into(), s(json(u)?));
+    Ok(it)
+}
+
+fn token_item(r: &TokenRecord) -> Item {
+    let mut it = key(token_pk(&r.hash), "SCIMTOKEN");
+    it.insert("tenant".into(), s(r.tenant.as_str()));
+    it.insert("display_prefix".into(), s(r.display_prefix.clone()));
+    it.insert("created".into(), n(r.created.millis()));
+    if let Some(t) = r.last_used {
+        it.insert("last_used".into(), n(t.millis()));
+    }
+    it
+}
+
+fn parse_token(hash: TokenHash, it: &Item) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        hash,
+        tenant: TenantId::parse(get_s(it, "tenant")?).ok_or_else(|| Error::Store("bad tenant id".into()))?,
+        display_prefix: get_s(it, "display_prefix")?.to_string(),
+        created: Timestamp(get_n(it, "created")?.unwrap_or(0)),
+        last_used: get_n(it, "last_used")?.map(Timestamp),
+    })
+}
+
+/// A user read from an item, if it belongs to `tenant`.
+fn user_of(it: &Item, tenant: &TenantId) -> Result<Option<User>> {
+    let u: User = body(it)?;
+    Ok((&u.tenant == tenant).then_some(u))
+}
+
+fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+    values: &[(&str, Av)],
+    names: &[(&str, &str)],
+) -> Result<TransactWriteItem> {
+    let mut p = Put::builder().table_name(table).set_item(Some(item));
+    if let Some(c) = condition {
+        p = p.condition_expression(c);
+    }
+    for (k, v) in values {
+        p = p.expression_attribute_values(*k, v.clone());
+    }
+    for (k, v) in names {
+        p = p.expression_attribute_names(*k, *v);
+    }
+    Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Store(e.to_string()))?).build())
+}
+
+fn delete(
+    table: &str,
+    k: Item,
+    condition: Option<&str>,
+    values: &[(&str, Av)],
+    names: &[(&str, &str)],
+) -> Result<TransactWriteItem> {
+    let mut d = Delete::builder().table_name(table).set_key(Some(k));
+    if let Some(c) = condition {
+        d = d.condition_expression(c);
+    }
+    for (k, v) in values {
+        d = d.expression_attribute_values(*k, v.clone());
+    }
+    for (k, v) in names {
+        d = d.expression_attribute_names(*k, *v);
+    }
+    Ok(TransactWriteItem::builder().delete(d.build().map_err(|e| Error::Store(e.to_string()))?).build())
+}
+
+fn add_count(table: &str, tenant: &TenantId, by: i64) -> Result<TransactWriteItem> {
+    let u = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(tenant_pk(tenant), "USERCOUNT")))
+        .update_expression("ADD n :by")
+        .expression_attribute_values(":by", n(by))
+        .build()
+        .map_err(|e| Error::Store(e.to_string()))?;
+    Ok(TransactWriteItem::builder().update(u).build())
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<Arc<str>>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table as `template.yaml` declares it (for local and test setups; in AWS the
+    /// stack creates it) and turns on TTL.
+    pub async fn create_table(&self) -> Result<()> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+        };
+        let ks = |name: &str, kt: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kt).build();
+        let err = |e: aws_sdk_dynamodb::error::BuildError| Error::Store(e.to_string());
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(GSI1)
+            .key_schema(ks("gsi1pk", KeyType::Hash).map_err(err)?)
+            .key_schema(ks("gsi1sk", KeyType::Range).map_err(err)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(err)?;
+        self.client
+            .create_table()
+            .table_name(self.table.as_ref())
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk").map_err(err)?)
+            .attribute_definitions(attr("sk").map_err(err)?)
+            .attribute_definitions(attr("gsi1pk").map_err(err)?)
+            .attribute_definitions(attr("gsi1sk").map_err(err)?)
+            .key_schema(ks("pk", KeyType::Hash).map_err(err)?)
+            .key_schema(ks("sk", KeyType::Range).map_err(err)?)
+            .global_secondary_indexes(gsi)
+            .send()
+            .await
+            .map_err(|e| classify("CreateTable", e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(self.table.as_ref())
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().enabled(true).attribute_name("expires_at").build().map_err(err)?,
+            )
+            .send()
+            .await
+            .map_err(|e| classify("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    /// Opens a TLS connection to DynamoDB ahead of the first request (Lambda init).
+    /// A cheap read of a key that never exists; failures are only logged.
+    pub async fn warm_up(&self) {
+        let r = self
+            .client
+            .get_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key("WARMUP".into(), "WARMUP")))
+            .send()
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %classify("GetItem", e), "DynamoDB warm-up request failed");
+        }
+    }
+
+    async fn get(&self, op_key: Item) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(op_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Runs a transaction, retrying when it collides with another transaction on an item.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> std::result::Result<(), TxFailure> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) => match tx_failure(e) {
+                    TxFailure::Conflict if attempt < TX_ATTEMPTS => {
+                        tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt * attempt))).await;
+                    }
+                    TxFailure::Conflict => {
+                        return Err(TxFailure::Other(Error::Unavailable {
+                            message: "concurrent writes to the same user; retry".into(),
+                            retry_after_secs: 1,
+                        }))
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+
+    fn now() -> Timestamp {
+        SystemClock.now()
+    }
+}
+
+fn tx_err(f: TxFailure, on_condition: impl Fn(usize) -> Error) -> Error {
+    match f {
+        TxFailure::Condition(i) => on_condition(i),
+        TxFailure::Conflict => Error::Unavailable { message: "transaction conflict".into(), retry_after_secs: 1 },
+        TxFailure::Other(e) => e,
+    }
+}
+
+#[async_trait]
+impl TenantStore for DynamoStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        let t = &self.table;
+        let mut tenant_item = key(tenant_pk(&tenant.id), "TENANT");
+        tenant_item.insert("body".into(), s(json(tenant)?));
+        tenant_item.insert("gsi1pk".into(), s("TENANTS"));
+        tenant_item.insert("gsi1sk".into(), s(format!("{:020}#{}", tenant.created.millis(), tenant.id)));
+        let mut items = vec![put(t, tenant_item, Some("attribute_not_exists(pk)"), &[], &[])?];
+        for d in &tenant.domains {
+            let mut it = key(format!("DOMAIN#{d}"), "DOMAIN");
+            it.insert("tenant".into(), s(tenant.id.as_str()));
+            items.push(put(t, it, Some("attribute_not_exists(pk)"), &[], &[])?);
+        }
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match i {
+                0 => Error::Conflict(format!("tenant {} already exists", tenant.id)),
+                i => Error::Uniqueness(format!(
+                    "the domain {} already belongs to another tenant",
+                    tenant.domains.get(i - 1).map(|d| d.as_str()).unwrap_or("?")
+                )),
+            })
+        })
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        match self.get(key(tenant_pk(id), "TENANT")).await? {
+            Some(it) => Ok(Some(body(&it)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s("TENANTS"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            for it in r.items() {
+                out.push(body(it)?);
+            }
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TokenStore for DynamoStore {
+    async fn resolve_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
+        match self.get(key(token_pk(hash), "SCIMTOKEN")).await? {
+            Some(it) => Ok(Some(parse_token(*hash, &it)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn current_token(&self, tenant: &TenantId) -> Result<Option<TokenRecord>> {
+        let Some(ptr) = self.get(key(tenant_pk(tenant), "SCIMTOKEN")).await? else { return Ok(None) };
+        let hash = TokenHash::from_hex(get_s(&ptr, "hash")?).ok_or_else(|| Error::Store("bad token hash".into()))?;
+        self.resolve_token(&hash).await
+    }
+
+    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
+        let t = &self.table;
+        let mut ptr = key(tenant_pk(&new.tenant), "SCIMTOKEN");
+        ptr.insert("hash".into(), s(new.hash.to_hex()));
+        let mut items = vec![put(t, token_item(new), Some("attribute_not_exists(pk)"), &[], &[])?];
+        match replacing {
+            None => items.push(put(t, ptr, Some("attribute_not_exists(pk)"), &[], &[])?),
+            Some(old) => {
+                items.push(put(t, ptr, Some("#h = :old"), &[(":old", s(old.to_hex()))], &[("#h", "hash")])?);
+                items.push(delete(t, key(token_pk(old), "SCIMTOKEN"), None, &[], &[])?);
+            }
+        }
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match (i, replacing) {
+                (1, None) => Error::Conflict("the tenant already has a SCIM token".into()),
+                (1, Some(_)) => Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into()),
+                _ => Error::Conflict("a token with this hash exists".into()),
+            })
+        })
+    }
+
+    async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(token_pk(hash), "SCIMTOKEN")))
+            .update_expression("SET last_used = :t")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(last_used) OR last_used < :t)")
+            .expression_attribute_values(":t", n(at.millis()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match classify("UpdateItem", e) {
+                // Rotated away meanwhile, or a newer use is already recorded.
+                Error::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn resolve_token_and_get_user(
+        &self,
+        hash: &TokenHash,
+        id: &UserId,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
+        let (tk, uk) = (token_pk(hash), user_pk(id));
+        let mut keys = vec![key(tk.clone(), "SCIMTOKEN"), key(uk.clone(), "USER")];
+        let mut found: Vec<Item> = Vec::new();
+        for attempt in 1..=BATCH_ATTEMPTS {
+            let ka = KeysAndAttributes::builder()
+                .set_keys(Some(keys.clone()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| Error::Store(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(self.table.as_ref(), ka)
+                .send()
+                .await
+                .map_err(|e| classify("BatchGetItem", e))?;
+            if let Some(mut r) = out.responses {
+                found.extend(r.remove(self.table.as_ref()).unwrap_or_default());
+            }
+            match out.unprocessed_keys.and_then(|mut u| u.remove(self.table.as_ref())) {
+                Some(rest) if !rest.keys().is_empty() && attempt < BATCH_ATTEMPTS => {
+                    keys = rest.keys().to_vec();
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Some(rest) if !rest.keys().is_empty() => {
+                    return Err(Error::Unavailable {
+                        message: "DynamoDB left keys unprocessed".into(),
+                        retry_after_secs: 1,
+                    })
+                }
+                _ => break,
+            }
+        }
+        let pk_of = |it: &Item| get_s(it, "pk").map(str::to_string).unwrap_or_default();
+        let token = match found.iter().find(|it| pk_of(it) == tk) {
+            Some(it) => Some(parse_token(*hash, it)?),
+            None => None,
+        };
+        let user = match (found.iter().find(|it| pk_of(it) == uk), &token) {
+            (Some(it), Some(t)) => user_of(it, &t.tenant)?,
+            _ => None,
+        };
+        Ok((token, user))
+    }
+
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let t = &self.table;
+        let absent = Some("attribute_not_exists(pk)");
+        let mut items = vec![
+            put(t, user_item(user)?, absent, &[], &[])?,
+            put(t, claim_item(uname_pk(&user.tenant, user.user_name.folded()), user)?, absent, &[], &[])?,
+        ];
+        if let Some(e) = &user.external_id {
+            items.push(put(t, claim_item(ext_pk(&user.tenant, e), user)?, absent, &[], &[])?);
+        }
+        items.push(add_count(t, &user.tenant, 1)?);
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match i {
+                0 => Error::Conflict("a user with this id already exists".into()),
+                1 => Error::Uniqueness("userName".into()),
+                _ => Error::Uniqueness("externalId".into()),
+            })
+        })
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {
+        match self.get(key(user_pk(id), "USER")).await? {
+            Some(it) => user_of(&it, tenant),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_user_by_user_name(&self, tenant: &TenantId, folded: &str) -> Result<Option<User>> {
+        match self.get(key(uname_pk(tenant, folded), "CLAIM")).await? {
+            Some(it) => user_of(&it, tenant),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_user_by_external_id(&self, tenant: &TenantId, external_id: &str) -> Result<Option<User>> {
+        match self.get(key(ext_pk(tenant, external_id), "CLAIM")).await? {
+            Some(it) => user_of(&it, tenant),
+            None => Ok(None),
+        }
+    }
+
+    async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
+        let t = &self.table;
+        let tenant = &next.tenant;
+        let prev_version = [(":v", n(previous.version))];
+        let mine = [(":me", s(next.id.to_string()))];
+        let user_attr = [("#u", "user")];
+        // Index 0 is the user; remember which index claims which attribute.
+        let mut items = vec![put(t, user_item(next)?, Some("version = :v"), &prev_version, &[])?];
+        let mut claims: Vec<&'static str> = vec!["user"];
+        let moves = [
+            (
+                "userName",
+                Some(uname_pk(tenant, previous.user_name.folded())),
+                Some(uname_pk(tenant, next.user_name.folded())),
+            ),
+            (
+                "externalId",
+                previous.external_id.as_deref().map(|e| ext_pk(tenant, e)),
+                next.external_id.as_deref().map(|e| ext_pk(tenant, e)),
+            ),
+        ];
+        for (attr, old, new) in moves {
+            match (old, new) {
+                (Some(o), Some(n)) if o == n => {
+                    // Same claim: refresh its copy of the user; it must still be ours.
+                    items.push(put(t, claim_item(n, next)?, Some("#u = :me"), &mine, &user_attr)?);
+                    claims.push(attr);
+                }
+                (old, new) => {
+                    if let Some(n) = new {
+                        items.push(put(t, claim_item(n, next)?, Some("attribute_not_exists(pk)"), &[], &[])?);
+                        claims.push(attr);
+                    }
+                    if let Some(o) = old {
+                        items.push(delete(t, key(o, "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
+                        claims.push("stale");
+                    }
+                }
+            }
+        }
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match claims.get(i).copied() {
+                Some("userName") => Error::Uniqueness("userName".into()),
+                Some("externalId") => Error::Uniqueness("externalId".into()),
+                _ => Error::PreconditionFailed("version changed".into()),
+            })
+        })
+    }
+
+    async fn delete_user(&self, previous: &User) -> Result<()> {
+        let t = &self.table;
+        let mine = [(":me", s(previous.id.to_string()))];
+        let user_attr = [("#u", "user")];
+        let mut items = vec![
+            delete(t, key(user_pk(&previous.id), "USER"), Some("version = :v"), &[(":v", n(previous.version))], &[])?,
+            delete(
+                t,
+                key(uname_pk(&previous.tenant, previous.user_name.folded()), "CLAIM"),
+                Some("#u = :me"),
+                &mine,
+                &user_attr,
+            )?,
+        ];
+        if let Some(e) = &previous.external_id {
+            items.push(delete(t, key(ext_pk(&previous.tenant, e), "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
+        }
+        items.push(add_count(t, &previous.tenant, -1)?);
+        self.transact(items).await.map_err(|f| tx_err(f, |_| Error::PreconditionFailed("version changed".into())))
+    }
+
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        after: Option<&UserId>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<User>> {
+        let mut out = Vec::with_capacity(limit.min(1000));
+        let mut to_skip = skip;
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let want = (limit - out.len()) as u64 + to_skip;
+            let mut q = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .index_name(GSI1)
+                .expression_attribute_values(":p", s(users_gsi(tenant)))
+                .limit(want.clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            q = match after {
+                Some(a) => q
+                    .key_condition_expression("gsi1pk = :p AND gsi1sk > :a")
+                    .expression_attribute_values(":a", s(a.to_string())),
+                None => q.key_condition_expression("gsi1pk = :p"),
+            };
+            let r = q.send().await.map_err(|e| classify("Query", e))?;
+            for it in r.items() {
+                if to_skip > 0 {
+                    to_skip -= 1;
+                    continue;
+                }
+                if out.len() < limit {
+                    if let Some(u) = user_of(it, tenant)? {
+                        out.push(u);
+                    }
+                }
+            }
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count_users(&self, tenant: &TenantId) -> Result<u64> {
+        match self.get(key(tenant_pk(tenant), "USERCOUNT")).await? {
+            Some(it) => Ok(get_n(&it, "n")?.unwrap_or(0).max(0) as u64),
+            None => Ok(0),
+        }
+    }
+}
+
+#[async_trait]
+impl OnceStore for DynamoStore {
+    async fn claim_once(&self, scope: &str, k: &str, expires_at: Timestamp) -> Result<bool> {
+        let mut it = key(format!("ONCE#{scope}#{k}"), "ONCE");
+        // TTL works in seconds; reads compare milliseconds.
+        it.insert("expires_at".into(), n(expires_at.millis().div_euclid(1000) + 1));
+        it.insert("expires_ms".into(), n(expires_at.millis()));
+        let r = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(it))
+            // Absent, or present but expired (DynamoDB deletes expired items only eventually).
+            .condition_expression("attribute_not_exists(pk) OR expires_ms <= :now")
+            .expression_attribute_values(":now", n(Self::now().millis()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) => match classify("PutItem", e) {
+                Error::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The composition root shared by every Butterfly Lambda. Everything here runs once, in the
+//! Lambda init phase: typed config from the environment, JSON logs, SDK clients (with a warm
+//! TLS connection), the DynamoDB store. Handlers then serve requests with no setup cost.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use butterfly_api::scim::BaseUrl;
+use butterfly_aws::{DynamoStore, RequestCounter};
+use butterfly_core::scim::cursor::CursorKey;
+use lambda_http::RequestExt;
+use sha2::{Digest, Sha256};
+use tracing_subscriber::EnvFilter;
+
+/// Why a function cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("cannot read the secret {id}: {message}")]
+    Secret { id: String, message: String },
+}
+
+/// The configuration every function reads from its environment, once.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the DynamoDB table.
+    pub table: String,
+    /// `PUBLIC_BASE_URL`: the custom domain's origin, if any; otherwise each request's own.
+    pub public_base_url: Option<String>,
+    /// `CURSOR_KEY_SECRET_ID`: the Secrets Manager secret whose value signs paging cursors.
+    pub cursor_key_secret_id: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, InitError> {
+        let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Ok(Config {
+            table: var("TABLE_NAME").ok_or(InitError::Missing("TABLE_NAME"))?,
+            public_base_url: var("PUBLIC_BASE_URL"),
+            cursor_key_secret_id: var("CURSOR_KEY_SECRET_ID").ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?,
+        })
+    }
+
+    pub fn base_url(&self) -> BaseUrl {
+        match &self.public_base_url {
+            Some(u) => BaseUrl::Fixed(u.trim_end_matches('/').to_string().into()),
+            None => BaseUrl::FromRequest,
+        }
+    }
+}
+
+/// JSON logs on stdout (CloudWatch), filtered by `BUTTERFLY_LOG` (default `info`). Each line
+/// carries the current span, whose `request_id` is the Lambda request id.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_env("BUTTERFLY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .try_init();
+}
+
+/// What the SCIM functions need from AWS, built once.
+pub struct Aws {
+    pub store: DynamoStore,
+    pub counter: RequestCounter,
+    pub cursor_key: CursorKey,
+}
+
+/// Builds the SDK clients, reads the cursor key, and opens the DynamoDB connection.
+pub async fn connect(cfg: &Config) -> Result<Aws, InitError> {
+    let sdk = butterfly_aws::sdk_config().await;
+    let counter = RequestCounter::default();
+    let store = DynamoStore::new(butterfly_aws::dynamodb_client(&sdk, Some(counter.clone())), cfg.table.clone());
+    let secrets = butterfly_aws::secretsmanager_client(&sdk);
+    let (warm, key) =
+        tokio::join!(store.warm_up(), secrets.get_secret_value().secret_id(&cfg.cursor_key_secret_id).send());
+    let () = warm;
+    let value = key
+        .map_err(|e| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message: format!("{e:?}") })?
+        .secret_string
+        .ok_or_else(|| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message: "no string value".into() })?;
+    let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+    counter.take();
+    Ok(Aws { store, counter, cursor_key: CursorKey::new(digest) })
+}
+
+/// Makes the Lambda request id the request's `x-request-id` (so every log line of the request
+/// carries it), and logs how many DynamoDB requests the request cost.
+pub fn lambda_layers(router: Router, counter: RequestCounter) -> Router {
+    router.layer(axum::middleware::from_fn(move |mut req: Request, next: Next| {
+        let counter = counter.clone();
+        async move {
+            if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.clone()) {
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    req.headers_mut().insert(butterfly_api::REQUEST_ID, v);
+                }
+            }
+            counter.take();
+            let resp: Response = next.run(req).await;
+            let ops = counter.take();
+            tracing::info!(dynamodb_requests = ops.len(), operations = %ops.join(","), "request cost");
+            resp
+        }
+    }))
+}

@@ -1,0 +1,14 @@
+//! Lambda `scim-users`: every `/scim/v2` route, over DynamoDB.
+
+use butterfly_core::clock::SystemClock;
+use butterfly_lambda::{connect, init_logging, lambda_layers, Config};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_logging();
+    let cfg = Config::from_env()?;
+    let aws = connect(&cfg).await?;
+    let app = butterfly_api::app(Arc::new(aws.store), Arc::new(SystemClock), aws.cursor_key, cfg.base_url());
+    lambda_http::run(lambda_layers(app, aws.counter)).await
+}

@@ -1,0 +1,193 @@
+//! The `scim-users` binary run as on AWS Lambda: polled by a local Runtime API emulator, fed API
+//! Gateway v2 events, backed by DynamoDB Local and moto. Okta's create → lookup → PUT →
+//! deactivate → reactivate sequence passes through the real entry point, each request costing
+//! at most two DynamoDB requests (read from the function's own JSON logs).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use butterfly_core::clock::SystemClock;
+use butterfly_core::service::AdminService;
+use butterfly_tests::aws::{dynamo_store, local_config, secretsmanager_endpoint};
+use butterfly_tests::lambda_runtime::{apigw_v2, http_answer, RuntimeApi};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_sequence_through_the_lambda_entry_point() {
+    // Data: a table with a tenant and its token; the cursor-signing secret in Secrets Manager.
+    let (store, _) = dynamo_store("lambda").await;
+    let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
+    let tenant = admin.create_tenant("Lambda Co", "").await.unwrap();
+    let token = admin.issue_token(&tenant.id).await.unwrap().token.secret().expose().to_string();
+    let sm = aws_sdk_secretsmanager::Client::new(&local_config(&secretsmanager_endpoint()).await);
+    let secret_id = format!("butterfly/test/cursor-key-{}", std::process::id());
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string("a random cursor signing key for this test")
+        .send()
+        .await
+        .unwrap();
+
+    let runtime = RuntimeApi::start().await;
+    let logs = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_scim-users"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "scim-users")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", butterfly_tests::aws::dynamodb_endpoint())
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", secretsmanager_endpoint())
+        .env("TABLE_NAME", store.table())
+        .env("CURSOR_KEY_SECRET_ID", &secret_id)
+        .stdout(Stdio::from(logs.reopen().unwrap()))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let child = KillOnDrop(child);
+
+    let auth = format!("Bearer {token}");
+    let call = |method: &'static str, path: String, body: Option<Value>| {
+        let auth = auth.clone();
+        let runtime = &runtime;
+        async move {
+            let body = body.map(|b| b.to_string());
+            let ev = apigw_v2(
+                method,
+                &path,
+                &[("authorization", &auth), ("content-type", "application/scim+json")],
+                body.as_deref(),
+            );
+            http_answer(&runtime.invoke(ev).await.unwrap_or_else(|e| panic!("{method} {path}: {e}")))
+        }
+    };
+
+    // Warm-up request (records the token's first use), also the cold-start figure.
+    let (status, headers, _) = call("GET", "/scim/v2/Users?count=1".into(), None).await;
+    let first_response = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-type").map(String::as_str), Some("application/scim+json"));
+    let mark = log_lines(logs.path()).len();
+
+    let email = "Lambda.User@atko.com";
+    let lookup =
+        format!("/scim/v2/Users?filter=userName%20eq%20%22{}%22&startIndex=1&count=100", email.replace('@', "%40"));
+    let (status, _, v) = call("GET", lookup.clone(), None).await;
+    assert_eq!((status, v["totalResults"].as_u64()), (200, Some(0)));
+
+    let create = json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":email,
+        "name":{"givenName":"Lambda","familyName":"User"},"emails":[{"primary":true,"value":email,"type":"work"}],
+        "displayName":"Lambda User","locale":"en-US","externalId":"00ulambda","groups":[],"password":"x1y2z3","active":true,
+        "urn:ietf:params:scim:schemas:extension:butterfly:2.0:User":{"role":"backup_operator"}});
+    let (status, headers, created) = call("POST", "/scim/v2/Users".into(), Some(create)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let location = headers.get("location").cloned().unwrap_or_default();
+    assert_eq!(location, format!("https://abc123.execute-api.us-east-1.amazonaws.com/scim/v2/Users/{id}"));
+    assert_eq!(created["meta"]["location"], location.as_str());
+    assert!(created.get("password").is_none());
+
+    let (status, _, found) = call(
+        "GET",
+        lookup
+            .to_uppercase()
+            .replace("/SCIM/V2/USERS", "/scim/v2/Users")
+            .replace("FILTER", "filter")
+            .replace("%20EQ%20", "%20eq%20")
+            .replace("STARTINDEX", "startIndex")
+            .replace("COUNT", "count"),
+        None,
+    )
+    .await;
+    assert_eq!((status, found["totalResults"].as_u64()), (200, Some(1)), "{found}");
+
+    let (status, _, mut current) = call("GET", format!("/scim/v2/Users/{id}"), None).await;
+    assert_eq!(status, 200);
+    current["name"]["givenName"] = json!("Lambda2");
+    current["groups"] = json!([]);
+    let (status, _, put) = call("PUT", format!("/scim/v2/Users/{id}"), Some(current)).await;
+    assert_eq!((status, put["name"]["givenName"].as_str()), (200, Some("Lambda2")), "{put}");
+    assert_eq!(put["urn:ietf:params:scim:schemas:extension:butterfly:2.0:User"]["role"], "backup_operator");
+
+    for active in [false, true] {
+        let patch = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":active}}]});
+        let (status, _, p) = call("PATCH", format!("/scim/v2/Users/{id}"), Some(patch)).await;
+        assert_eq!((status, p["active"].as_bool()), (200, Some(active)), "{p}");
+        let (_, _, g) = call("GET", format!("/scim/v2/Users/{id}"), None).await;
+        assert_eq!((g["active"].as_bool(), g["id"].as_str()), (Some(active), Some(id.as_str())));
+    }
+
+    // Errors keep the SCIM shape through API Gateway too.
+    let (status, _, e) = call("GET", "/scim/v2/Users/010101001010101011001010101011".into(), None).await;
+    assert_eq!((status, e["status"].as_str()), (404, Some("404")));
+    let ev = apigw_v2("GET", "/scim/v2/Users", &[("authorization", "Bearer nope")], None);
+    let (status, _, e) = http_answer(&runtime.invoke(ev).await.unwrap());
+    assert_eq!((status, e["status"].as_str()), (401, Some("401")));
+
+    // DynamoDB requests per request, from the function's own logs.
+    let rss_kb = peak_rss_kb(pid);
+    let lines = log_lines(logs.path());
+    let costs: Vec<(u64, String)> = lines[mark..]
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request cost")
+        .map(|l| {
+            (
+                l["fields"]["dynamodb_requests"].as_u64().unwrap(),
+                l["fields"]["operations"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(costs.len(), 11, "one cost line per request: {costs:?}");
+    let (okta, bad_token) = costs.split_at(10);
+    for (n, ops) in okta {
+        assert!((1..=2).contains(n), "a request cost {n} DynamoDB requests: {ops}");
+        assert!(!ops.contains("Scan"), "{ops}");
+    }
+    assert_eq!(bad_token[0].0, 0, "a malformed token is refused before any DynamoDB request");
+    // Every log line of a request carries the Lambda request id.
+    let with_id =
+        lines.iter().filter(|l| l["span"]["request_id"].as_str().is_some_and(|r| r.starts_with("req-"))).count();
+    assert!(with_id >= costs.len(), "request ids in logs: {with_id}");
+    assert!(lines.iter().all(|l| !l.to_string().contains(&token)), "the token never reaches the logs");
+
+    drop(child);
+    println!(
+        "scim-users (debug build): first response {} ms after process start; peak RSS {} kB; DynamoDB requests per request: {:?}",
+        first_response.as_millis(),
+        rss_kb,
+        costs.iter().map(|c| c.0).collect::<Vec<_>>()
+    );
+}
+
+fn log_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Stops the function process however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

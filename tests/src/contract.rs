@@ -1,0 +1,339 @@
+//! The store contract: one suite every adapter must pass (the embedded store and DynamoDB
+//! Local run it). Each check gets a fresh, empty store.
+
+use butterfly_core::clock::{Clock, SystemClock, Timestamp};
+use butterfly_core::email::{EmailDomain, UserName};
+use butterfly_core::ids::{TenantId, UserId};
+use butterfly_core::ports::Store;
+use butterfly_core::tenant::Tenant;
+use butterfly_core::token::{ScimToken, TokenRecord};
+use butterfly_core::user::User;
+use butterfly_core::Error;
+use std::any::Any;
+use std::sync::Arc;
+
+/// A store under test, and whatever keeps it alive (a temp dir, a table).
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    pub guard: Box<dyn Any + Send + Sync>,
+}
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+pub fn tenant(name: &str, domains: &[&str]) -> Tenant {
+    Tenant {
+        id: TenantId::generate(),
+        name: name.into(),
+        domains: domains.iter().map(|d| EmailDomain::parse(d).unwrap()).collect(),
+        created: now(),
+    }
+}
+
+pub fn user(tenant: &TenantId, name: &str, external_id: Option<&str>) -> User {
+    let t = now();
+    User {
+        id: UserId::generate(),
+        tenant: tenant.clone(),
+        user_name: UserName::parse(name).unwrap(),
+        external_id: external_id.map(str::to_string),
+        name: None,
+        display_name: Some(format!("User {name}")),
+        emails: vec![],
+        active: true,
+        locale: None,
+        role: None,
+        role_source: None,
+        created: t,
+        last_modified: t,
+        version: 1,
+    }
+}
+
+fn token(tenant: &TenantId) -> TokenRecord {
+    let t = ScimToken::generate().unwrap();
+    TokenRecord {
+        hash: t.hash(),
+        tenant: tenant.clone(),
+        display_prefix: t.display_prefix(),
+        created: now(),
+        last_used: None,
+    }
+}
+
+pub async fn tenants(f: Fixture) {
+    let s = &f.store;
+    let a = tenant("A", &["a.example", "a2.example"]);
+    s.create_tenant(&a).await.unwrap();
+    assert_eq!(s.get_tenant(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get_tenant(&TenantId::generate()).await.unwrap(), None);
+    // A domain belongs to one tenant only; the failed create leaves nothing behind.
+    let b = tenant("B", &["b.example", "a2.example"]);
+    assert!(matches!(s.create_tenant(&b).await, Err(Error::Uniqueness(_))));
+    assert_eq!(s.get_tenant(&b.id).await.unwrap(), None);
+    let b2 = tenant("B", &["b.example"]);
+    s.create_tenant(&b2).await.unwrap();
+    let ids: Vec<TenantId> = s.list_tenants().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert!(ids.contains(&a.id) && ids.contains(&b2.id) && !ids.contains(&b.id));
+}
+
+pub async fn tokens(f: Fixture) {
+    let s = &f.store;
+    let t = TenantId::generate();
+    let first = token(&t);
+    s.install_token(&first, None).await.unwrap();
+    assert_eq!(s.resolve_token(&first.hash).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.current_token(&t).await.unwrap(), Some(first.clone()));
+    // A second "issue" is refused; a rotation must name the current token.
+    assert!(matches!(s.install_token(&token(&t), None).await, Err(Error::Conflict(_))));
+    assert!(matches!(s.install_token(&token(&t), Some(&token(&t).hash)).await, Err(Error::Conflict(_))));
+    let second = token(&t);
+    s.install_token(&second, Some(&first.hash)).await.unwrap();
+    assert_eq!(s.resolve_token(&first.hash).await.unwrap(), None, "the old token is dead at once");
+    assert_eq!(s.current_token(&t).await.unwrap().map(|r| r.hash), Some(second.hash));
+    // Last use only moves forward; a rotated-away token is not revived by a late use.
+    s.record_token_use(&second.hash, Timestamp(2_000)).await.unwrap();
+    s.record_token_use(&second.hash, Timestamp(1_000)).await.unwrap();
+    assert_eq!(s.resolve_token(&second.hash).await.unwrap().unwrap().last_used, Some(Timestamp(2_000)));
+    s.record_token_use(&first.hash, Timestamp(3_000)).await.unwrap();
+    assert_eq!(s.resolve_token(&first.hash).await.unwrap(), None);
+}
+
+pub async fn users(f: Fixture) {
+    let s = &f.store;
+    let (t, other) = (TenantId::generate(), TenantId::generate());
+    let tok = token(&t);
+    s.install_token(&tok, None).await.unwrap();
+    let alice = user(&t, "Alice@Example.com", Some("00uALICE"));
+    s.create_user(&alice).await.unwrap();
+    assert_eq!(s.get_user(&t, &alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.get_user(&other, &alice.id).await.unwrap(), None, "tenant-scoped");
+    assert_eq!(s.find_user_by_user_name(&t, "alice@example.com").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.find_user_by_user_name(&other, "alice@example.com").await.unwrap(), None);
+    assert_eq!(s.find_user_by_external_id(&t, "00uALICE").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.find_user_by_external_id(&t, "00ualice").await.unwrap(), None, "externalId is exact");
+    let (rec, u) = s.resolve_token_and_get_user(&tok.hash, &alice.id).await.unwrap();
+    assert_eq!((rec.map(|r| r.tenant), u), (Some(t.clone()), Some(alice.clone())));
+    let (rec, u) = s.resolve_token_and_get_user(&token(&t).hash, &alice.id).await.unwrap();
+    assert_eq!((rec, u), (None, None), "no user without a valid token");
+
+    // Uniqueness: same userName in any case, same externalId; other tenants are free.
+    assert!(
+        matches!(s.create_user(&user(&t, "ALICE@example.COM", None)).await, Err(Error::Uniqueness(a)) if a == "userName")
+    );
+    assert!(
+        matches!(s.create_user(&user(&t, "other@example.com", Some("00uALICE"))).await, Err(Error::Uniqueness(a)) if a == "externalId")
+    );
+    assert_eq!(s.find_user_by_user_name(&t, "other@example.com").await.unwrap(), None, "no partial write");
+    s.create_user(&user(&other, "alice@example.com", Some("00uALICE"))).await.unwrap();
+    assert_eq!(s.count_users(&t).await.unwrap(), 1);
+    assert_eq!(s.count_users(&other).await.unwrap(), 1);
+}
+
+pub async fn versioned_replace_and_delete(f: Fixture) {
+    let s = &f.store;
+    let t = TenantId::generate();
+    let a = user(&t, "a@example.com", Some("00uA"));
+    let b = user(&t, "b@example.com", Some("00uB"));
+    s.create_user(&a).await.unwrap();
+    s.create_user(&b).await.unwrap();
+
+    let mut a2 = a.clone();
+    a2.display_name = Some("Renamed".into());
+    a2.user_name = UserName::parse("A.New@example.com").unwrap();
+    a2.external_id = Some("00uA2".into());
+    a2.version = 2;
+    s.replace_user(&a, &a2).await.unwrap();
+    assert_eq!(s.get_user(&t, &a.id).await.unwrap(), Some(a2.clone()));
+    assert_eq!(
+        s.find_user_by_user_name(&t, "a.new@example.com").await.unwrap(),
+        Some(a2.clone()),
+        "claims copy the new body"
+    );
+    assert_eq!(s.find_user_by_user_name(&t, "a@example.com").await.unwrap(), None, "old claim released");
+    assert_eq!(s.find_user_by_external_id(&t, "00uA2").await.unwrap(), Some(a2.clone()));
+    assert_eq!(s.find_user_by_external_id(&t, "00uA").await.unwrap(), None);
+
+    // A stale version is refused and changes nothing.
+    let mut stale = a2.clone();
+    stale.display_name = Some("Stale".into());
+    stale.version = 3;
+    assert!(matches!(s.replace_user(&a, &stale).await, Err(Error::PreconditionFailed(_))));
+    assert_eq!(s.get_user(&t, &a.id).await.unwrap(), Some(a2.clone()));
+
+    // Renaming onto a taken userName or externalId is refused atomically.
+    let mut clash = a2.clone();
+    clash.user_name = UserName::parse("B@example.com").unwrap();
+    clash.version = 3;
+    assert!(matches!(s.replace_user(&a2, &clash).await, Err(Error::Uniqueness(a)) if a == "userName"));
+    let mut clash = a2.clone();
+    clash.external_id = Some("00uB".into());
+    clash.version = 3;
+    assert!(matches!(s.replace_user(&a2, &clash).await, Err(Error::Uniqueness(a)) if a == "externalId"));
+    assert_eq!(s.get_user(&t, &a.id).await.unwrap(), Some(a2.clone()));
+    // Dropping the externalId frees it.
+    let mut a3 = a2.clone();
+    a3.external_id = None;
+    a3.version = 3;
+    s.replace_user(&a2, &a3).await.unwrap();
+    assert_eq!(s.find_user_by_external_id(&t, "00uA2").await.unwrap(), None);
+
+    // Delete checks the version, frees the claims, and updates the count.
+    assert!(matches!(s.delete_user(&a2).await, Err(Error::PreconditionFailed(_))));
+    s.delete_user(&a3).await.unwrap();
+    assert_eq!(s.get_user(&t, &a.id).await.unwrap(), None);
+    assert_eq!(s.find_user_by_user_name(&t, "a.new@example.com").await.unwrap(), None);
+    assert_eq!(s.count_users(&t).await.unwrap(), 1);
+    assert!(s.delete_user(&a3).await.is_err(), "already gone");
+    s.create_user(&user(&t, "a.new@example.com", None)).await.unwrap();
+}
+
+pub async fn key_ordered_pages(f: Fixture) {
+    let s = &f.store;
+    let (t, other) = (TenantId::generate(), TenantId::generate());
+    let mut ids = Vec::new();
+    for i in 0..130 {
+        let u = user(&t, &format!("p{i}@example.com"), None);
+        ids.push(u.id);
+        s.create_user(&u).await.unwrap();
+        if i % 20 == 0 {
+            s.create_user(&user(&other, &format!("p{i}@example.com"), None)).await.unwrap();
+        }
+    }
+    ids.sort();
+    // Walk in pages of 7 with `after`, as cursors do.
+    let mut seen = Vec::new();
+    let mut after: Option<UserId> = None;
+    for _ in 0..100 {
+        let page = s.list_users(&t, after.as_ref(), 0, 7).await.unwrap();
+        assert!(page.len() <= 7);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|u| u.id);
+        seen.extend(page.into_iter().map(|u| u.id));
+    }
+    assert_eq!(seen, ids, "every user of the tenant once, in key order, none of another tenant");
+    // Offsets, as index paging uses them.
+    let page = s.list_users(&t, None, 125, 10).await.unwrap();
+    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), ids[125..].to_vec());
+    let page = s.list_users(&t, Some(&ids[9]), 3, 2).await.unwrap();
+    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), ids[13..15].to_vec());
+    assert!(s.list_users(&t, None, 500, 10).await.unwrap().is_empty());
+    assert_eq!(s.count_users(&t).await.unwrap(), 130);
+}
+
+pub async fn create_race(f: Fixture) {
+    let t = TenantId::generate();
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (store, barrier, t) = (f.store.clone(), barrier.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 { "Race@example.com" } else { "race@EXAMPLE.com" };
+            let u = user(&t, name, Some(&format!("00u{i}")));
+            barrier.wait().await;
+            store.create_user(&u).await
+        }));
+    }
+    let (mut ok, mut taken) = (0, 0);
+    for task in tasks {
+        match tokio::time::timeout(std::time::Duration::from_secs(120), task).await.unwrap().unwrap() {
+            Ok(()) => ok += 1,
+            Err(Error::Uniqueness(a)) if a == "userName" => taken += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, taken), (1, 63));
+    assert_eq!(f.store.count_users(&t).await.unwrap(), 1);
+}
+
+pub async fn version_race(f: Fixture) {
+    let t = TenantId::generate();
+    let base = user(&t, "v@example.com", None);
+    f.store.create_user(&base).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (store, base) = (f.store.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut next = base.clone();
+            next.display_name = Some(format!("writer {i}"));
+            next.version = 2;
+            store.replace_user(&base, &next).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Error::PreconditionFailed(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one writer of version 1 wins");
+    assert_eq!(f.store.get_user(&t, &base.id).await.unwrap().unwrap().version, 2);
+}
+
+pub async fn expiring_keys(f: Fixture) {
+    let s = &f.store;
+    let later = now().plus_secs(600);
+    assert!(s.claim_once("jti", "abc", later).await.unwrap());
+    assert!(!s.claim_once("jti", "abc", later).await.unwrap(), "a replay is refused");
+    assert!(s.claim_once("other-scope", "abc", later).await.unwrap(), "scopes are separate");
+    // An item past its expiry is gone even though the store has not deleted it.
+    let past = Timestamp(now().millis() - 5_000);
+    assert!(s.claim_once("tx", "old", past).await.unwrap());
+    assert!(s.claim_once("tx", "old", later).await.unwrap(), "expired: claimable again");
+    assert!(!s.claim_once("tx", "old", later).await.unwrap());
+    // Of concurrent claims exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move { store.claim_once("jti", "race", later).await.unwrap() }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+/// Declares one test per contract check for a store factory `async fn() -> Fixture`.
+#[macro_export]
+macro_rules! store_contract {
+    ($make:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn tenants() {
+            $crate::contract::tenants($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn tokens() {
+            $crate::contract::tokens($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn users() {
+            $crate::contract::users($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn versioned_replace_and_delete() {
+            $crate::contract::versioned_replace_and_delete($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn key_ordered_pages() {
+            $crate::contract::key_ordered_pages($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn create_race() {
+            $crate::contract::create_race($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn version_race() {
+            $crate::contract::version_race($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn expiring_keys() {
+            $crate::contract::expiring_keys($make().await).await
+        }
+    };
+}

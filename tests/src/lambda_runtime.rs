@@ -1,0 +1,157 @@
+//! A local Lambda Runtime API (the interface a Lambda binary polls for events), so function
+//! binaries run as they do on AWS: the test pushes API Gateway v2 events, the binary answers.
+//! Loopback only; every wait is bounded.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, String>>>>>;
+
+#[derive(Clone)]
+struct Emu {
+    events: Arc<Mutex<mpsc::Receiver<(String, Value)>>>,
+    pending: Pending,
+    init_error: Arc<Mutex<Option<String>>>,
+}
+
+/// The emulator; `addr` goes into `AWS_LAMBDA_RUNTIME_API`.
+pub struct RuntimeApi {
+    pub addr: SocketAddr,
+    tx: mpsc::Sender<(String, Value)>,
+    pending: Pending,
+    init_error: Arc<Mutex<Option<String>>>,
+    seq: AtomicU64,
+}
+
+async fn next(State(e): State<Emu>) -> Response {
+    let Some((id, event)) = e.events.lock().await.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    let mut h = HeaderMap::new();
+    let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+        + Duration::from_secs(30);
+    for (k, v) in [
+        ("lambda-runtime-aws-request-id", id.clone()),
+        ("lambda-runtime-deadline-ms", deadline.as_millis().to_string()),
+        ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:test".to_string()),
+        ("lambda-runtime-trace-id", format!("Root=1-00000000-{id}")),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    (h, event.to_string()).into_response()
+}
+
+async fn respond(State(e): State<Emu>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    let v = serde_json::from_slice(&body).map_err(|err| format!("response is not JSON: {err}"));
+    if let Some(tx) = e.pending.lock().await.remove(&id) {
+        let _ = tx.send(v);
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(e): State<Emu>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    if let Some(tx) = e.pending.lock().await.remove(&id) {
+        let _ = tx.send(Err(String::from_utf8_lossy(&body).to_string()));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(e): State<Emu>, body: Bytes) -> StatusCode {
+    *e.init_error.lock().await = Some(String::from_utf8_lossy(&body).to_string());
+    StatusCode::ACCEPTED
+}
+
+impl RuntimeApi {
+    pub async fn start() -> RuntimeApi {
+        let (tx, rx) = mpsc::channel(16);
+        let pending: Pending = Arc::default();
+        let init = Arc::new(Mutex::new(None));
+        let emu = Emu { events: Arc::new(Mutex::new(rx)), pending: pending.clone(), init_error: init.clone() };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(emu);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        RuntimeApi { addr, tx, pending, init_error: init, seq: AtomicU64::new(0) }
+    }
+
+    /// Delivers one event and waits (at most 30 s) for the function's answer.
+    pub async fn invoke(&self, event: Value) -> Result<Value, String> {
+        let id = format!("req-{:08}", self.seq.fetch_add(1, Ordering::SeqCst));
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().await.insert(id.clone(), tx);
+        self.tx.send((id, event)).await.map_err(|_| "the emulator stopped".to_string())?;
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("no answer".into()),
+            Err(_) => Err(format!("no answer within 30 s; init error: {:?}", self.init_error.lock().await)),
+        }
+    }
+}
+
+/// An API Gateway HTTP API (payload format 2.0) event.
+pub fn apigw_v2(method: &str, path_and_query: &str, headers: &[(&str, &str)], body: Option<&str>) -> Value {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut h = serde_json::Map::new();
+    h.insert("host".into(), json!("abc123.execute-api.us-east-1.amazonaws.com"));
+    h.insert("x-forwarded-proto".into(), json!("https"));
+    h.insert("user-agent".into(), json!("Okta SCIM Client 1.0.0"));
+    for (k, v) in headers {
+        h.insert(k.to_ascii_lowercase(), json!(v));
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": h,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "Okta SCIM Client 1.0.0"},
+            "requestId": "apigw-request-id",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "28/Nov/2026:21:00:00 +0000",
+            "timeEpoch": 1_795_900_000_000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+/// A function's answer to an API Gateway v2 event: status, headers, and the body as JSON
+/// (`Value::Null` when empty).
+pub fn http_answer(v: &Value) -> (u16, HashMap<String, String>, Value) {
+    let status = v["statusCode"].as_u64().unwrap_or(0) as u16;
+    let headers = v["headers"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or("").to_string())).collect())
+        .unwrap_or_default();
+    let body = v["body"]
+        .as_str()
+        .filter(|b| !b.is_empty())
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.to_string())));
+    (status, headers, body.unwrap_or(Value::Null))
+}
