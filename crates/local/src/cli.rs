@@ -1,8 +1,10 @@
 //! The command line. Every command takes `--data-dir`; `--json` prints one JSON object.
 
 use crate::serve::{serve, ServeOptions};
+use butterfly_aws::DynamoStore;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::ids::TenantId;
+use butterfly_core::ports::Store;
 use butterfly_core::service::AdminService;
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::TokenRecord;
@@ -19,8 +21,21 @@ pub struct Cli {
     /// Where the embedded store keeps its data.
     #[arg(long, global = true, default_value = ".butterfly", env = "BUTTERFLY_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Which store the command works on: the local embedded store, or the DynamoDB table of a
+    /// deployment (AWS credentials and region from the environment).
+    #[arg(long, global = true, value_enum, default_value = "embedded", env = "BUTTERFLY_STORE")]
+    pub store: StoreKind,
+    /// The DynamoDB table (the stack's `TableName` output), with `--store dynamodb`.
+    #[arg(long, global = true, env = "BUTTERFLY_TABLE")]
+    pub table: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    Dynamodb,
 }
 
 #[derive(Subcommand, Debug)]
@@ -33,6 +48,15 @@ pub enum Command {
     /// Issue, rotate or inspect a tenant's SCIM bearer token.
     #[command(subcommand, name = "scim-token")]
     ScimToken(TokenCmd),
+    /// The DynamoDB table itself (for DynamoDB Local and test setups; on AWS the stack creates it).
+    #[command(subcommand)]
+    Table(TableCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TableCmd {
+    /// Create the table with the layout of docs/storage.md (keys, index, TTL).
+    Create,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -114,17 +138,33 @@ fn parse_tenant(s: &str) -> Result<TenantId, String> {
     TenantId::parse(s).ok_or_else(|| format!("{s:?} is not a tenant id (see 'butterfly tenant list')"))
 }
 
-fn admin(store: &EmbeddedStore) -> AdminService {
-    AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock))
+/// Opens the store the command works on.
+async fn open_store(cli: &Cli) -> Result<(Arc<dyn Store>, Option<DynamoStore>), String> {
+    match cli.store {
+        StoreKind::Embedded => {
+            let s = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
+            Ok((Arc::new(s), None))
+        }
+        StoreKind::Dynamodb => {
+            let table =
+                cli.table.clone().ok_or("--store dynamodb needs --table NAME (the stack's TableName output)")?;
+            let cfg = butterfly_aws::sdk_config().await;
+            let s = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), table);
+            Ok((Arc::new(s.clone()), Some(s)))
+        }
+    }
 }
 
-pub async fn run(cli: Cli) -> Result<(), String> {
-    let command = cli.command.unwrap_or(Command::Serve(ServeArgs {
+pub async fn run(mut cli: Cli) -> Result<(), String> {
+    let command = cli.command.take().unwrap_or(Command::Serve(ServeArgs {
         addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
         public_url: None,
         no_demo: false,
     }));
     if let Command::Serve(a) = command {
+        if cli.store != StoreKind::Embedded {
+            return Err("the local stack serves the embedded store; on AWS the Lambdas serve the table".into());
+        }
         return serve(ServeOptions {
             data_dir: cli.data_dir,
             addr: a.addr,
@@ -133,10 +173,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         })
         .await;
     }
-    let store = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
-    let admin = admin(&store);
+    let (store, dynamo) = open_store(&cli).await?;
+    let admin = AdminService::new(store, Arc::new(SystemClock));
     match command {
         Command::Serve(_) => Ok(()),
+        Command::Table(TableCmd::Create) => {
+            let d = dynamo.ok_or("'table create' is for --store dynamodb; the embedded store needs no setup")?;
+            d.create_table().await.map_err(|e| e.to_string())?;
+            println!("Created table {}", d.table());
+            Ok(())
+        }
         Command::Tenant(TenantCmd::Create { name, domains, json }) => {
             let t = admin.create_tenant(&name, &domains).await.map_err(|e| e.to_string())?;
             if json {

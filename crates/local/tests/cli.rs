@@ -201,3 +201,48 @@ fn first_start_creates_a_demo_tenant_once_and_data_survives_restarts() {
     assert_eq!(http_get(s.port, "/healthz", "").0, 200);
     s.stop();
 }
+
+/// The operator commands against a DynamoDB table (DynamoDB Local, started by `tests/run`).
+#[test]
+fn operator_commands_on_dynamodb() {
+    let endpoint = std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT")
+        .expect("BUTTERFLY_DYNAMODB_ENDPOINT is not set: run `bash tests/run`, which starts DynamoDB Local");
+    let table = format!("butterfly-cli-{}", std::process::id());
+    let dyn_run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--store", "dynamodb", "--table", &table])
+            .args(args)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .expect("run butterfly")
+    };
+    let o = dyn_run(&["table", "create"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = json_out(&dyn_run(&["tenant", "create", "--name", "Dyn Corp", "--domains", "dyn.example", "--json"]));
+    let tenant = t["tenant_id"].as_str().unwrap().to_string();
+    let o = dyn_run(&["tenant", "create", "--name", "Dup", "--domains", "DYN.example"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("already belongs"));
+
+    let issued = json_out(&dyn_run(&["scim-token", "issue", "--tenant", &tenant, "--json"]));
+    let token = issued["token"].as_str().unwrap().to_string();
+    let o = dyn_run(&["scim-token", "issue", "--tenant", &tenant]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("scim-token rotate"));
+    let meta = json_out(&dyn_run(&["scim-token", "show", "--tenant", &tenant, "--json"]));
+    assert!(meta.get("token").is_none());
+    assert!(token.starts_with(meta["display_prefix"].as_str().unwrap()));
+    let rotated = json_out(&dyn_run(&["scim-token", "rotate", "--tenant", &tenant, "--json"]));
+    assert_ne!(rotated["token"], issued["token"]);
+    let meta = json_out(&dyn_run(&["scim-token", "show", "--tenant", &tenant, "--json"]));
+    assert!(rotated["token"].as_str().unwrap().starts_with(meta["display_prefix"].as_str().unwrap()));
+    let list = json_out(&dyn_run(&["tenant", "list", "--json"]));
+    assert!(list["tenants"].as_array().unwrap().iter().any(|t| t["tenant_id"] == tenant.as_str()));
+
+    // Clear errors for misuse.
+    let o = Command::new(BIN).args(["--store", "dynamodb", "tenant", "list"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--table"));
+    let o = dyn_run(&["serve"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("embedded store"));
+}

@@ -33,7 +33,9 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     let runtime = RuntimeApi::start().await;
     let logs = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_scim-users"))
+    // SCIM_USERS_BIN runs another build of the function (the release bootstrap from its zip).
+    let bin = std::env::var("SCIM_USERS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-users").to_string());
+    let child = Command::new(&bin)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
@@ -162,9 +164,8 @@ async fn okta_sequence_through_the_lambda_entry_point() {
 
     drop(child);
     println!(
-        "scim-users (debug build): first response {} ms after process start; peak RSS {} kB; DynamoDB requests per request: {:?}",
+        "LAMBDA_FIGURES function=scim-users bin={bin} first_response_ms={} peak_rss_kb={rss_kb} dynamodb_requests={:?}",
         first_response.as_millis(),
-        rss_kb,
         costs.iter().map(|c| c.0).collect::<Vec<_>>()
     );
 }
