@@ -173,17 +173,7 @@ impl ScimService {
             tenant: caller.tenant.clone(),
             now: self.clock.now(),
         })?;
-        self.store.create_user(&user).await.map_err(|e| match e {
-            Error::Uniqueness(attr) if attr == "externalId" => Error::Uniqueness(format!(
-                "another user of this tenant already has externalId {:?}",
-                user.external_id.as_deref().unwrap_or("")
-            )),
-            Error::Uniqueness(_) => Error::Uniqueness(format!(
-                "a user with userName {:?} already exists (userName is compared case-insensitively)",
-                user.user_name.as_str()
-            )),
-            other => other,
-        })?;
+        self.store.create_user(&user).await.map_err(|e| explain_uniqueness(e, &user))?;
         Ok(user)
     }
 
@@ -194,10 +184,8 @@ impl ScimService {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<User> {
-        let o = resource_body(body)?;
-        let doc = normalize(o);
-        Draft::parse(&doc)?; // validate before touching the store
-        self.modify(authorization, id, if_match, |u| Draft::parse(&doc)?.apply_put(u)).await
+        let draft = Draft::parse(&normalize(resource_body(body)?))?; // validated before any store call
+        self.modify(authorization, id, if_match, |u| draft.clone().apply_put(u)).await
     }
 
     pub async fn patch_user(
@@ -241,16 +229,7 @@ impl ScimService {
                         "the user was changed by another request at the same time; read it again and retry".into(),
                     ))
                 }
-                Err(Error::Uniqueness(attr)) if attr == "externalId" => {
-                    return Err(Error::Uniqueness("another user of this tenant already has that externalId".into()))
-                }
-                Err(Error::Uniqueness(_)) => {
-                    return Err(Error::Uniqueness(format!(
-                        "a user with userName {:?} already exists (userName is compared case-insensitively)",
-                        next.user_name.as_str()
-                    )))
-                }
-                Err(e) => return Err(e),
+                Err(e) => return Err(explain_uniqueness(e, &next)),
             }
         }
         Err(Error::PreconditionFailed("the user kept changing while being updated; retry".into()))
@@ -406,6 +385,21 @@ impl ScimService {
             out.extend(found);
         }
         Ok(out)
+    }
+}
+
+/// Turns a store's `Uniqueness("userName" | "externalId")` into a message for the client.
+fn explain_uniqueness(e: Error, user: &User) -> Error {
+    match e {
+        Error::Uniqueness(attr) if attr == "externalId" => Error::Uniqueness(format!(
+            "another user of this tenant already has externalId {:?}",
+            user.external_id.as_deref().unwrap_or("")
+        )),
+        Error::Uniqueness(_) => Error::Uniqueness(format!(
+            "a user with userName {:?} already exists (userName is compared case-insensitively)",
+            user.user_name.as_str()
+        )),
+        other => other,
     }
 }
 
