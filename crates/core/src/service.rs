@@ -18,7 +18,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// How often an unconditional read-modify-write is retried when another writer got there first.
-const WRITE_ATTEMPTS: usize = 3;
+const WRITE_ATTEMPTS: usize = 8;
 /// Page size used when scanning a tenant for a filter no index answers.
 const SCAN_PAGE: usize = 500;
 
