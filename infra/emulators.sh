@@ -33,8 +33,9 @@ dynamodb_local_install() {
 start_dynamodb_local() {
   local port emu=$DYNAMODB_LOCAL_DIR/package/emulator
   port=$(free_port)
-  java -Djava.library.path="$emu/DynamoDBLocal_lib" -jar "$emu/DynamoDBLocal.jar" \
-    -inMemory -sharedDb -disableTelemetry -port "$port" >"$1/dynamodb-local.log" 2>&1 &
+  # Run from LOGDIR: DynamoDB Local writes a metadata file into its working directory.
+  (cd "$1" && exec java -Djava.library.path="$emu/DynamoDBLocal_lib" -jar "$emu/DynamoDBLocal.jar" \
+    -inMemory -sharedDb -disableTelemetry -port "$port" >"$1/dynamodb-local.log" 2>&1) &
   EMULATOR_PIDS="$EMULATOR_PIDS $!"
   wait_for_port "$port" 60 || { echo "DynamoDB Local did not start"; cat "$1/dynamodb-local.log"; return 1; }
   export BUTTERFLY_DYNAMODB_ENDPOINT=http://127.0.0.1:$port
