@@ -28,6 +28,8 @@ pub fn tenant(name: &str, domains: &[&str]) -> Tenant {
         name: name.into(),
         domains: domains.iter().map(|d| EmailDomain::parse(d).unwrap()).collect(),
         created: now(),
+        sso: None,
+        version: 1,
     }
 }
 
@@ -45,6 +47,7 @@ pub fn user(tenant: &TenantId, name: &str, external_id: Option<&str>) -> User {
         locale: None,
         role: None,
         role_source: None,
+        subject: None,
         created: t,
         last_modified: t,
         version: 1,

@@ -4,15 +4,19 @@
 pub mod aws;
 pub mod contract;
 pub mod lambda_runtime;
+pub mod op;
 
 use async_trait::async_trait;
 use butterfly_core::clock::{SystemClock, Timestamp};
+use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{OnceStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore};
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
+use butterfly_core::sso::{LoginTransaction, Session, Subject};
+use butterfly_core::sso_service::{SsoPolicy, SsoService};
 use butterfly_core::tenant::Tenant;
-use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::token::{Secret, TokenHash, TokenRecord};
 use butterfly_core::user::User;
 use butterfly_core::Result;
 use butterfly_embedded::EmbeddedStore;
@@ -63,6 +67,70 @@ impl TenantStore for CountingStore {
         self.hit("list_tenants");
         self.inner.list_tenants().await
     }
+    async fn replace_tenant(&self, p: &Tenant, n: &Tenant) -> Result<()> {
+        self.hit("replace_tenant");
+        self.inner.replace_tenant(p, n).await
+    }
+    async fn find_tenant_by_domain(&self, d: &EmailDomain) -> Result<Option<Tenant>> {
+        self.hit("find_tenant_by_domain");
+        self.inner.find_tenant_by_domain(d).await
+    }
+    async fn find_tenant_by_issuer(&self, i: &str) -> Result<Option<Tenant>> {
+        self.hit("find_tenant_by_issuer");
+        self.inner.find_tenant_by_issuer(i).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn create_session(&self, s: &Session) -> Result<()> {
+        self.hit("create_session");
+        self.inner.create_session(s).await
+    }
+    async fn session_with_user(&self, h: &TokenHash) -> Result<Option<(Session, Option<User>)>> {
+        self.hit("session_with_user");
+        self.inner.session_with_user(h).await
+    }
+    async fn touch_session(&self, h: &TokenHash, at: Timestamp) -> Result<()> {
+        self.hit("touch_session");
+        self.inner.touch_session(h, at).await
+    }
+    async fn delete_session(&self, h: &TokenHash) -> Result<bool> {
+        self.hit("delete_session");
+        self.inner.delete_session(h).await
+    }
+    async fn delete_user_sessions(&self, t: &TenantId, u: &UserId) -> Result<u32> {
+        self.hit("delete_user_sessions");
+        self.inner.delete_user_sessions(t, u).await
+    }
+    async fn delete_sid_sessions(&self, i: &str, sid: &str) -> Result<u32> {
+        self.hit("delete_sid_sessions");
+        self.inner.delete_sid_sessions(i, sid).await
+    }
+}
+
+#[async_trait]
+impl LoginStore for CountingStore {
+    async fn put_login(&self, tx: &LoginTransaction) -> Result<()> {
+        self.hit("put_login");
+        self.inner.put_login(tx).await
+    }
+    async fn take_login(&self, h: &TokenHash) -> Result<Option<LoginTransaction>> {
+        self.hit("take_login");
+        self.inner.take_login(h).await
+    }
+}
+
+#[async_trait]
+impl SecretStore for CountingStore {
+    async fn put_client_secret(&self, t: &TenantId, s: &Secret) -> Result<()> {
+        self.hit("put_client_secret");
+        self.inner.put_client_secret(t, s).await
+    }
+    async fn client_secret(&self, t: &TenantId) -> Result<Option<Secret>> {
+        self.hit("client_secret");
+        self.inner.client_secret(t).await
+    }
 }
 
 #[async_trait]
@@ -111,6 +179,10 @@ impl UserStore for CountingStore {
         self.hit("find_user_by_external_id");
         self.inner.find_user_by_external_id(t, e).await
     }
+    async fn find_user_by_subject(&self, t: &TenantId, s: &Subject) -> Result<Option<User>> {
+        self.hit("find_user_by_subject");
+        self.inner.find_user_by_subject(t, s).await
+    }
     async fn replace_user(&self, p: &User, n: &User) -> Result<()> {
         self.hit("replace_user");
         self.inner.replace_user(p, n).await
@@ -147,6 +219,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<CountingStore>,
     pub admin: AdminService,
+    /// The SSO use cases over the same store (to save settings as an admin would).
+    pub sso: SsoService,
     dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -166,6 +240,19 @@ impl TestApp {
     /// Starts the app over an existing data directory. With `tenant`, reuses that tenant and
     /// token instead of creating new ones.
     pub async fn start(data_dir: &Path, tenant: Option<(TenantId, String)>) -> TestApp {
+        Self::start_with(data_dir, tenant, SsoPolicy { allow_loopback_http: true, ..SsoPolicy::default() }).await
+    }
+
+    /// A fresh store with SSO timeouts of the test's choosing.
+    pub async fn spawn_with(policy: SsoPolicy) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let mut app = Self::start_with(&path, None, policy).await;
+        app.dir = Some(dir);
+        app
+    }
+
+    pub async fn start_with(data_dir: &Path, tenant: Option<(TenantId, String)>, policy: SsoPolicy) -> TestApp {
         let embedded = EmbeddedStore::open(data_dir).expect("open store");
         let key = embedded.server_secret("cursor-key").await.expect("cursor key");
         let store = Arc::new(CountingStore::new(embedded));
@@ -180,12 +267,18 @@ impl TestApp {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = butterfly_api::app(
-            store.clone(),
-            Arc::new(SystemClock),
-            CursorKey::from_slice(&key).expect("key"),
-            butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
-        );
+        let parts = butterfly_api::AppParts {
+            store: store.clone(),
+            secrets: store.clone(),
+            idp: Arc::new(butterfly_api::oidc::OidcProvider::new(true).expect("http client")),
+            clock: Arc::new(SystemClock),
+            cursor_key: CursorKey::from_slice(&key).expect("key"),
+            base_url: butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
+            cookies: butterfly_api::sso::CookiePolicy { secure: false },
+            sso_policy: policy,
+        };
+        let sso = parts.sso_service();
+        let app = butterfly_api::app(&parts);
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -203,6 +296,7 @@ impl TestApp {
             client: reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client"),
             store,
             admin,
+            sso,
             dir: None,
             data_dir: data_dir.to_path_buf(),
             shutdown: Some(tx),

@@ -25,7 +25,7 @@ async fn an_unreachable_table_is_a_503_with_retry_after() {
     let store = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), "unreachable");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let app = butterfly_api::app(
+    let app = butterfly_api::scim_app(
         Arc::new(store),
         Arc::new(SystemClock),
         CursorKey::new([1; 32]),

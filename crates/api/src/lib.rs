@@ -3,7 +3,9 @@
 //! extract, call the use case, map the result.
 
 pub mod error;
+pub mod oidc;
 pub mod scim;
+pub mod sso;
 pub mod wire;
 
 use axum::http::{HeaderName, Request};
@@ -41,9 +43,8 @@ pub fn health_router() -> Router {
     Router::new().route("/healthz", get(|| async { "ok" }))
 }
 
-/// Every router of the service over one store: what the local stack serves on one port, and
-/// what the test harness spawns. Each Lambda serves one of the routers instead.
-pub fn app(
+/// The SCIM router alone over one store (the `scim-users` function).
+pub fn scim_app(
     store: std::sync::Arc<dyn butterfly_core::ports::Store>,
     clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
     cursor_key: butterfly_core::scim::cursor::CursorKey,
@@ -52,4 +53,59 @@ pub fn app(
     let scim_state =
         scim::ScimState { service: butterfly_core::service::ScimService::new(store, clock, cursor_key), base_url };
     with_common_layers(scim::router(scim_state).merge(health_router()))
+}
+
+/// Everything the routers are built from: the store and the other ports, and the
+/// deployment's settings. Built once per process (per Lambda instance).
+#[derive(Clone)]
+pub struct AppParts {
+    pub store: std::sync::Arc<dyn butterfly_core::ports::Store>,
+    pub secrets: std::sync::Arc<dyn butterfly_core::ports::SecretStore>,
+    pub idp: std::sync::Arc<dyn butterfly_core::sso::IdentityProvider>,
+    pub clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
+    pub cursor_key: butterfly_core::scim::cursor::CursorKey,
+    pub base_url: scim::BaseUrl,
+    pub cookies: sso::CookiePolicy,
+    pub sso_policy: butterfly_core::sso_service::SsoPolicy,
+}
+
+impl AppParts {
+    pub fn sso_service(&self) -> butterfly_core::sso_service::SsoService {
+        butterfly_core::sso_service::SsoService::new(
+            self.store.clone(),
+            self.secrets.clone(),
+            self.idp.clone(),
+            self.clock.clone(),
+            self.sso_policy.clone(),
+        )
+    }
+
+    pub fn sso_state(&self) -> sso::SsoState {
+        sso::SsoState {
+            service: std::sync::Arc::new(self.sso_service()),
+            base_url: self.base_url.clone(),
+            cookies: self.cookies,
+        }
+    }
+}
+
+/// Every router of the service over one store: what the local stack serves on one port, and
+/// what the test harness spawns. Each Lambda serves one of the routers instead.
+pub fn app(parts: &AppParts) -> Router {
+    let scim_state = scim::ScimState {
+        service: butterfly_core::service::ScimService::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            parts.cursor_key.clone(),
+        ),
+        base_url: parts.base_url.clone(),
+    };
+    let sso_state = parts.sso_state();
+    with_common_layers(
+        scim::router(scim_state)
+            .merge(sso::login_router(sso_state.clone()))
+            .merge(sso::callback_router(sso_state.clone()))
+            .merge(sso::session_router(sso_state))
+            .merge(health_router()),
+    )
 }

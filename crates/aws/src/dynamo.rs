@@ -4,14 +4,16 @@
 use crate::errors::{classify, tx_failure, TxFailure};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue as Av, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue as Av, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use butterfly_core::clock::{Clock, SystemClock, Timestamp};
+use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{OnceStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{LoginStore, OnceStore, SessionStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{TokenHash, TokenRecord};
 use butterfly_core::user::User;
@@ -87,6 +89,40 @@ fn uname_pk(t: &TenantId, folded: &str) -> String {
 }
 fn ext_pk(t: &TenantId, e: &str) -> String {
     format!("TENANT#{t}#EXT#{e}")
+}
+fn sub_pk(t: &TenantId, s: &Subject) -> String {
+    format!("TENANT#{t}#SUB#{}#{}", s.issuer, s.sub)
+}
+fn domain_pk(d: &str) -> String {
+    format!("DOMAIN#{d}")
+}
+fn issuer_pk(i: &str) -> String {
+    format!("ISSUER#{i}")
+}
+fn session_pk(h: &TokenHash) -> String {
+    format!("SESSION#{}", h.to_hex())
+}
+fn user_sessions_pk(t: &TenantId, u: &UserId) -> String {
+    format!("TENANT#{t}#USER#{u}#SESSIONS")
+}
+fn sid_sessions_pk(issuer: &str, sid: &str) -> String {
+    format!("SID#{issuer}#{sid}")
+}
+fn login_pk(h: &TokenHash) -> String {
+    format!("LOGIN#{}", h.to_hex())
+}
+/// DynamoDB's TTL attribute (seconds) for an expiry in milliseconds.
+fn ttl(at: Timestamp) -> Av {
+    n(at.millis().div_euclid(1000) + 1)
+}
+
+fn tenant_item(t: &Tenant) -> Result<Item> {
+    let mut it = key(tenant_pk(&t.id), "TENANT");
+    it.insert("body".into(), s(json(t)?));
+    it.insert("version".into(), n(t.version));
+    it.insert("gsi1pk".into(), s("TENANTS"));
+    it.insert("gsi1sk".into(), s(format!("{:020}#{}", t.created.millis(), t.id)));
+    Ok(it)
 }
 
 fn user_item(u: &User) -> Result<Item> {
@@ -289,6 +325,91 @@ impl DynamoStore {
     fn now() -> Timestamp {
         SystemClock.now()
     }
+
+    /// A tenant through a claim item (domain or issuer) that names it.
+    async fn tenant_via(&self, claim: Item) -> Result<Option<Tenant>> {
+        let Some(c) = self.get(claim).await? else { return Ok(None) };
+        let id = TenantId::parse(get_s(&c, "tenant")?).ok_or_else(|| Error::Store("bad tenant id".into()))?;
+        self.get_tenant(&id).await
+    }
+
+    /// Deletes items in batches of 25, asking again for unprocessed ones.
+    async fn batch_delete(&self, keys: Vec<Item>) -> Result<()> {
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| Error::Store(e.to_string()))
+                })
+                .collect::<Result<_>>()?;
+            for attempt in 1..=BATCH_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(self.table.as_ref(), requests.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchWriteItem", e))?;
+                match out.unprocessed_items.and_then(|mut u| u.remove(self.table.as_ref())) {
+                    Some(rest) if !rest.is_empty() && attempt < BATCH_ATTEMPTS => {
+                        requests = rest;
+                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    }
+                    Some(rest) if !rest.is_empty() => {
+                        return Err(Error::Unavailable {
+                            message: "DynamoDB left deletes unprocessed".into(),
+                            retry_after_secs: 1,
+                        })
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the sessions listed under an index partition (strongly consistent query), with
+    /// their other index items.
+    async fn delete_indexed_sessions(&self, index_pk: String) -> Result<u32> {
+        let mut keys = Vec::new();
+        let mut count = 0u32;
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s(index_pk.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            for it in r.items() {
+                let hex = get_s(it, "sk")?;
+                let hash = TokenHash::from_hex(hex).ok_or_else(|| Error::Store("bad session index".into()))?;
+                keys.push(key(session_pk(&hash), "SESSION"));
+                for other in ["user_idx_pk", "sid_pk"] {
+                    if let Ok(pk) = get_s(it, other) {
+                        keys.push(key(pk.to_string(), hex));
+                    }
+                }
+                keys.push(key(index_pk.clone(), hex));
+                count += 1;
+            }
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        self.batch_delete(keys).await?;
+        Ok(count)
+    }
 }
 
 fn tx_err(f: TxFailure, on_condition: impl Fn(usize) -> Error) -> Error {
@@ -303,13 +424,9 @@ fn tx_err(f: TxFailure, on_condition: impl Fn(usize) -> Error) -> Error {
 impl TenantStore for DynamoStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
         let t = &self.table;
-        let mut tenant_item = key(tenant_pk(&tenant.id), "TENANT");
-        tenant_item.insert("body".into(), s(json(tenant)?));
-        tenant_item.insert("gsi1pk".into(), s("TENANTS"));
-        tenant_item.insert("gsi1sk".into(), s(format!("{:020}#{}", tenant.created.millis(), tenant.id)));
-        let mut items = vec![put(t, tenant_item, Some("attribute_not_exists(pk)"), &[], &[])?];
+        let mut items = vec![put(t, tenant_item(tenant)?, Some("attribute_not_exists(pk)"), &[], &[])?];
         for d in &tenant.domains {
-            let mut it = key(format!("DOMAIN#{d}"), "DOMAIN");
+            let mut it = key(domain_pk(d.as_str()), "DOMAIN");
             it.insert("tenant".into(), s(tenant.id.as_str()));
             items.push(put(t, it, Some("attribute_not_exists(pk)"), &[], &[])?);
         }
@@ -329,6 +446,59 @@ impl TenantStore for DynamoStore {
             Some(it) => Ok(Some(body(&it)?)),
             None => Ok(None),
         }
+    }
+
+    async fn replace_tenant(&self, previous: &Tenant, next: &Tenant) -> Result<()> {
+        let t = &self.table;
+        let me = [(":me", s(next.id.as_str()))];
+        // Items written before tenants had versions carry none.
+        let mut items = vec![put(
+            t,
+            tenant_item(next)?,
+            Some("attribute_exists(pk) AND (version = :v OR attribute_not_exists(version))"),
+            &[(":v", n(previous.version))],
+            &[],
+        )?];
+        let mut labels: Vec<String> = vec![String::new()];
+        let free_or_mine = Some("attribute_not_exists(pk) OR tenant = :me");
+        for d in &next.domains {
+            let mut it = key(domain_pk(d.as_str()), "DOMAIN");
+            it.insert("tenant".into(), s(next.id.as_str()));
+            items.push(put(t, it, free_or_mine, &me, &[])?);
+            labels.push(format!("the domain {d} already belongs to another tenant"));
+        }
+        for d in previous.domains.iter().filter(|d| !next.domains.contains(d)) {
+            items.push(delete(t, key(domain_pk(d.as_str()), "DOMAIN"), Some("tenant = :me"), &me, &[])?);
+            labels.push(String::new());
+        }
+        let old_iss = previous.sso.as_ref().map(|c| c.issuer.as_str());
+        let new_iss = next.sso.as_ref().map(|c| c.issuer.as_str());
+        if old_iss != new_iss {
+            if let Some(i) = new_iss {
+                let mut it = key(issuer_pk(i), "ISSUER");
+                it.insert("tenant".into(), s(next.id.as_str()));
+                items.push(put(t, it, free_or_mine, &me, &[])?);
+                labels.push(format!("the issuer {i} is already connected to another tenant"));
+            }
+            if let Some(i) = old_iss {
+                items.push(delete(t, key(issuer_pk(i), "ISSUER"), Some("tenant = :me"), &me, &[])?);
+                labels.push(String::new());
+            }
+        }
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match labels.get(i).filter(|l| !l.is_empty()) {
+                Some(l) => Error::Uniqueness(l.clone()),
+                None => Error::PreconditionFailed("the tenant changed meanwhile".into()),
+            })
+        })
+    }
+
+    async fn find_tenant_by_domain(&self, domain: &EmailDomain) -> Result<Option<Tenant>> {
+        self.tenant_via(key(domain_pk(domain.as_str()), "DOMAIN")).await
+    }
+
+    async fn find_tenant_by_issuer(&self, issuer: &str) -> Result<Option<Tenant>> {
+        self.tenant_via(key(issuer_pk(issuer), "ISSUER")).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -474,15 +644,21 @@ impl UserStore for DynamoStore {
             put(t, user_item(user)?, absent, &[], &[])?,
             put(t, claim_item(uname_pk(&user.tenant, user.user_name.folded()), user)?, absent, &[], &[])?,
         ];
+        let mut labels = vec!["id", "userName"];
         if let Some(e) = &user.external_id {
             items.push(put(t, claim_item(ext_pk(&user.tenant, e), user)?, absent, &[], &[])?);
+            labels.push("externalId");
+        }
+        if let Some(sub) = &user.subject {
+            items.push(put(t, claim_item(sub_pk(&user.tenant, sub), user)?, absent, &[], &[])?);
+            labels.push("subject");
         }
         items.push(add_count(t, &user.tenant, 1)?);
         self.transact(items).await.map_err(|f| {
-            tx_err(f, |i| match i {
-                0 => Error::Conflict("a user with this id already exists".into()),
-                1 => Error::Uniqueness("userName".into()),
-                _ => Error::Uniqueness("externalId".into()),
+            tx_err(f, |i| match labels.get(i).copied() {
+                Some("id") => Error::Conflict("a user with this id already exists".into()),
+                Some(attr) => Error::Uniqueness(attr.into()),
+                None => Error::Store("unexpected transaction failure".into()),
             })
         })
     }
@@ -508,6 +684,13 @@ impl UserStore for DynamoStore {
         }
     }
 
+    async fn find_user_by_subject(&self, tenant: &TenantId, subject: &Subject) -> Result<Option<User>> {
+        match self.get(key(sub_pk(tenant, subject), "CLAIM")).await? {
+            Some(it) => user_of(&it, tenant),
+            None => Ok(None),
+        }
+    }
+
     async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
         let t = &self.table;
         let tenant = &next.tenant;
@@ -527,6 +710,11 @@ impl UserStore for DynamoStore {
                 "externalId",
                 previous.external_id.as_deref().map(|e| ext_pk(tenant, e)),
                 next.external_id.as_deref().map(|e| ext_pk(tenant, e)),
+            ),
+            (
+                "subject",
+                previous.subject.as_ref().map(|x| sub_pk(tenant, x)),
+                next.subject.as_ref().map(|x| sub_pk(tenant, x)),
             ),
         ];
         for (attr, old, new) in moves {
@@ -552,6 +740,7 @@ impl UserStore for DynamoStore {
             tx_err(f, |i| match claims.get(i).copied() {
                 Some("userName") => Error::Uniqueness("userName".into()),
                 Some("externalId") => Error::Uniqueness("externalId".into()),
+                Some("subject") => Error::Uniqueness("subject".into()),
                 _ => Error::PreconditionFailed("version changed".into()),
             })
         })
@@ -573,6 +762,9 @@ impl UserStore for DynamoStore {
         ];
         if let Some(e) = &previous.external_id {
             items.push(delete(t, key(ext_pk(&previous.tenant, e), "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
+        }
+        if let Some(x) = &previous.subject {
+            items.push(delete(t, key(sub_pk(&previous.tenant, x), "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
         }
         items.push(add_count(t, &previous.tenant, -1)?);
         self.transact(items).await.map_err(|f| tx_err(f, |_| Error::PreconditionFailed("version changed".into())))
@@ -655,6 +847,127 @@ impl OnceStore for DynamoStore {
                 Error::Conflict(_) => Ok(false),
                 other => Err(other),
             },
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &Session) -> Result<()> {
+        let t = &self.table;
+        let hex = session.hash.to_hex();
+        let expires = ttl(session.expires);
+        let user_idx = user_sessions_pk(&session.tenant, &session.user);
+        let sid_idx = session.sid.as_deref().map(|sid| sid_sessions_pk(&session.issuer, sid));
+        let mut main = key(session_pk(&session.hash), "SESSION");
+        main.insert("body".into(), s(json(session)?));
+        main.insert("user".into(), s(session.user.to_string()));
+        main.insert("last_seen".into(), n(session.last_seen.millis()));
+        main.insert("expires_at".into(), expires.clone());
+        let mut by_user = key(user_idx.clone(), &hex);
+        by_user.insert("expires_at".into(), expires.clone());
+        let mut items = vec![put(t, main, Some("attribute_not_exists(pk)"), &[], &[])?];
+        if let Some(sp) = &sid_idx {
+            by_user.insert("sid_pk".into(), s(sp.clone()));
+            let mut by_sid = key(sp.clone(), &hex);
+            by_sid.insert("user_idx_pk".into(), s(user_idx.clone()));
+            by_sid.insert("expires_at".into(), expires.clone());
+            items.push(put(t, by_sid, None, &[], &[])?);
+        }
+        items.push(put(t, by_user, None, &[], &[])?);
+        self.transact(items).await.map_err(|f| tx_err(f, |_| Error::Conflict("a session with this id exists".into())))
+    }
+
+    async fn session_with_user(&self, hash: &TokenHash) -> Result<Option<(Session, Option<User>)>> {
+        let Some(it) = self.get(key(session_pk(hash), "SESSION")).await? else { return Ok(None) };
+        let mut session: Session = body(&it)?;
+        if let Some(t) = get_n(&it, "last_seen")? {
+            session.last_seen = session.last_seen.max(Timestamp(t));
+        }
+        let user = self.get_user(&session.tenant, &session.user).await?;
+        Ok(Some((session, user)))
+    }
+
+    async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(session_pk(hash), "SESSION")))
+            .update_expression("SET last_seen = :t")
+            .condition_expression("attribute_exists(pk) AND last_seen < :t")
+            .expression_attribute_values(":t", n(at.millis()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match classify("UpdateItem", e) {
+                // Ended meanwhile, or a later use is recorded.
+                Error::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(session_pk(hash), "SESSION")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteItem", e))?;
+        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else { return Ok(false) };
+        let session: Session = body(&old)?;
+        let hex = hash.to_hex();
+        let mut keys = vec![key(user_sessions_pk(&session.tenant, &session.user), &hex)];
+        if let Some(sid) = &session.sid {
+            keys.push(key(sid_sessions_pk(&session.issuer, sid), &hex));
+        }
+        self.batch_delete(keys).await?;
+        Ok(true)
+    }
+
+    async fn delete_user_sessions(&self, tenant: &TenantId, user: &UserId) -> Result<u32> {
+        self.delete_indexed_sessions(user_sessions_pk(tenant, user)).await
+    }
+
+    async fn delete_sid_sessions(&self, issuer: &str, sid: &str) -> Result<u32> {
+        self.delete_indexed_sessions(sid_sessions_pk(issuer, sid)).await
+    }
+}
+
+#[async_trait]
+impl LoginStore for DynamoStore {
+    async fn put_login(&self, login: &LoginTransaction) -> Result<()> {
+        let mut it = key(login_pk(&login.state_hash), "LOGIN");
+        it.insert("body".into(), s(json(login)?));
+        it.insert("expires_at".into(), ttl(login.expires));
+        self.client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(it))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn take_login(&self, state_hash: &TokenHash) -> Result<Option<LoginTransaction>> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(login_pk(state_hash), "LOGIN")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteItem", e))?;
+        match out.attributes.filter(|a| !a.is_empty()) {
+            Some(it) => Ok(Some(body(&it)?)),
+            None => Ok(None),
         }
     }
 }

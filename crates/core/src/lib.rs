@@ -12,6 +12,8 @@ pub mod ports;
 pub mod role;
 pub mod scim;
 pub mod service;
+pub mod sso;
+pub mod sso_service;
 pub mod tenant;
 pub mod token;
 pub mod user;

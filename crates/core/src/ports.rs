@@ -4,8 +4,10 @@
 //! `Uniqueness`/`PreconditionFailed`/`Conflict`, throttling into `Unavailable`.
 
 use crate::clock::Timestamp;
+use crate::email::EmailDomain;
 use crate::error::Result;
 use crate::ids::{TenantId, UserId};
+use crate::sso::{LoginTransaction, Session, Subject};
 use crate::tenant::Tenant;
 use crate::token::{TokenHash, TokenRecord};
 use crate::user::User;
@@ -19,6 +21,14 @@ pub trait TenantStore: Send + Sync {
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
     /// All tenants, for operators (not on any request path).
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Replaces `previous` with `next` if the stored version is still `previous.version` (else
+    /// `PreconditionFailed`), moving the domain claims and the SSO issuer claim that changed in
+    /// the same atomic write (`Uniqueness` if another tenant holds one).
+    async fn replace_tenant(&self, previous: &Tenant, next: &Tenant) -> Result<()>;
+    /// The tenant that claimed an email domain.
+    async fn find_tenant_by_domain(&self, domain: &EmailDomain) -> Result<Option<Tenant>>;
+    /// The tenant whose SSO settings name this issuer (exact, normalised form).
+    async fn find_tenant_by_issuer(&self, issuer: &str) -> Result<Option<Tenant>>;
 }
 
 #[async_trait]
@@ -50,6 +60,9 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>>;
     async fn find_user_by_user_name(&self, tenant: &TenantId, folded: &str) -> Result<Option<User>>;
     async fn find_user_by_external_id(&self, tenant: &TenantId, external_id: &str) -> Result<Option<User>>;
+    /// The user linked to the provider identity (`issuer`, `sub`) within the tenant. The link
+    /// is a uniqueness claim like `userName`, moved by `create_user`/`replace_user`.
+    async fn find_user_by_subject(&self, tenant: &TenantId, subject: &Subject) -> Result<Option<User>>;
     /// Replaces `previous` with `next` if the stored version is still `previous.version`
     /// (else `PreconditionFailed`; `NotFound` if gone), moving uniqueness claims that changed.
     async fn replace_user(&self, previous: &User, next: &User) -> Result<()>;
@@ -63,8 +76,34 @@ pub trait UserStore: Send + Sync {
 }
 
 /// Everything the services need from one store.
-pub trait Store: TenantStore + TokenStore + UserStore + OnceStore {}
-impl<T: TenantStore + TokenStore + UserStore + OnceStore + ?Sized> Store for T {}
+pub trait Store: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore {}
+impl<T: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + ?Sized> Store for T {}
+
+/// Server-side sessions, keyed by the hash of the cookie value, and indexed so that revoking
+/// all sessions of a user, or those of one provider session (`iss`, `sid`), is one query.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// One round trip: the session and its user (whatever the tenant; the caller checks).
+    async fn session_with_user(&self, hash: &TokenHash) -> Result<Option<(Session, Option<User>)>>;
+    /// Records activity (for the idle timeout).
+    async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<()>;
+    /// Ends one session; `false` if there was none.
+    async fn delete_session(&self, hash: &TokenHash) -> Result<bool>;
+    /// Ends every session of a user; returns how many there were.
+    async fn delete_user_sessions(&self, tenant: &TenantId, user: &UserId) -> Result<u32>;
+    /// Ends the sessions started from one provider session; returns how many there were.
+    async fn delete_sid_sessions(&self, issuer: &str, sid: &str) -> Result<u32>;
+}
+
+/// Login transactions between the redirect to the provider and the callback.
+#[async_trait]
+pub trait LoginStore: Send + Sync {
+    async fn put_login(&self, tx: &LoginTransaction) -> Result<()>;
+    /// Removes and returns the transaction in one atomic step: of two callbacks with the same
+    /// `state` at most one gets it. Expired ones come back too (the caller checks `expires`).
+    async fn take_login(&self, state_hash: &TokenHash) -> Result<Option<LoginTransaction>>;
+}
 
 /// Keys that may be used once until they expire: replay caches (`jti` of logout tokens) and
 /// single-use transactions. Expiry is enforced on read, so an item past its expiry is gone

@@ -446,7 +446,7 @@ impl AdminService {
                 "{d} is a public mailbox provider; only domains your organisation owns can route sign-ins"
             )));
         }
-        let t = Tenant { id: TenantId::generate(), name, domains, created: self.clock.now() };
+        let t = Tenant { id: TenantId::generate(), name, domains, created: self.clock.now(), sso: None, version: 1 };
         self.store.create_tenant(&t).await?;
         Ok(t)
     }

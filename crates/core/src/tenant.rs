@@ -3,6 +3,7 @@
 use crate::clock::Timestamp;
 use crate::email::EmailDomain;
 use crate::ids::TenantId;
+use crate::sso::SsoConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +14,12 @@ pub struct Tenant {
     #[serde(default)]
     pub domains: Vec<EmailDomain>,
     pub created: Timestamp,
+    /// Single sign-on settings, once an admin has saved them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoConfig>,
+    /// Incremented on every change of the tenant record (optimistic concurrency).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Tenant {

@@ -21,8 +21,10 @@ pub const DISPLAY_PREFIX_LEN: usize = SCIM_TOKEN_PREFIX.len() + 4;
 /// Last-used times are written at most this often per token, not on every request.
 pub const LAST_USED_GRANULARITY_SECS: i64 = 300;
 
-/// A secret string that never reaches logs: `Debug` and `Display` print a redaction.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string that never reaches logs: `Debug` and `Display` print a redaction. It
+/// serializes as the plain string, for stores only (session and transaction items).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

@@ -4,6 +4,7 @@ use crate::clock::Timestamp;
 use crate::email::UserName;
 use crate::ids::{TenantId, UserId};
 use crate::role::Role;
+use crate::sso::Subject;
 use serde::{Deserialize, Serialize};
 
 /// A team member of one tenant.
@@ -29,6 +30,9 @@ pub struct User {
     /// Who set the role last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_source: Option<RoleSource>,
+    /// The user's identity at the tenant's provider, linked at first sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
     pub created: Timestamp,
     pub last_modified: Timestamp,
     /// Incremented on every write; the SCIM `meta.version` (weak ETag).

@@ -5,8 +5,10 @@
 
 use async_trait::async_trait;
 use butterfly_core::clock::Timestamp;
+use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{OnceStore, SecretStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{Secret, TokenHash, TokenRecord};
 use butterfly_core::user::User;
@@ -33,6 +35,14 @@ const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// OIDC client secrets of the local stack: tenant id → secret. (In production they live in
 /// Secrets Manager, never in the table.)
 const SECRETS: TableDefinition<&str, &str> = TableDefinition::new("secrets");
+/// SSO issuer → tenant id (an issuer belongs to one tenant).
+const ISSUERS: TableDefinition<&str, &str> = TableDefinition::new("issuers");
+/// Sessions by the hash of their cookie value.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+/// Session indexes: `u \x1f tenant \x1f user \x1f hash` and `s \x1f issuer \x1f sid \x1f hash`.
+const SESSION_INDEX: TableDefinition<&str, ()> = TableDefinition::new("session_index");
+/// Login transactions by the hash of their `state`.
+const LOGINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("logins");
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +94,41 @@ fn ext_key(tenant: &TenantId, external_id: &str) -> String {
     format!("{}\x1fe\x1f{external_id}", tenant.as_str())
 }
 
+fn sub_key(tenant: &TenantId, s: &Subject) -> String {
+    format!("{}\x1fs\x1f{}\x1f{}", tenant.as_str(), s.issuer, s.sub)
+}
+
+fn user_sessions_prefix(tenant: &TenantId, user: &UserId) -> String {
+    format!("u\x1f{}\x1f{}\x1f", tenant.as_str(), user)
+}
+
+fn sid_sessions_prefix(issuer: &str, sid: &str) -> String {
+    format!("s\x1f{issuer}\x1f{sid}\x1f")
+}
+
+fn session_index_keys(s: &Session) -> Vec<String> {
+    let hex = s.hash.to_hex();
+    let mut keys = vec![format!("{}{hex}", user_sessions_prefix(&s.tenant, &s.user))];
+    if let Some(sid) = &s.sid {
+        keys.push(format!("{}{hex}", sid_sessions_prefix(&s.issuer, sid)));
+    }
+    keys
+}
+
+/// The keys of a table starting with `prefix`.
+fn keys_with_prefix(t: &impl ReadableTable<&'static str, ()>, prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for row in t.range::<&str>(prefix..).map_err(store_err)? {
+        let (k, _) = row.map_err(store_err)?;
+        let k = k.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push(k.to_string());
+    }
+    Ok(out)
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` (file `butterfly.redb`).
     pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
@@ -111,6 +156,10 @@ impl EmbeddedStore {
             tx.open_table(META).map_err(store_err)?;
             tx.open_table(ONCE).map_err(store_err)?;
             tx.open_table(SECRETS).map_err(store_err)?;
+            tx.open_table(ISSUERS).map_err(store_err)?;
+            tx.open_table(SESSIONS).map_err(store_err)?;
+            tx.open_table(SESSION_INDEX).map_err(store_err)?;
+            tx.open_table(LOGINS).map_err(store_err)?;
         }
         tx.commit().map_err(store_err)
     }
@@ -200,6 +249,65 @@ impl TenantStore for EmbeddedStore {
             }
         })
         .await
+    }
+
+    async fn replace_tenant(&self, previous: &Tenant, next: &Tenant) -> Result<()> {
+        let (previous, next) = (previous.clone(), next.clone());
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut tenants = tx.open_table(TENANTS).map_err(store_err)?;
+                let mut domains = tx.open_table(DOMAINS).map_err(store_err)?;
+                let mut issuers = tx.open_table(ISSUERS).map_err(store_err)?;
+                let stored: Tenant = match tenants.get(previous.id.as_str()).map_err(store_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(Error::NotFound(format!("tenant {} does not exist", previous.id))),
+                };
+                if stored.version != previous.version {
+                    return Err(Error::PreconditionFailed("the tenant changed meanwhile".into()));
+                }
+                let id = next.id.as_str();
+                for d in &next.domains {
+                    let owner = domains.get(d.as_str()).map_err(store_err)?.map(|v| v.value().to_string());
+                    if owner.is_some_and(|o| o != id) {
+                        return Err(Error::Uniqueness(format!("the domain {d} already belongs to another tenant")));
+                    }
+                }
+                for d in previous.domains.iter().filter(|d| !next.domains.contains(d)) {
+                    domains.remove(d.as_str()).map_err(store_err)?;
+                }
+                for d in &next.domains {
+                    domains.insert(d.as_str(), id).map_err(store_err)?;
+                }
+                let old_iss = previous.sso.as_ref().map(|s| s.issuer.as_str().to_string());
+                let new_iss = next.sso.as_ref().map(|s| s.issuer.as_str().to_string());
+                if old_iss != new_iss {
+                    if let Some(i) = &new_iss {
+                        let owner = issuers.get(i.as_str()).map_err(store_err)?.map(|v| v.value().to_string());
+                        if owner.is_some_and(|o| o != id) {
+                            return Err(Error::Uniqueness(format!(
+                                "the issuer {i} is already connected to another tenant"
+                            )));
+                        }
+                        issuers.insert(i.as_str(), id).map_err(store_err)?;
+                    }
+                    if let Some(i) = &old_iss {
+                        issuers.remove(i.as_str()).map_err(store_err)?;
+                    }
+                }
+                tenants.insert(id, enc(&next)?.as_slice()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn find_tenant_by_domain(&self, domain: &EmailDomain) -> Result<Option<Tenant>> {
+        self.tenant_via(DOMAINS, domain.as_str().to_string()).await
+    }
+
+    async fn find_tenant_by_issuer(&self, issuer: &str) -> Result<Option<Tenant>> {
+        self.tenant_via(ISSUERS, issuer.to_string()).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -348,6 +456,13 @@ impl UserStore for EmbeddedStore {
                     }
                     unique.insert(ek.as_str(), user.id.as_bytes().as_slice()).map_err(store_err)?;
                 }
+                if let Some(sub) = &user.subject {
+                    let sk = sub_key(&user.tenant, sub);
+                    if unique.get(sk.as_str()).map_err(store_err)?.is_some() {
+                        return Err(Error::Uniqueness("subject".into()));
+                    }
+                    unique.insert(sk.as_str(), user.id.as_bytes().as_slice()).map_err(store_err)?;
+                }
                 unique.insert(uk.as_str(), user.id.as_bytes().as_slice()).map_err(store_err)?;
                 users.insert(key.as_slice(), enc(&user)?.as_slice()).map_err(store_err)?;
                 let n = counts.get(user.tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
@@ -374,6 +489,10 @@ impl UserStore for EmbeddedStore {
 
     async fn find_user_by_external_id(&self, tenant: &TenantId, external_id: &str) -> Result<Option<User>> {
         self.find_unique(tenant.clone(), ext_key(tenant, external_id)).await
+    }
+
+    async fn find_user_by_subject(&self, tenant: &TenantId, subject: &Subject) -> Result<Option<User>> {
+        self.find_unique(tenant.clone(), sub_key(tenant, subject)).await
     }
 
     async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
@@ -411,6 +530,18 @@ impl UserStore for EmbeddedStore {
                         unique.remove(ext_key(t, e).as_str()).map_err(store_err)?;
                     }
                 }
+                if previous.subject != next.subject {
+                    if let Some(sub) = &next.subject {
+                        let sk = sub_key(t, sub);
+                        if unique.get(sk.as_str()).map_err(store_err)?.is_some() {
+                            return Err(Error::Uniqueness("subject".into()));
+                        }
+                        unique.insert(sk.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
+                    }
+                    if let Some(sub) = &previous.subject {
+                        unique.remove(sub_key(t, sub).as_str()).map_err(store_err)?;
+                    }
+                }
                 users.insert(key.as_slice(), enc(&next)?.as_slice()).map_err(store_err)?;
             }
             tx.commit().map_err(store_err)
@@ -436,6 +567,9 @@ impl UserStore for EmbeddedStore {
                 unique.remove(uname_key(&stored.tenant, stored.user_name.folded()).as_str()).map_err(store_err)?;
                 if let Some(e) = &stored.external_id {
                     unique.remove(ext_key(&stored.tenant, e).as_str()).map_err(store_err)?;
+                }
+                if let Some(sub) = &stored.subject {
+                    unique.remove(sub_key(&stored.tenant, sub).as_str()).map_err(store_err)?;
                 }
                 users.remove(key.as_slice()).map_err(store_err)?;
                 let n = counts.get(stored.tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(1);
@@ -490,6 +624,24 @@ impl UserStore for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    async fn tenant_via(
+        &self,
+        index: TableDefinition<'static, &'static str, &'static str>,
+        k: String,
+    ) -> Result<Option<Tenant>> {
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let idx = tx.open_table(index).map_err(store_err)?;
+            let Some(id) = idx.get(k.as_str()).map_err(store_err)? else { return Ok(None) };
+            let tenants = tx.open_table(TENANTS).map_err(store_err)?;
+            match tenants.get(id.value()).map_err(store_err)? {
+                Some(v) => Ok(Some(dec(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn find_unique(&self, tenant: TenantId, claim: String) -> Result<Option<User>> {
         self.run(move |db| {
             let tx = db.begin_read().map_err(store_err)?;
@@ -548,6 +700,163 @@ impl SecretStore for EmbeddedStore {
             let tx = db.begin_read().map_err(store_err)?;
             let t = tx.open_table(SECRETS).map_err(store_err)?;
             Ok(t.get(tenant.as_str()).map_err(store_err)?.map(|v| Secret::new(v.value())))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create_session(&self, session: &Session) -> Result<()> {
+        let session = session.clone();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
+                let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
+                if sessions.get(session.hash.as_bytes().as_slice()).map_err(store_err)?.is_some() {
+                    return Err(Error::Conflict("a session with this id exists".into()));
+                }
+                sessions.insert(session.hash.as_bytes().as_slice(), enc(&session)?.as_slice()).map_err(store_err)?;
+                for k in session_index_keys(&session) {
+                    index.insert(k.as_str(), ()).map_err(store_err)?;
+                }
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn session_with_user(&self, hash: &TokenHash) -> Result<Option<(Session, Option<User>)>> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let sessions = tx.open_table(SESSIONS).map_err(store_err)?;
+            let session: Session = match sessions.get(hash.as_bytes().as_slice()).map_err(store_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Ok(None),
+            };
+            let users = tx.open_table(USERS).map_err(store_err)?;
+            let user = read_user(&users, &user_key(&session.tenant, &session.user))?;
+            Ok(Some((session, user)))
+        })
+        .await
+    }
+
+    async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
+                let found: Option<Session> = match sessions.get(hash.as_bytes().as_slice()).map_err(store_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                // A session ended meanwhile stays ended.
+                if let Some(mut s) = found.filter(|s| s.last_seen < at) {
+                    s.last_seen = at;
+                    sessions.insert(hash.as_bytes().as_slice(), enc(&s)?.as_slice()).map_err(store_err)?;
+                }
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<bool> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            let found = {
+                let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
+                let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
+                let removed =
+                    sessions.remove(hash.as_bytes().as_slice()).map_err(store_err)?.map(|v| v.value().to_vec());
+                match removed {
+                    Some(b) => {
+                        for k in session_index_keys(&dec::<Session>(&b)?) {
+                            index.remove(k.as_str()).map_err(store_err)?;
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            };
+            tx.commit().map_err(store_err)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, tenant: &TenantId, user: &UserId) -> Result<u32> {
+        self.delete_indexed_sessions(user_sessions_prefix(tenant, user)).await
+    }
+
+    async fn delete_sid_sessions(&self, issuer: &str, sid: &str) -> Result<u32> {
+        self.delete_indexed_sessions(sid_sessions_prefix(issuer, sid)).await
+    }
+}
+
+impl EmbeddedStore {
+    /// Deletes the sessions an index prefix lists, with all their index entries, in one write.
+    async fn delete_indexed_sessions(&self, prefix: String) -> Result<u32> {
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            let n = {
+                let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
+                let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
+                let mut n = 0u32;
+                for k in keys_with_prefix(&index, &prefix)? {
+                    index.remove(k.as_str()).map_err(store_err)?;
+                    let Some(hash) = k.rsplit('\x1f').next().and_then(TokenHash::from_hex) else { continue };
+                    let removed =
+                        sessions.remove(hash.as_bytes().as_slice()).map_err(store_err)?.map(|v| v.value().to_vec());
+                    if let Some(b) = removed {
+                        for other in session_index_keys(&dec::<Session>(&b)?) {
+                            index.remove(other.as_str()).map_err(store_err)?;
+                        }
+                        n += 1;
+                    }
+                }
+                n
+            };
+            tx.commit().map_err(store_err)?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LoginStore for EmbeddedStore {
+    async fn put_login(&self, login: &LoginTransaction) -> Result<()> {
+        let login = login.clone();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut t = tx.open_table(LOGINS).map_err(store_err)?;
+                t.insert(login.state_hash.as_bytes().as_slice(), enc(&login)?.as_slice()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn take_login(&self, state_hash: &TokenHash) -> Result<Option<LoginTransaction>> {
+        let h = *state_hash;
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            let found = {
+                let mut t = tx.open_table(LOGINS).map_err(store_err)?;
+                let removed = t.remove(h.as_bytes().as_slice()).map_err(store_err)?.map(|v| v.value().to_vec());
+                match removed {
+                    Some(b) => Some(dec::<LoginTransaction>(&b)?),
+                    None => None,
+                }
+            };
+            tx.commit().map_err(store_err)?;
+            Ok(found)
         })
         .await
     }

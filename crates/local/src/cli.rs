@@ -1,12 +1,16 @@
 //! The command line. Every command takes `--data-dir`; `--json` prints one JSON object.
 
 use crate::serve::{serve, ServeOptions};
+use butterfly_api::oidc::OidcProvider;
 use butterfly_aws::DynamoStore;
+use butterfly_aws::SecretsManagerStore;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::ids::TenantId;
-use butterfly_core::ports::Store;
+use butterfly_core::ports::{SecretStore, Store};
 use butterfly_core::service::AdminService;
+use butterfly_core::sso_service::{SsoPolicy, SsoService, SsoSettingsInput, SsoSettingsView};
 use butterfly_core::tenant::Tenant;
+use butterfly_core::token::Secret;
 use butterfly_core::token::TokenRecord;
 use butterfly_embedded::EmbeddedStore;
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +32,14 @@ pub struct Cli {
     /// The DynamoDB table (the stack's `TableName` output), with `--store dynamodb`.
     #[arg(long, global = true, env = "BUTTERFLY_TABLE")]
     pub table: Option<String>,
+    /// Where OIDC client secrets live in Secrets Manager, with `--store dynamodb` (the stack's
+    /// `SecretsPrefix` output): `{prefix}/tenants/{id}/oidc-client-secret`.
+    #[arg(long, global = true, env = "BUTTERFLY_SECRETS_PREFIX")]
+    pub secrets_prefix: Option<String>,
+    /// Accept `http://` issuers on loopback (a local test provider). On by default for the
+    /// embedded store, off for DynamoDB.
+    #[arg(long, global = true, env = "BUTTERFLY_ALLOW_LOOPBACK_ISSUER")]
+    pub allow_loopback_issuer: Option<bool>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -48,6 +60,9 @@ pub enum Command {
     /// Issue, rotate or inspect a tenant's SCIM bearer token.
     #[command(subcommand, name = "scim-token")]
     ScimToken(TokenCmd),
+    /// A tenant's single sign-on (OIDC) settings.
+    #[command(subcommand)]
+    Sso(SsoCmd),
     /// The DynamoDB table itself (for DynamoDB Local and test setups; on AWS the stack creates it).
     #[command(subcommand)]
     Table(TableCmd),
@@ -116,6 +131,64 @@ pub enum TokenCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum SsoCmd {
+    /// Save the tenant's SSO settings. The issuer is checked by OIDC discovery first.
+    Set {
+        #[arg(long)]
+        tenant: String,
+        /// Okta domain (acme.okta.com, meaning the org authorization server) or issuer URL.
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from standard input (one line), never from the command line.
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// Comma-separated email domains that sign in through this provider (replaces the list).
+        #[arg(long)]
+        domains: Option<String>,
+        /// Save the settings with single sign-on turned off.
+        #[arg(long)]
+        disabled: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the tenant's SSO settings (never the secret).
+    Show {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn sso_json(v: &SsoSettingsView) -> serde_json::Value {
+    json!({
+        "tenant_id": v.tenant.as_str(),
+        "issuer": v.issuer.as_ref().map(|i| i.as_str()),
+        "client_id": v.client_id,
+        "client_secret_set": v.client_secret_set,
+        "domains": v.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "enabled": v.enabled,
+        "updated": v.updated.map(|t| t.to_rfc3339()),
+    })
+}
+
+fn print_sso(v: &SsoSettingsView, json_out: bool) {
+    if json_out {
+        println!("{}", sso_json(v));
+        return;
+    }
+    let ds: Vec<&str> = v.domains.iter().map(|d| d.as_str()).collect();
+    println!("Tenant:        {}", v.tenant);
+    println!("Issuer:        {}", v.issuer.as_ref().map(|i| i.as_str()).unwrap_or("(not set)"));
+    println!("Client ID:     {}", v.client_id.as_deref().unwrap_or("(not set)"));
+    println!("Client secret: {}", if v.client_secret_set { "set (write-only)" } else { "not set" });
+    println!("Domains:       {}", if ds.is_empty() { "(none)".to_string() } else { ds.join(",") });
+    println!("SSO:           {}", if v.enabled { "enabled" } else { "disabled" });
+}
+
 fn tenant_json(t: &Tenant) -> serde_json::Value {
     json!({
         "tenant_id": t.id.as_str(),
@@ -138,21 +211,35 @@ fn parse_tenant(s: &str) -> Result<TenantId, String> {
     TenantId::parse(s).ok_or_else(|| format!("{s:?} is not a tenant id (see 'butterfly tenant list')"))
 }
 
-/// Opens the store the command works on.
-async fn open_store(cli: &Cli) -> Result<(Arc<dyn Store>, Option<DynamoStore>), String> {
+type Opened = (Arc<dyn Store>, Arc<dyn SecretStore>, Option<DynamoStore>);
+
+/// Opens the store the command works on, and the matching secret store.
+async fn open_store(cli: &Cli) -> Result<Opened, String> {
     match cli.store {
         StoreKind::Embedded => {
             let s = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
-            Ok((Arc::new(s), None))
+            Ok((Arc::new(s.clone()), Arc::new(s), None))
         }
         StoreKind::Dynamodb => {
             let table =
                 cli.table.clone().ok_or("--store dynamodb needs --table NAME (the stack's TableName output)")?;
             let cfg = butterfly_aws::sdk_config().await;
             let s = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), table);
-            Ok((Arc::new(s.clone()), Some(s)))
+            let prefix = cli.secrets_prefix.clone().unwrap_or_else(|| "butterfly".to_string());
+            let secrets = SecretsManagerStore::new(butterfly_aws::secretsmanager_client(&cfg), prefix);
+            Ok((Arc::new(s.clone()), Arc::new(secrets), Some(s)))
         }
     }
+}
+
+fn read_secret_line() -> Result<Secret, String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the client secret from stdin: {e}"))?;
+    let v = line.trim_end_matches(['\r', '\n']);
+    if v.is_empty() {
+        return Err("--client-secret-stdin: standard input had no secret".into());
+    }
+    Ok(Secret::new(v))
 }
 
 pub async fn run(mut cli: Cli) -> Result<(), String> {
@@ -173,9 +260,37 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
         })
         .await;
     }
-    let (store, dynamo) = open_store(&cli).await?;
-    let admin = AdminService::new(store, Arc::new(SystemClock));
+    let (store, secrets, dynamo) = open_store(&cli).await?;
+    let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
+    let allow_loopback = cli.allow_loopback_issuer.unwrap_or(cli.store == StoreKind::Embedded);
     match command {
+        Command::Sso(cmd) => {
+            let idp = OidcProvider::new(allow_loopback)?;
+            let policy = SsoPolicy { allow_loopback_http: allow_loopback, ..SsoPolicy::default() };
+            let sso = SsoService::new(store, secrets, Arc::new(idp), Arc::new(SystemClock), policy);
+            match cmd {
+                SsoCmd::Set { tenant, issuer, client_id, client_secret_stdin, domains, disabled, json } => {
+                    let tenant = parse_tenant(&tenant)?;
+                    let client_secret = if client_secret_stdin { Some(read_secret_line()?) } else { None };
+                    let v = sso
+                        .configure(
+                            &tenant,
+                            SsoSettingsInput { issuer, client_id, client_secret, domains, enabled: !disabled },
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !json {
+                        println!("Saved the SSO settings (the issuer answered discovery):");
+                    }
+                    print_sso(&v, json);
+                }
+                SsoCmd::Show { tenant, json } => {
+                    let v = sso.settings(&parse_tenant(&tenant)?).await.map_err(|e| e.to_string())?;
+                    print_sso(&v, json);
+                }
+            }
+            Ok(())
+        }
         Command::Serve(_) => Ok(()),
         Command::Table(TableCmd::Create) => {
             let d = dynamo.ok_or("'table create' is for --store dynamodb; the embedded store needs no setup")?;

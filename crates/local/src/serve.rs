@@ -3,6 +3,7 @@
 use butterfly_core::clock::SystemClock;
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
+use butterfly_core::sso_service::SsoPolicy;
 use butterfly_embedded::EmbeddedStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,18 +50,24 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
         tokio::net::TcpListener::bind(o.addr).await.map_err(|e| format!("cannot listen on {}: {e}", o.addr))?;
     println!("Butterfly local stack listening on {public_url} (SCIM at {scim_base}, data in {})", o.data_dir.display());
     tracing::info!(addr = %o.addr, data_dir = %o.data_dir.display(), "listening");
-    axum::serve(
-        listener,
-        butterfly_api::app(
-            Arc::new(store),
-            Arc::new(SystemClock),
-            cursor_key,
-            butterfly_api::scim::BaseUrl::Fixed(public_url.clone().into()),
-        ),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    let idp = butterfly_api::oidc::OidcProvider::new(true)?;
+    let parts = butterfly_api::AppParts {
+        store: Arc::new(store.clone()),
+        secrets: Arc::new(store),
+        idp: Arc::new(idp),
+        clock: Arc::new(SystemClock),
+        cursor_key,
+        base_url: butterfly_api::scim::BaseUrl::Fixed(public_url.clone().into()),
+        // Browsers keep Secure and __Host- cookies only over https.
+        cookies: butterfly_api::sso::CookiePolicy { secure: public_url.starts_with("https://") },
+        // The local stack may talk to a provider on loopback over http (a test provider).
+        sso_policy: SsoPolicy { allow_loopback_http: true, ..SsoPolicy::default() },
+    };
+    println!("Sign in at {public_url}/login (after 'butterfly sso set' for a tenant)");
+    axum::serve(listener, butterfly_api::app(&parts))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

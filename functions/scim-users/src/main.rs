@@ -9,6 +9,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = Config::from_env()?;
     let aws = connect(&cfg).await?;
-    let app = butterfly_api::app(Arc::new(aws.store), Arc::new(SystemClock), aws.cursor_key, cfg.base_url());
+    let app = butterfly_api::scim_app(Arc::new(aws.store), Arc::new(SystemClock), aws.cursor_key, cfg.base_url());
     lambda_http::run(lambda_layers(app, aws.counter)).await
 }

@@ -423,6 +423,7 @@ impl Draft {
             locale: self.locale,
             role,
             role_source: role.map(|_| RoleSource::Scim),
+            subject: None,
             created: base.now,
             last_modified: base.now,
             version: 1,

@@ -1,0 +1,560 @@
+//! The sign-in endpoints: the hosted login page and domain lookup, IdP-initiated login, the
+//! authorize callback, and the session endpoints (`/me`, `/logout`, the signed-in page).
+//! Three routers, one per Lambda: [`login_router`], [`callback_router`], [`session_router`].
+//!
+//! Every response here carries `Cache-Control: no-store`; pages also carry a strict CSP, no
+//! referrer (the callback URL holds the code) and no framing.
+
+use crate::scim::BaseUrl;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use butterfly_core::sso::SsoError;
+use butterfly_core::sso_service::{transaction_cookie_key, CallbackParams, LoginStart, SignedInUser, SsoService};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How cookies are named and flagged. `secure` everywhere but a plain-http loopback local
+/// stack, where browsers would drop `Secure` cookies and the `__Host-` prefix.
+#[derive(Clone, Copy, Debug)]
+pub struct CookiePolicy {
+    pub secure: bool,
+}
+
+impl CookiePolicy {
+    fn prefix(&self) -> &'static str {
+        if self.secure {
+            "__Host-"
+        } else {
+            ""
+        }
+    }
+
+    pub fn session_name(&self) -> String {
+        format!("{}bfy_session", self.prefix())
+    }
+
+    pub fn transaction_name(&self, key: &str) -> String {
+        format!("{}bfy_tx_{key}", self.prefix())
+    }
+
+    fn set(&self, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"))
+            .ok()
+    }
+
+    fn clear(&self, name: &str) -> Option<HeaderValue> {
+        self.set(name, "", 0)
+    }
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// What the sign-in routers need.
+#[derive(Clone)]
+pub struct SsoState {
+    pub service: Arc<SsoService>,
+    pub base_url: BaseUrl,
+    pub cookies: CookiePolicy,
+}
+
+impl SsoState {
+    fn origin(&self, headers: &HeaderMap) -> String {
+        self.base_url.origin(headers)
+    }
+
+    /// The redirect URI registered at the provider: one per deployment.
+    fn redirect_uri(&self, headers: &HeaderMap) -> String {
+        format!("{}/sso/callback", self.origin(headers))
+    }
+}
+
+// ---- responses ---------------------------------------------------------------------------
+
+fn no_store(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    no_store(resp)
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    let mut resp = (status, v.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    no_store(resp)
+}
+
+fn redirect(location: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(resp)
+}
+
+fn add_cookie(resp: &mut Response, v: Option<HeaderValue>) {
+    if let Some(v) = v {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str =
+    "body{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#1d2433}\
+h1{font-size:1.5rem}label{display:block;margin:1rem 0 .3rem}input[type=email]{width:100%;padding:.5rem;font-size:1rem}\
+button{margin-top:1rem;padding:.5rem 1.2rem;font-size:1rem}.msg{padding:.7rem;border-radius:4px;background:#fdecea}\
+.ok{background:#e8f5e9}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width,initial-scale=1\"><title>{t} · Butterfly</title><style>{STYLE}</style></head>\
+         <body><main>{body}</main></body></html>",
+        t = esc(title)
+    )
+}
+
+fn login_page(message: Option<(&str, bool)>, email: &str, return_to: &str) -> String {
+    let msg = match message {
+        Some((m, ok)) => format!("<p class=\"msg{}\" role=\"alert\">{}</p>", if ok { " ok" } else { "" }, esc(m)),
+        None => String::new(),
+    };
+    let rt = if return_to.is_empty() {
+        String::new()
+    } else {
+        format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", esc(return_to))
+    };
+    page(
+        "Sign in",
+        &format!(
+            "<h1>Sign in to Butterfly</h1>{msg}<form method=\"post\" action=\"/login\">\
+             <label for=\"email\">Work email</label>\
+             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">{rt}\
+             <button type=\"submit\">Continue</button></form>\
+             <p>You will sign in with your organisation's identity provider.</p>",
+            esc(email)
+        ),
+    )
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    html(
+        status,
+        page(
+            title,
+            &format!(
+                "<h1>{}</h1><p class=\"msg\">{}</p><p><a href=\"/login\">Back to sign-in</a></p>",
+                esc(title),
+                esc(message)
+            ),
+        ),
+    )
+}
+
+/// Maps an SSO error to a page; logs it with its stable reason.
+fn sso_error_page(e: &SsoError) -> Response {
+    let reason = e.reason();
+    match e {
+        SsoError::Store(inner) => {
+            tracing::error!(reason, error = %inner, "sign-in failed");
+            let status = match inner {
+                butterfly_core::Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error_page(status, "Sign-in failed", "Something went wrong on our side. Please try again.")
+        }
+        SsoError::ProviderUnavailable(m) => {
+            tracing::warn!(reason, error = %m, "identity provider unreachable");
+            error_page(
+                StatusCode::BAD_GATEWAY,
+                "Identity provider unreachable",
+                "Your organisation's identity provider did not answer. Please try again in a moment.",
+            )
+        }
+        SsoError::Deactivated => {
+            tracing::info!(reason, "sign-in refused");
+            error_page(
+                StatusCode::FORBIDDEN,
+                "Account deactivated",
+                "Your Butterfly account is deactivated. Ask your administrator to restore your access.",
+            )
+        }
+        SsoError::Rejected { detail, .. } => {
+            tracing::info!(reason, detail = %detail, "sign-in refused");
+            error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &format!("{detail}. Please start again."))
+        }
+        SsoError::UnknownIssuer => {
+            tracing::info!(reason, "sign-in refused");
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown identity provider",
+                "This identity provider is not connected to Butterfly, or single sign-on is turned off.",
+            )
+        }
+        SsoError::Settings(m) => {
+            tracing::warn!(reason, error = %m, "sign-in impossible: SSO settings");
+            error_page(
+                StatusCode::CONFLICT,
+                "Single sign-on is not ready",
+                "Your organisation's single sign-on settings are incomplete. Ask your administrator.",
+            )
+        }
+        other => {
+            tracing::info!(reason, "sign-in refused");
+            error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &other.to_string())
+        }
+    }
+}
+
+/// The redirect to the provider, with the transaction cookie.
+fn start_response(state: &SsoState, start: LoginStart) -> Response {
+    let mut resp = redirect(&start.authorize_url);
+    add_cookie(
+        &mut resp,
+        state.cookies.set(
+            &state.cookies.transaction_name(&start.cookie_key),
+            start.binding.expose(),
+            start.max_age_secs,
+        ),
+    );
+    resp
+}
+
+fn form(body: &Bytes) -> HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+// ---- the login router: /login, /sso/lookup, /sso/initiate -----------------------------------
+
+/// `GET /login`, `POST /login`, `POST /sso/lookup`, `GET|POST /sso/initiate`.
+pub fn login_router(state: SsoState) -> Router {
+    Router::new()
+        .route("/login", get(login_form).post(login_submit))
+        .route("/sso/lookup", post(lookup))
+        .route("/sso/initiate", get(initiate_get).post(initiate_post))
+        .with_state(state)
+}
+
+async fn login_form(uri: axum::http::Uri) -> Response {
+    let q = query_map(&uri);
+    let msg = q.contains_key("signed_out").then_some(("You are signed out.", true));
+    html(StatusCode::OK, login_page(msg, "", q.get("return_to").map(String::as_str).unwrap_or("")))
+}
+
+async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = form(&body);
+    let email = f.get("email").map(String::as_str).unwrap_or("").trim().to_string();
+    let return_to = f.get("return_to").cloned().unwrap_or_default();
+    match state.service.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
+        Ok(start) => start_response(&state, start),
+        Err(SsoError::NoSso) => html(
+            StatusCode::OK,
+            login_page(
+                Some((
+                    "Single sign-on is not set up for this email domain. Use the email address your \
+                     organisation signs in with, or ask your administrator.",
+                    false,
+                )),
+                &email,
+                &return_to,
+            ),
+        ),
+        Err(SsoError::InvalidInput(m)) => {
+            html(StatusCode::BAD_REQUEST, login_page(Some((&m, false)), &email, &return_to))
+        }
+        Err(e) => sso_error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LookupBody {
+    email: String,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json_response(status, json!({ "error": error, "error_description": description }))
+}
+
+/// `POST /sso/lookup {"email"}`: whether SSO applies and where to go. The answer names no
+/// tenant; only the provider URL in `redirect_url` shows where the domain signs in.
+async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<LookupBody>(&body) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a JSON object with an \"email\" string");
+    };
+    match state.service.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
+        Ok(start) => {
+            let url = start.authorize_url.clone();
+            let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": url }));
+            add_cookie(
+                &mut resp,
+                state.cookies.set(
+                    &state.cookies.transaction_name(&start.cookie_key),
+                    start.binding.expose(),
+                    start.max_age_secs,
+                ),
+            );
+            resp
+        }
+        Err(SsoError::NoSso) => json_response(
+            StatusCode::OK,
+            json!({ "sso": false, "message": "Single sign-on is not set up for this email domain." }),
+        ),
+        Err(SsoError::InvalidInput(m)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
+        Err(SsoError::ProviderUnavailable(_)) => oauth_error(
+            StatusCode::BAD_GATEWAY,
+            "temporarily_unavailable",
+            "the identity provider did not answer; try again",
+        ),
+        Err(e) => {
+            tracing::error!(reason = e.reason(), error = %e, "lookup failed");
+            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
+        }
+    }
+}
+
+struct InitiateParams {
+    iss: Option<String>,
+    login_hint: Option<String>,
+    target_link_uri: Option<String>,
+}
+
+async fn initiate_get(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let mut q = query_map(&uri);
+    let p = InitiateParams {
+        iss: q.remove("iss"),
+        login_hint: q.remove("login_hint"),
+        target_link_uri: q.remove("target_link_uri"),
+    };
+    initiate(state, headers, p).await
+}
+
+async fn initiate_post(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut f = form(&body);
+    let p = InitiateParams {
+        iss: f.remove("iss"),
+        login_hint: f.remove("login_hint"),
+        target_link_uri: f.remove("target_link_uri"),
+    };
+    initiate(state, headers, p).await
+}
+
+/// `GET /sso/initiate?iss=…`: the provider's dashboard starts a login (OIDC Core §4).
+async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> Response {
+    let origin = state.origin(&headers);
+    let r = state
+        .service
+        .start_by_issuer(
+            p.iss.as_deref().unwrap_or(""),
+            p.login_hint.as_deref(),
+            p.target_link_uri.as_deref(),
+            &origin,
+            &state.redirect_uri(&headers),
+        )
+        .await;
+    match r {
+        Ok(start) => start_response(&state, start),
+        Err(SsoError::InvalidInput(m)) => error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &m),
+        Err(e) => sso_error_page(&e),
+    }
+}
+
+// ---- the callback router: /sso/callback -------------------------------------------------------
+
+/// `GET /sso/callback`.
+pub fn callback_router(state: SsoState) -> Router {
+    Router::new().route("/sso/callback", get(callback)).with_state(state)
+}
+
+fn query_map(uri: &axum::http::Uri) -> HashMap<String, String> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let mut q = query_map(&uri);
+    let params = CallbackParams {
+        state: q.remove("state"),
+        code: q.remove("code"),
+        iss: q.remove("iss"),
+        error: q.remove("error"),
+        error_description: q.remove("error_description"),
+    };
+    let tx_cookie = params.state.as_deref().map(|s| state.cookies.transaction_name(&transaction_cookie_key(s)));
+    let binding = tx_cookie.as_deref().and_then(|n| read_cookie(&headers, n));
+    let previous = read_cookie(&headers, &state.cookies.session_name());
+    let result = state.service.complete(&params, binding, previous).await;
+    let mut resp = match result {
+        Ok(signed_in) => {
+            tracing::info!(
+                tenant = %signed_in.tenant.id,
+                user = %signed_in.user.id,
+                created = signed_in.created,
+                "signed in"
+            );
+            let mut resp = redirect(signed_in.return_to.as_str());
+            // A fresh id at every sign-in: any session cookie the browser had is replaced.
+            add_cookie(
+                &mut resp,
+                state.cookies.set(
+                    &state.cookies.session_name(),
+                    signed_in.session_secret.expose(),
+                    signed_in.max_age_secs,
+                ),
+            );
+            resp
+        }
+        Err(e) => sso_error_page(&e),
+    };
+    if let Some(name) = tx_cookie {
+        add_cookie(&mut resp, state.cookies.clear(&name));
+    }
+    resp
+}
+
+// ---- the session router: /me, /logout, / -------------------------------------------------------
+
+/// `GET /me`, `POST /logout`, `GET /` (the signed-in page).
+pub fn session_router(state: SsoState) -> Router {
+    Router::new().route("/me", get(me)).route("/logout", post(logout)).route("/", get(home)).with_state(state)
+}
+
+async fn current(state: &SsoState, headers: &HeaderMap) -> Result<SignedInUser, SsoError> {
+    let name = state.cookies.session_name();
+    state.service.authenticate(read_cookie(headers, &name)).await
+}
+
+fn me_json(s: &SignedInUser) -> serde_json::Value {
+    let role = s.user.effective_role();
+    json!({
+        "user": {
+            "id": s.user.id.to_string(),
+            "userName": s.user.user_name.as_str(),
+            "displayName": s.user.display_name,
+            "active": s.user.active,
+        },
+        "tenant": { "id": s.tenant.id.as_str(), "name": s.tenant.name },
+        "role": role.as_str(),
+        "roleSource": s.user.role_source,
+        "permissions": role.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "session": {
+            "issuer": s.session.issuer,
+            "created": s.session.created.to_rfc3339(),
+            "expires": s.session.expires.to_rfc3339(),
+        },
+    })
+}
+
+async fn me(State(state): State<SsoState>, headers: HeaderMap) -> Response {
+    match current(&state, &headers).await {
+        Ok(s) => json_response(StatusCode::OK, me_json(&s)),
+        Err(SsoError::Unauthenticated) => {
+            let mut resp =
+                oauth_error(StatusCode::UNAUTHORIZED, "unauthenticated", "no valid session; sign in at /login");
+            add_cookie(&mut resp, state.cookies.clear(&state.cookies.session_name()));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(reason = e.reason(), error = %e, "session check failed");
+            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
+        }
+    }
+}
+
+async fn home(State(state): State<SsoState>, headers: HeaderMap) -> Response {
+    match current(&state, &headers).await {
+        Ok(s) => {
+            let role = s.user.effective_role();
+            let perms: String =
+                role.permissions().iter().map(|p| format!("<li><code>{}</code></li>", esc(p.as_str()))).collect();
+            let name = s.user.display_name.clone().unwrap_or_else(|| s.user.user_name.as_str().to_string());
+            html(
+                StatusCode::OK,
+                page(
+                    "Signed in",
+                    &format!(
+                        "<h1>Signed in</h1><p class=\"msg ok\">You are signed in as <strong id=\"who\">{}</strong>.</p>\
+                         <dl><dt>Email</dt><dd id=\"email\">{}</dd><dt>Organisation</dt><dd id=\"tenant\">{}</dd>\
+                         <dt>Role</dt><dd id=\"role\">{}</dd><dt>Session ends</dt><dd>{}</dd></dl>\
+                         <h2>What you can do</h2><ul>{perms}</ul>\
+                         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>",
+                        esc(&name),
+                        esc(s.user.user_name.as_str()),
+                        esc(&s.tenant.name),
+                        esc(role.as_str()),
+                        esc(&s.session.expires.to_rfc3339()),
+                    ),
+                ),
+            )
+        }
+        Err(SsoError::Unauthenticated) => redirect("/login"),
+        Err(e) => sso_error_page(&e),
+    }
+}
+
+/// `POST /logout`: ends the session. With `provider=1` (form or query), continues to the
+/// provider's end-session endpoint so the provider session ends too.
+async fn logout(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri, body: Bytes) -> Response {
+    let name = state.cookies.session_name();
+    let query = query_map(&uri);
+    let f = form(&body);
+    let provider = [f.get("provider"), query.get("provider")].into_iter().flatten().any(|v| v == "1" || v == "true");
+    let after = format!("{}/login?signed_out=1", state.origin(&headers));
+    let mut resp = match state.service.logout(read_cookie(&headers, &name), provider, &after).await {
+        Ok(Some(end_session)) => redirect(&end_session),
+        Ok(None) => redirect("/login?signed_out=1"),
+        Err(e) => {
+            tracing::error!(reason = e.reason(), error = %e, "logout failed");
+            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again");
+        }
+    };
+    add_cookie(&mut resp, state.cookies.clear(&name));
+    resp
+}
