@@ -5,8 +5,11 @@ use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::email::{EmailDomain, UserName};
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::Store;
+use butterfly_core::sso::{
+    hash_secret, random_secret, Issuer, LoginTransaction, ReturnPath, Session, SsoConfig, Subject,
+};
 use butterfly_core::tenant::Tenant;
-use butterfly_core::token::{ScimToken, TokenRecord};
+use butterfly_core::token::{ScimToken, Secret, TokenRecord};
 use butterfly_core::user::User;
 use butterfly_core::Error;
 use std::any::Any;
@@ -302,6 +305,194 @@ pub async fn expiring_keys(f: Fixture) {
     assert_eq!(wins, 1);
 }
 
+fn sso_config(issuer: &str) -> SsoConfig {
+    SsoConfig {
+        issuer: Issuer::parse(issuer, false).unwrap(),
+        client_id: "client".into(),
+        enabled: true,
+        updated: now(),
+    }
+}
+
+pub async fn tenant_settings(f: Fixture) {
+    let s = &f.store;
+    let a = tenant("A", &["a.example", "old.example"]);
+    let b = tenant("B", &["b.example"]);
+    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&b).await.unwrap();
+    let domain = |d: &str| EmailDomain::parse(d).unwrap();
+    assert_eq!(s.find_tenant_by_domain(&domain("a.example")).await.unwrap().map(|t| t.id), Some(a.id.clone()));
+    assert_eq!(s.find_tenant_by_domain(&domain("nobody.example")).await.unwrap(), None);
+
+    // SSO settings and a domain move, atomically, under a version check.
+    let mut next = a.clone();
+    next.sso = Some(sso_config("https://a.okta.example"));
+    next.domains = vec![domain("a.example"), domain("new.example")];
+    next.version = a.version + 1;
+    s.replace_tenant(&a, &next).await.unwrap();
+    assert_eq!(s.get_tenant(&a.id).await.unwrap(), Some(next.clone()));
+    assert_eq!(s.find_tenant_by_domain(&domain("new.example")).await.unwrap().map(|t| t.id), Some(a.id.clone()));
+    assert_eq!(s.find_tenant_by_domain(&domain("old.example")).await.unwrap(), None, "released");
+    assert_eq!(s.find_tenant_by_issuer("https://a.okta.example").await.unwrap().map(|t| t.id), Some(a.id.clone()));
+    assert!(matches!(s.replace_tenant(&a, &next).await, Err(Error::PreconditionFailed(_))), "stale version");
+
+    // Another tenant's domain or issuer is refused, with no partial write.
+    let mut steal = b.clone();
+    steal.domains = vec![domain("b.example"), domain("new.example")];
+    steal.sso = Some(sso_config("https://b.okta.example"));
+    steal.version += 1;
+    assert!(matches!(s.replace_tenant(&b, &steal).await, Err(Error::Uniqueness(m)) if m.contains("new.example")));
+    assert_eq!(s.find_tenant_by_issuer("https://b.okta.example").await.unwrap(), None, "no partial write");
+    let mut steal_iss = b.clone();
+    steal_iss.sso = Some(sso_config("https://a.okta.example"));
+    steal_iss.version += 1;
+    assert!(matches!(s.replace_tenant(&b, &steal_iss).await, Err(Error::Uniqueness(m)) if m.contains("issuer")));
+    assert_eq!(s.get_tenant(&b.id).await.unwrap(), Some(b.clone()));
+
+    // Changing the issuer moves the claim.
+    let mut moved = next.clone();
+    moved.sso = Some(sso_config("https://a2.okta.example"));
+    moved.version += 1;
+    s.replace_tenant(&next, &moved).await.unwrap();
+    assert_eq!(s.find_tenant_by_issuer("https://a.okta.example").await.unwrap(), None);
+    assert_eq!(s.find_tenant_by_issuer("https://a2.okta.example").await.unwrap().map(|t| t.id), Some(a.id.clone()));
+}
+
+pub async fn subject_links(f: Fixture) {
+    let s = &f.store;
+    let t = TenantId::generate();
+    let sub = Subject { issuer: "https://a.okta.example".into(), sub: "00uA".into() };
+    let mut a = user(&t, "a@example.com", None);
+    a.subject = Some(sub.clone());
+    s.create_user(&a).await.unwrap();
+    assert_eq!(s.find_user_by_subject(&t, &sub).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.find_user_by_subject(&TenantId::generate(), &sub).await.unwrap(), None, "tenant-scoped");
+    let mut dup = user(&t, "b@example.com", None);
+    dup.subject = Some(sub.clone());
+    assert!(matches!(s.create_user(&dup).await, Err(Error::Uniqueness(a)) if a == "subject"));
+    assert_eq!(s.find_user_by_user_name(&t, "b@example.com").await.unwrap(), None, "no partial write");
+    // Linking an existing user by replace.
+    let b = user(&t, "b@example.com", None);
+    s.create_user(&b).await.unwrap();
+    let mut linked = b.clone();
+    linked.subject = Some(Subject { issuer: sub.issuer.clone(), sub: "00uB".into() });
+    linked.version += 1;
+    s.replace_user(&b, &linked).await.unwrap();
+    assert_eq!(s.find_user_by_subject(&t, linked.subject.as_ref().unwrap()).await.unwrap(), Some(linked.clone()));
+    let mut taken = linked.clone();
+    taken.subject = Some(sub.clone());
+    taken.version += 1;
+    assert!(matches!(s.replace_user(&linked, &taken).await, Err(Error::Uniqueness(a)) if a == "subject"));
+    // A SCIM replace keeps the link; delete releases it.
+    s.delete_user(&a).await.unwrap();
+    assert_eq!(s.find_user_by_subject(&t, &sub).await.unwrap(), None);
+    let mut c = user(&t, "c@example.com", None);
+    c.subject = Some(sub.clone());
+    s.create_user(&c).await.unwrap();
+}
+
+fn session(t: &TenantId, u: &UserId, sid: Option<&str>) -> Session {
+    let n = now();
+    Session {
+        hash: hash_secret(random_secret().unwrap().expose()),
+        tenant: t.clone(),
+        user: *u,
+        issuer: "https://a.okta.example".into(),
+        subject: "00uA".into(),
+        sid: sid.map(String::from),
+        id_token: Some(Secret::new("header.payload.signature")),
+        created: n,
+        last_seen: n,
+        expires: n.plus_secs(3600),
+    }
+}
+
+pub async fn sessions(f: Fixture) {
+    let s = &f.store;
+    let t = TenantId::generate();
+    let alice = user(&t, "alice@example.com", None);
+    let bob = user(&t, "bob@example.com", None);
+    s.create_user(&alice).await.unwrap();
+    s.create_user(&bob).await.unwrap();
+    let a1 = session(&t, &alice.id, Some("sid-1"));
+    let a2 = session(&t, &alice.id, Some("sid-2"));
+    let a3 = session(&t, &alice.id, None);
+    let b1 = session(&t, &bob.id, Some("sid-1"));
+    for x in [&a1, &a2, &a3, &b1] {
+        s.create_session(x).await.unwrap();
+    }
+    assert!(s.create_session(&a1).await.is_err(), "a session id is never reused");
+    let (got, u) = s.session_with_user(&a1.hash).await.unwrap().unwrap();
+    assert_eq!((got, u), (a1.clone(), Some(alice.clone())));
+    assert_eq!(s.session_with_user(&hash_secret("nope")).await.unwrap(), None);
+
+    // Activity only moves forward.
+    let later = a1.last_seen.plus_secs(90);
+    s.touch_session(&a1.hash, later).await.unwrap();
+    s.touch_session(&a1.hash, a1.last_seen).await.unwrap();
+    assert_eq!(s.session_with_user(&a1.hash).await.unwrap().unwrap().0.last_seen, later);
+
+    // By provider session: sid-1 of this issuer is both Alice's a1 and Bob's b1.
+    assert_eq!(s.delete_sid_sessions("https://a.okta.example", "sid-1").await.unwrap(), 2);
+    assert_eq!(s.session_with_user(&a1.hash).await.unwrap(), None);
+    assert_eq!(s.session_with_user(&b1.hash).await.unwrap(), None);
+    assert_eq!(s.delete_sid_sessions("https://a.okta.example", "sid-1").await.unwrap(), 0, "idempotent");
+    // By user: the rest of Alice's sessions; Bob unaffected.
+    let b2 = session(&t, &bob.id, None);
+    s.create_session(&b2).await.unwrap();
+    assert_eq!(s.delete_user_sessions(&t, &alice.id).await.unwrap(), 2);
+    assert_eq!(s.session_with_user(&a2.hash).await.unwrap(), None);
+    assert_eq!(s.session_with_user(&a3.hash).await.unwrap(), None);
+    assert!(s.session_with_user(&b2.hash).await.unwrap().is_some());
+    // The sid index of a2 went with it.
+    assert_eq!(s.delete_sid_sessions("https://a.okta.example", "sid-2").await.unwrap(), 0);
+    // One at a time.
+    assert!(s.delete_session(&b2.hash).await.unwrap());
+    assert!(!s.delete_session(&b2.hash).await.unwrap());
+    assert_eq!(s.delete_user_sessions(&t, &bob.id).await.unwrap(), 0);
+    // Many sessions (more than one delete batch).
+    for _ in 0..30 {
+        s.create_session(&session(&t, &bob.id, Some("many"))).await.unwrap();
+    }
+    assert_eq!(s.delete_user_sessions(&t, &bob.id).await.unwrap(), 30);
+    assert_eq!(s.delete_sid_sessions("https://a.okta.example", "many").await.unwrap(), 0);
+}
+
+pub async fn login_transactions(f: Fixture) {
+    let s = f.store.clone();
+    let n = now();
+    let tx = LoginTransaction {
+        state_hash: hash_secret("state"),
+        binding_hash: hash_secret("binding"),
+        tenant: TenantId::generate(),
+        issuer: Issuer::parse("https://a.okta.example", false).unwrap(),
+        redirect_uri: "https://id.example/sso/callback".into(),
+        pkce_verifier: Secret::new("verifier"),
+        nonce: Secret::new("nonce"),
+        return_to: ReturnPath::parse("/x").unwrap(),
+        created: n,
+        expires: n.plus_secs(600),
+    };
+    s.put_login(&tx).await.unwrap();
+    // Concurrent callbacks with the same state: exactly one gets the transaction.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.take_login(&hash_secret("state")).await.unwrap() }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(x) = t.await.unwrap() {
+            got.push(x);
+        }
+    }
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].tenant, tx.tenant);
+    assert_eq!(got[0].pkce_verifier, tx.pkce_verifier);
+    assert_eq!(got[0].return_to, tx.return_to);
+    assert!(s.take_login(&hash_secret("state")).await.unwrap().is_none());
+}
+
 /// Declares one test per contract check for a store factory `async fn() -> Fixture`.
 #[macro_export]
 macro_rules! store_contract {
@@ -333,6 +524,22 @@ macro_rules! store_contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn version_race() {
             $crate::contract::version_race($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn tenant_settings() {
+            $crate::contract::tenant_settings($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn subject_links() {
+            $crate::contract::subject_links($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn sessions() {
+            $crate::contract::sessions($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn login_transactions() {
+            $crate::contract::login_transactions($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn expiring_keys() {

@@ -915,10 +915,19 @@ impl SessionStore for DynamoStore {
             .delete_item()
             .table_name(self.table.as_ref())
             .set_key(Some(key(session_pk(hash), "SESSION")))
+            .condition_expression("attribute_exists(pk)")
             .return_values(ReturnValue::AllOld)
             .send()
-            .await
-            .map_err(|e| classify("DeleteItem", e))?;
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                return match classify("DeleteItem", e) {
+                    Error::Conflict(_) => Ok(false),
+                    other => Err(other),
+                }
+            }
+        };
         let Some(old) = out.attributes.filter(|a| !a.is_empty()) else { return Ok(false) };
         let session: Session = body(&old)?;
         let hex = hash.to_hex();
@@ -961,10 +970,20 @@ impl LoginStore for DynamoStore {
             .delete_item()
             .table_name(self.table.as_ref())
             .set_key(Some(key(login_pk(state_hash), "LOGIN")))
+            // The condition makes concurrent takes serialise: exactly one sees the item.
+            .condition_expression("attribute_exists(pk)")
             .return_values(ReturnValue::AllOld)
             .send()
-            .await
-            .map_err(|e| classify("DeleteItem", e))?;
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                return match classify("DeleteItem", e) {
+                    Error::Conflict(_) => Ok(None),
+                    other => Err(other),
+                }
+            }
+        };
         match out.attributes.filter(|a| !a.is_empty()) {
             Some(it) => Ok(Some(body(&it)?)),
             None => Ok(None),
