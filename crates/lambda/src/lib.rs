@@ -8,10 +8,16 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
 use butterfly_api::scim::BaseUrl;
+use butterfly_api::sso::CookiePolicy;
+use butterfly_api::AppParts;
+use butterfly_aws::SecretsManagerStore;
 use butterfly_aws::{DynamoStore, RequestCounter};
+use butterfly_core::clock::SystemClock;
 use butterfly_core::scim::cursor::CursorKey;
+use butterfly_core::sso_service::SsoPolicy;
 use lambda_http::RequestExt;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 /// Why a function cannot start.
@@ -21,6 +27,8 @@ pub enum InitError {
     Missing(&'static str),
     #[error("cannot read the secret {id}: {message}")]
     Secret { id: String, message: String },
+    #[error("{0}")]
+    Http(String),
 }
 
 /// The configuration every function reads from its environment, once.
@@ -32,6 +40,8 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// `CURSOR_KEY_SECRET_ID`: the Secrets Manager secret whose value signs paging cursors.
     pub cursor_key_secret_id: String,
+    /// `SECRETS_PREFIX`: tenants' OIDC client secrets are `{prefix}/tenants/{id}/oidc-client-secret`.
+    pub secrets_prefix: String,
 }
 
 impl Config {
@@ -41,6 +51,7 @@ impl Config {
             table: var("TABLE_NAME").ok_or(InitError::Missing("TABLE_NAME"))?,
             public_base_url: var("PUBLIC_BASE_URL"),
             cursor_key_secret_id: var("CURSOR_KEY_SECRET_ID").ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?,
+            secrets_prefix: var("SECRETS_PREFIX").unwrap_or_else(|| "butterfly".to_string()),
         })
     }
 
@@ -70,6 +81,7 @@ pub struct Aws {
     pub store: DynamoStore,
     pub counter: RequestCounter,
     pub cursor_key: CursorKey,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 /// Builds the SDK clients, reads the cursor key, and opens the DynamoDB connection.
@@ -87,7 +99,28 @@ pub async fn connect(cfg: &Config) -> Result<Aws, InitError> {
         .ok_or_else(|| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message: "no string value".into() })?;
     let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
     counter.take();
-    Ok(Aws { store, counter, cursor_key: CursorKey::new(digest) })
+    Ok(Aws { store, counter, cursor_key: CursorKey::new(digest), secrets })
+}
+
+/// The routers' parts over AWS: the table, Secrets Manager for client secrets, the OIDC
+/// adapter (https only, its caches live as long as the Lambda instance), `__Host-` cookies.
+pub fn app_parts(cfg: &Config, aws: &Aws) -> Result<AppParts, InitError> {
+    let idp = butterfly_api::oidc::OidcProvider::new(false).map_err(InitError::Http)?;
+    Ok(AppParts {
+        store: Arc::new(aws.store.clone()),
+        secrets: Arc::new(SecretsManagerStore::new(aws.secrets.clone(), cfg.secrets_prefix.clone())),
+        idp: Arc::new(idp),
+        clock: Arc::new(SystemClock),
+        cursor_key: aws.cursor_key.clone(),
+        base_url: cfg.base_url(),
+        cookies: CookiePolicy { secure: true },
+        sso_policy: SsoPolicy::default(),
+    })
+}
+
+/// Runs one router as this Lambda: common layers, Lambda request ids and cost logging.
+pub async fn run(router: Router, aws: Aws) -> Result<(), lambda_http::Error> {
+    lambda_http::run(lambda_layers(butterfly_api::with_common_layers(router), aws.counter)).await
 }
 
 /// Makes the Lambda request id the request's `x-request-id` (so every log line of the request
