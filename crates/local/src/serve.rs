@@ -48,6 +48,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
 
     let listener =
         tokio::net::TcpListener::bind(o.addr).await.map_err(|e| format!("cannot listen on {}: {e}", o.addr))?;
+    println!("Sign-in page: {public_url}/login (once 'butterfly sso set' has configured a tenant)");
     println!("Butterfly local stack listening on {public_url} (SCIM at {scim_base}, data in {})", o.data_dir.display());
     tracing::info!(addr = %o.addr, data_dir = %o.data_dir.display(), "listening");
     let idp = butterfly_api::oidc::OidcProvider::new(true)?;
@@ -63,7 +64,6 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
         // The local stack may talk to a provider on loopback over http (a test provider).
         sso_policy: SsoPolicy { allow_loopback_http: true, ..SsoPolicy::default() },
     };
-    println!("Sign in at {public_url}/login (after 'butterfly sso set' for a tenant)");
     axum::serve(listener, butterfly_api::app(&parts))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -246,3 +246,141 @@ fn operator_commands_on_dynamodb() {
     let o = dyn_run(&["serve"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("embedded store"));
 }
+
+fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `butterfly sso set|show` on the embedded store and on DynamoDB (+ Secrets Manager on moto),
+/// validating the issuer against a real provider; the secret is read from stdin only and
+/// never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_settings_commands_on_both_stores() {
+    use butterfly_tests::op::{client_spec, TestOp};
+    let op = TestOp::start(
+        0,
+        serde_json::json!([{"prefix": "/oauth2/default", "kid": "cli", "clients": [client_spec("cli", "x", "http://127.0.0.1:9")]}]),
+    )
+    .await;
+    let issuer = op.issuer("/oauth2/default");
+    let secret = "cli-secret-value-1234";
+
+    // Embedded store.
+    let dir = tempfile::tempdir().unwrap();
+    let t = json_out(&run(dir.path(), &["tenant", "create", "--name", "Cli Co", "--json"]));
+    let tenant = t["tenant_id"].as_str().unwrap().to_string();
+    let base = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(dir.path()).args(args);
+        c
+    };
+    let o =
+        base(&["sso", "set", "--tenant", &tenant, "--issuer", &issuer, "--client-id", "cli", "--domains", "cli.test"])
+            .output()
+            .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("client secret is required"));
+    let o = run_with_stdin(
+        &mut base(&[
+            "sso",
+            "set",
+            "--tenant",
+            &tenant,
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "cli",
+            "--client-secret-stdin",
+            "--domains",
+            "CLI.test, cli2.test",
+            "--json",
+        ]),
+        &format!("{secret}\n"),
+    );
+    let v = json_out(&o);
+    assert_eq!(v["issuer"], issuer.as_str());
+    assert_eq!(v["client_secret_set"], true);
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["domains"], serde_json::json!(["cli.test", "cli2.test"]));
+    let shown = base(&["sso", "show", "--tenant", &tenant]).output().unwrap();
+    let all = format!("{}{}{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&shown.stdout), v);
+    assert!(!all.contains(secret), "the secret was printed");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("set (write-only)"));
+    let dead = format!("http://127.0.0.1:{}/nothing", free_port());
+    let o = base(&["sso", "set", "--tenant", &tenant, "--issuer", &dead, "--client-id", "cli"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("failed discovery"));
+
+    // DynamoDB and Secrets Manager.
+    let (Ok(ddb), Ok(sm)) =
+        (std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT"), std::env::var("BUTTERFLY_SECRETSMANAGER_ENDPOINT"))
+    else {
+        panic!("run `bash tests/run`, which starts DynamoDB Local and moto");
+    };
+    let table = format!("butterfly-cli-sso-{}", std::process::id());
+    let dyn_cmd = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["--store", "dynamodb", "--table", &table, "--secrets-prefix", "butterfly/clitest"])
+            .args(args)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &sm)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        c
+    };
+    assert!(dyn_cmd(&["table", "create"]).output().unwrap().status.success());
+    let t = json_out(&dyn_cmd(&["tenant", "create", "--name", "Dyn SSO", "--json"]).output().unwrap());
+    let tenant = t["tenant_id"].as_str().unwrap().to_string();
+    // Loopback http issuers are refused against a deployment unless asked for.
+    let o = run_with_stdin(
+        &mut dyn_cmd(&[
+            "sso",
+            "set",
+            "--tenant",
+            &tenant,
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "cli",
+            "--client-secret-stdin",
+            "--domains",
+            "dyn-sso.test",
+        ]),
+        "x\n",
+    );
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("https"));
+    let o = run_with_stdin(
+        &mut dyn_cmd(&[
+            "--allow-loopback-issuer",
+            "true",
+            "sso",
+            "set",
+            "--tenant",
+            &tenant,
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "cli",
+            "--client-secret-stdin",
+            "--domains",
+            "dyn-sso.test",
+            "--json",
+        ]),
+        &format!("{secret}\n"),
+    );
+    let v = json_out(&o);
+    assert_eq!(v["client_secret_set"], true);
+    let v = json_out(&dyn_cmd(&["sso", "show", "--tenant", &tenant, "--json"]).output().unwrap());
+    assert_eq!(v["domains"], serde_json::json!(["dyn-sso.test"]));
+    assert!(!v.to_string().contains(secret));
+    // The secret is in Secrets Manager under the prefix, not in the table.
+    let cfg = butterfly_tests::aws::local_config(&sm).await;
+    let got = aws_sdk_secretsmanager::Client::new(&cfg)
+        .get_secret_value()
+        .secret_id(format!("butterfly/clitest/tenants/{tenant}/oidc-client-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.secret_string(), Some(secret));
+}
