@@ -12,6 +12,10 @@ fn attr<'a>(schema: &'a Value, name: &str) -> &'a Value {
 async fn discovery_documents() {
     let app = TestApp::spawn().await;
     let spc = expect_json(app.get("/ServiceProviderConfig").await, StatusCode::OK).await;
+    // The documentation it points at is served.
+    let docs = reqwest::get(spc["documentationUri"].as_str().unwrap()).await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("SCIM"));
     assert_eq!(spc["patch"]["supported"], true);
     assert_eq!(spc["filter"]["supported"], true);
     assert_eq!(spc["etag"]["supported"], true);

@@ -78,6 +78,7 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/Groups", get(list_groups).fallback(groups_not_supported))
         .route("/scim/v2/Groups/{id}", get(get_group).fallback(groups_not_supported))
         .route("/scim/v2/ServiceProviderConfig", get(service_provider).fallback(method_not_allowed))
+        .route("/scim/v2/docs", get(documentation).fallback(method_not_allowed))
         .route("/scim/v2/ResourceTypes", get(resource_types).fallback(method_not_allowed))
         .route("/scim/v2/ResourceTypes/{id}", get(resource_type).fallback(method_not_allowed))
         .route("/scim/v2/Schemas", get(schemas).fallback(method_not_allowed))
@@ -224,8 +225,17 @@ async fn service_provider(State(s): State<ScimState>, headers: HeaderMap) -> Res
     s.service.authenticate(authz(&headers)).await?;
     Ok(scim_response(
         StatusCode::OK,
-        &service_provider_config(&s.base(&headers), &format!("{}/docs/scim", s.base_url.origin(&headers))),
+        &service_provider_config(&s.base(&headers), &format!("{}/docs", s.base(&headers))),
     ))
+}
+
+/// `GET /scim/v2/docs`: the integration guide the ServiceProviderConfig's `documentationUri`
+/// points at (public, like any documentation).
+async fn documentation() -> Response {
+    let mut resp = (StatusCode::OK, include_str!("../../../docs/scim.md")).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/markdown; charset=utf-8"));
+    resp
 }
 
 fn discovery_list(items: Vec<Value>) -> Response {
