@@ -51,6 +51,7 @@ pub fn user(tenant: &TenantId, name: &str, external_id: Option<&str>) -> User {
         role: None,
         role_source: None,
         subject: None,
+        sessions_revoked_at: None,
         created: t,
         last_modified: t,
         version: 1,
@@ -493,6 +494,44 @@ pub async fn login_transactions(f: Fixture) {
     assert!(s.take_login(&hash_secret("state")).await.unwrap().is_none());
 }
 
+pub async fn audit_trail(f: Fixture) {
+    use butterfly_core::audit::{AuditAction, AuditEvent};
+    let s = &f.store;
+    let t = TenantId::generate();
+    let other = TenantId::generate();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let e = AuditEvent::new(&t, now(), AuditAction::SignIn, "user:x").details(serde_json::json!({ "i": i }));
+        ids.push(e.id.clone());
+        s.record_audit(&e).await.unwrap();
+    }
+    s.record_audit(&AuditEvent::new(&other, now(), AuditAction::SignIn, "user:y")).await.unwrap();
+    let mut expired = AuditEvent::new(&t, now(), AuditAction::SignOut, "user:x");
+    expired.expires = Timestamp(now().millis() - 1);
+    s.record_audit(&expired).await.unwrap();
+    // Newest first, paged by the last id seen, expired and other tenants' events left out.
+    let first = s.audit_page(&t, None, 3).await.unwrap();
+    let got: Vec<&str> = first.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(got, ids.iter().rev().take(3).map(String::as_str).collect::<Vec<_>>());
+    let second = s.audit_page(&t, Some(&first[2].id), 10).await.unwrap();
+    assert_eq!(second.len(), 4);
+    assert_eq!(second[3].id, ids[0]);
+    assert!(second.iter().all(|e| e.tenant == t && e.action == AuditAction::SignIn));
+
+    // An audited write that fails leaves no event; one that succeeds leaves exactly one.
+    let u = user(&t, "a@example.com", None);
+    s.create_user(&u).await.unwrap();
+    let dup = user(&t, "A@example.com", None);
+    let ev = AuditEvent::new(&t, now(), AuditAction::ScimUserCreate, "scim").target(dup.id);
+    assert!(s.create_user_with(&dup, Some(&ev)).await.is_err());
+    let ok = user(&t, "b@example.com", None);
+    let ev2 = AuditEvent::new(&t, now(), AuditAction::ScimUserCreate, "scim").target(ok.id);
+    s.create_user_with(&ok, Some(&ev2)).await.unwrap();
+    let page = s.audit_page(&t, None, 100).await.unwrap();
+    assert!(!page.iter().any(|e| e.id == ev.id), "a failed write recorded its audit event");
+    assert_eq!(page.iter().filter(|e| e.id == ev2.id).count(), 1);
+}
+
 /// Declares one test per contract check for a store factory `async fn() -> Fixture`.
 #[macro_export]
 macro_rules! store_contract {
@@ -540,6 +579,10 @@ macro_rules! store_contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn login_transactions() {
             $crate::contract::login_transactions($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn audit_trail() {
+            $crate::contract::audit_trail($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn expiring_keys() {

@@ -7,10 +7,13 @@ pub mod lambda_runtime;
 pub mod op;
 
 use async_trait::async_trait;
+use butterfly_core::audit::AuditEvent;
 use butterfly_core::clock::{SystemClock, Timestamp};
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{
+    AuditStore, LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore,
+};
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
 use butterfly_core::sso::{LoginTransaction, Session, Subject};
@@ -122,6 +125,18 @@ impl LoginStore for CountingStore {
 }
 
 #[async_trait]
+impl AuditStore for CountingStore {
+    async fn record_audit(&self, e: &AuditEvent) -> Result<()> {
+        self.hit("record_audit");
+        self.inner.record_audit(e).await
+    }
+    async fn audit_page(&self, t: &TenantId, before: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>> {
+        self.hit("audit_page");
+        self.inner.audit_page(t, before, limit).await
+    }
+}
+
+#[async_trait]
 impl SecretStore for CountingStore {
     async fn put_client_secret(&self, t: &TenantId, s: &Secret) -> Result<()> {
         self.hit("put_client_secret");
@@ -163,9 +178,9 @@ impl UserStore for CountingStore {
         self.hit("resolve_token_and_get_user");
         self.inner.resolve_token_and_get_user(h, id).await
     }
-    async fn create_user(&self, u: &User) -> Result<()> {
+    async fn create_user_with(&self, u: &User, a: Option<&AuditEvent>) -> Result<()> {
         self.hit("create_user");
-        self.inner.create_user(u).await
+        self.inner.create_user_with(u, a).await
     }
     async fn get_user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
         self.hit("get_user");
@@ -183,13 +198,13 @@ impl UserStore for CountingStore {
         self.hit("find_user_by_subject");
         self.inner.find_user_by_subject(t, s).await
     }
-    async fn replace_user(&self, p: &User, n: &User) -> Result<()> {
+    async fn replace_user_with(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
         self.hit("replace_user");
-        self.inner.replace_user(p, n).await
+        self.inner.replace_user_with(p, n, a).await
     }
-    async fn delete_user(&self, p: &User) -> Result<()> {
+    async fn delete_user_with(&self, p: &User, a: Option<&AuditEvent>) -> Result<()> {
         self.hit("delete_user");
-        self.inner.delete_user(p).await
+        self.inner.delete_user_with(p, a).await
     }
     async fn list_users(&self, t: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>> {
         self.hit("list_users");

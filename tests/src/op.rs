@@ -26,6 +26,14 @@ pub fn client_spec(client_id: &str, secret: &str, app_origin: &str) -> Value {
     })
 }
 
+/// A client that also registered a back-channel logout URI (the provider then puts `sid` in
+/// ID tokens and can POST logout tokens to us).
+pub fn client_spec_with_logout(client_id: &str, secret: &str, app_origin: &str) -> Value {
+    let mut c = client_spec(client_id, secret, app_origin);
+    c["backchannel_logout_uri"] = json!(format!("{app_origin}/sso/backchannel-logout"));
+    c
+}
+
 /// A running test provider.
 pub struct TestOp {
     child: Child,
@@ -93,6 +101,38 @@ impl TestOp {
             .await
             .expect("op admin");
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// A JWT signed with the issuer's key (or, with `stranger`, a key no key set publishes).
+    pub async fn sign(&self, prefix: &str, header: Value, payload: Value, stranger: bool) -> String {
+        let mut q = vec![("prefix", prefix)];
+        if stranger {
+            q.push(("key", "other"));
+        }
+        let r = Client::new()
+            .post(format!("{}/admin/sign", self.origin()))
+            .query(&q)
+            .json(&json!({"header": header, "payload": payload}))
+            .send()
+            .await
+            .expect("op admin");
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.expect("jwt")
+    }
+
+    /// Makes the provider send a real OIDC Back-Channel Logout POST to the client.
+    pub async fn backchannel_logout(&self, prefix: &str, client_id: &str, sub: &str, sid: Option<&str>) {
+        let mut q = vec![("prefix", prefix), ("client_id", client_id), ("sub", sub)];
+        if let Some(s) = sid {
+            q.push(("sid", s));
+        }
+        let r = Client::new()
+            .post(format!("{}/admin/backchannel-logout", self.origin()))
+            .query(&q)
+            .send()
+            .await
+            .expect("op admin");
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap_or_default());
     }
 
     /// Stops the provider and starts it again on the same port with the same clients, each

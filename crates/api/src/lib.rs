@@ -3,6 +3,7 @@
 //! extract, call the use case, map the result.
 
 pub mod error;
+pub mod logout;
 pub mod oidc;
 pub mod scim;
 pub mod sso;
@@ -80,6 +81,17 @@ impl AppParts {
         )
     }
 
+    pub fn logout_state(&self) -> logout::LogoutState {
+        logout::LogoutState {
+            service: std::sync::Arc::new(butterfly_core::revocation::LogoutService::new(
+                self.store.clone(),
+                self.idp.clone(),
+                self.clock.clone(),
+            )),
+            base_url: self.base_url.clone(),
+        }
+    }
+
     pub fn sso_state(&self) -> sso::SsoState {
         sso::SsoState {
             service: std::sync::Arc::new(self.sso_service()),
@@ -106,6 +118,7 @@ pub fn app(parts: &AppParts) -> Router {
             .merge(sso::login_router(sso_state.clone()))
             .merge(sso::callback_router(sso_state.clone()))
             .merge(sso::session_router(sso_state))
+            .merge(logout::logout_router(parts.logout_state()))
             .merge(health_router()),
     )
 }

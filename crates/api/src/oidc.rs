@@ -8,7 +8,8 @@
 
 use async_trait::async_trait;
 use butterfly_core::sso::{
-    check_endpoint, ip_allowed, CodeRedemption, IdentityProvider, Issuer, ProviderInfo, SsoError, VerifiedIdToken,
+    check_endpoint, ip_allowed, CodeRedemption, IdentityProvider, Issuer, JwtKind, ProviderInfo, SsoError,
+    VerifiedIdToken,
 };
 use butterfly_core::token::Secret;
 use openidconnect::core::{
@@ -25,6 +26,7 @@ use openidconnect::{
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -222,6 +224,20 @@ impl OidcProvider {
     }
 }
 
+fn jwt_rejected(detail: impl Into<String>) -> SsoError {
+    SsoError::rejected("invalid_jwt", detail)
+}
+
+/// `typ` rules: RFC 8725 explicit typing, accepting the `application/` form too.
+fn typ_allowed(typ: Option<&str>, kind: JwtKind) -> bool {
+    let t = typ.map(|t| t.to_ascii_lowercase());
+    let t = t.as_deref().map(|t| t.strip_prefix("application/").unwrap_or(t));
+    match kind {
+        JwtKind::LogoutToken => matches!(t, None | Some("logout+jwt") | Some("jwt")),
+        JwtKind::GlobalTokenRevocation => t == Some("global-token-revocation+jwt"),
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -313,5 +329,60 @@ impl IdentityProvider for OidcProvider {
             sid: sid.filter(|s| !s.chars().any(char::is_control)),
             raw: Secret::new(id_token.to_string()),
         })
+    }
+
+    async fn verify_jwt(
+        &self,
+        issuer: &Issuer,
+        token: &str,
+        audience: &str,
+        kind: JwtKind,
+    ) -> Result<Map<String, Value>, SsoError> {
+        use jsonwebtoken::Algorithm as A;
+        // `alg: none` and unknown algorithms fail to parse here.
+        let header = jsonwebtoken::decode_header(token).map_err(|e| jwt_rejected(format!("malformed JWT: {e}")))?;
+        if !matches!(header.alg, A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512 | A::ES256 | A::ES384)
+        {
+            return Err(jwt_rejected("the JWT must be signed with the provider's asymmetric key"));
+        }
+        if !typ_allowed(header.typ.as_deref(), kind) {
+            return Err(jwt_rejected(format!("the JWT has the wrong typ {:?}", header.typ)));
+        }
+        let kid = header.kid.clone().ok_or_else(|| jwt_rejected("the JWT names no key (kid)"))?;
+        let mut entry = self.cached(issuer).await?;
+        let mut refetched = false;
+        let key = loop {
+            let jwks: jsonwebtoken::jwk::JwkSet = serde_json::to_value(entry.metadata.jwks())
+                .and_then(serde_json::from_value)
+                .map_err(|e| SsoError::ProviderUnavailable(format!("unreadable key set: {e}")))?;
+            match jwks.find(&kid) {
+                Some(jwk) => {
+                    break jsonwebtoken::DecodingKey::from_jwk(jwk)
+                        .map_err(|e| jwt_rejected(format!("unusable key {kid}: {e}")))?
+                }
+                None if !refetched => {
+                    refetched = true;
+                    match self.refetch_keys(issuer, &entry).await? {
+                        Some(e) => entry = e,
+                        None => return Err(jwt_rejected("the JWT is signed with an unknown key")),
+                    }
+                }
+                None => return Err(jwt_rejected("the JWT is signed with an unknown key")),
+            }
+        };
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.set_issuer(&[issuer.as_str()]);
+        v.set_audience(&[audience]);
+        v.leeway = 60;
+        match kind {
+            JwtKind::LogoutToken => v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]),
+            JwtKind::GlobalTokenRevocation => {
+                v.validate_nbf = true;
+                v.set_required_spec_claims(&["iss", "aud", "exp", "nbf"]);
+            }
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
+            .map_err(|e| jwt_rejected(format!("the JWT failed verification: {e}")))?;
+        Ok(data.claims)
     }
 }

@@ -9,10 +9,11 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
+use butterfly_core::audit::AuditEvent;
 use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{LoginStore, OnceStore, SessionStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{AuditStore, LoginStore, OnceStore, SessionStore, TenantStore, TokenStore, UserStore};
 use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{TokenHash, TokenRecord};
@@ -114,6 +115,17 @@ fn login_pk(h: &TokenHash) -> String {
 /// DynamoDB's TTL attribute (seconds) for an expiry in milliseconds.
 fn ttl(at: Timestamp) -> Av {
     n(at.millis().div_euclid(1000) + 1)
+}
+
+fn audit_pk(t: &TenantId) -> String {
+    format!("TENANT#{t}#AUDIT")
+}
+
+fn audit_item(e: &AuditEvent) -> Result<Item> {
+    let mut it = key(audit_pk(&e.tenant), &e.id);
+    it.insert("body".into(), s(json(e)?));
+    it.insert("expires_at".into(), ttl(e.expires));
+    Ok(it)
 }
 
 fn tenant_item(t: &Tenant) -> Result<Item> {
@@ -637,7 +649,7 @@ impl UserStore for DynamoStore {
         Ok((token, user))
     }
 
-    async fn create_user(&self, user: &User) -> Result<()> {
+    async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let t = &self.table;
         let absent = Some("attribute_not_exists(pk)");
         let mut items = vec![
@@ -654,6 +666,9 @@ impl UserStore for DynamoStore {
             labels.push("subject");
         }
         items.push(add_count(t, &user.tenant, 1)?);
+        if let Some(a) = audit {
+            items.push(put(t, audit_item(a)?, None, &[], &[])?);
+        }
         self.transact(items).await.map_err(|f| {
             tx_err(f, |i| match labels.get(i).copied() {
                 Some("id") => Error::Conflict("a user with this id already exists".into()),
@@ -691,7 +706,7 @@ impl UserStore for DynamoStore {
         }
     }
 
-    async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
+    async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let t = &self.table;
         let tenant = &next.tenant;
         let prev_version = [(":v", n(previous.version))];
@@ -736,6 +751,9 @@ impl UserStore for DynamoStore {
                 }
             }
         }
+        if let Some(a) = audit {
+            items.push(put(t, audit_item(a)?, None, &[], &[])?);
+        }
         self.transact(items).await.map_err(|f| {
             tx_err(f, |i| match claims.get(i).copied() {
                 Some("userName") => Error::Uniqueness("userName".into()),
@@ -746,7 +764,7 @@ impl UserStore for DynamoStore {
         })
     }
 
-    async fn delete_user(&self, previous: &User) -> Result<()> {
+    async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let t = &self.table;
         let mine = [(":me", s(previous.id.to_string()))];
         let user_attr = [("#u", "user")];
@@ -767,6 +785,9 @@ impl UserStore for DynamoStore {
             items.push(delete(t, key(sub_pk(&previous.tenant, x), "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
         }
         items.push(add_count(t, &previous.tenant, -1)?);
+        if let Some(a) = audit {
+            items.push(put(t, audit_item(a)?, None, &[], &[])?);
+        }
         self.transact(items).await.map_err(|f| tx_err(f, |_| Error::PreconditionFailed("version changed".into())))
     }
 
@@ -988,5 +1009,51 @@ impl LoginStore for DynamoStore {
             Some(it) => Ok(Some(body(&it)?)),
             None => Ok(None),
         }
+    }
+}
+
+#[async_trait]
+impl AuditStore for DynamoStore {
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(audit_item(event)?))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn audit_page(&self, tenant: &TenantId, before: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>> {
+        let now = Self::now();
+        let mut out = Vec::with_capacity(limit.min(1000));
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let mut q = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .expression_attribute_values(":p", s(audit_pk(tenant)))
+                .scan_index_forward(false)
+                .limit((limit - out.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            q = match before {
+                Some(b) => q.key_condition_expression("pk = :p AND sk < :b").expression_attribute_values(":b", s(b)),
+                None => q.key_condition_expression("pk = :p"),
+            };
+            let r = q.send().await.map_err(|e| classify("Query", e))?;
+            for it in r.items() {
+                let e: AuditEvent = body(it)?;
+                if e.expires > now && out.len() < limit {
+                    out.push(e);
+                }
+            }
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 }

@@ -4,11 +4,13 @@
 //! (schema, filter, PATCH, paging, errors), bearer tokens, and the ports (small traits) the
 //! adapters implement. Nothing here depends on AWS, HTTP or an async runtime.
 
+pub mod audit;
 pub mod clock;
 pub mod email;
 pub mod error;
 pub mod ids;
 pub mod ports;
+pub mod revocation;
 pub mod role;
 pub mod scim;
 pub mod service;

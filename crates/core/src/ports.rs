@@ -3,6 +3,7 @@
 //! trips. Adapters translate their failures into [`Error`]: conditional failures into
 //! `Uniqueness`/`PreconditionFailed`/`Conflict`, throttling into `Unavailable`.
 
+use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::email::EmailDomain;
 use crate::error::Result;
@@ -56,7 +57,11 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(Option<TokenRecord>, Option<User>)>;
     /// Creates a user, claiming its case-folded `userName` and its `externalId` within the
     /// tenant in the same atomic write (`Uniqueness` naming the attribute if taken).
-    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn create_user(&self, user: &User) -> Result<()> {
+        self.create_user_with(user, None).await
+    }
+    /// `create_user`, recording `audit` in the same atomic write.
+    async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()>;
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>>;
     async fn find_user_by_user_name(&self, tenant: &TenantId, folded: &str) -> Result<Option<User>>;
     async fn find_user_by_external_id(&self, tenant: &TenantId, external_id: &str) -> Result<Option<User>>;
@@ -65,9 +70,17 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_subject(&self, tenant: &TenantId, subject: &Subject) -> Result<Option<User>>;
     /// Replaces `previous` with `next` if the stored version is still `previous.version`
     /// (else `PreconditionFailed`; `NotFound` if gone), moving uniqueness claims that changed.
-    async fn replace_user(&self, previous: &User, next: &User) -> Result<()>;
+    async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
+        self.replace_user_with(previous, next, None).await
+    }
+    /// `replace_user`, recording `audit` in the same atomic write.
+    async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()>;
     /// Deletes a user and its uniqueness claims if the stored version is still `previous.version`.
-    async fn delete_user(&self, previous: &User) -> Result<()>;
+    async fn delete_user(&self, previous: &User) -> Result<()> {
+        self.delete_user_with(previous, None).await
+    }
+    /// `delete_user`, recording `audit` in the same atomic write.
+    async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()>;
     /// Users of a tenant in id (creation) order: after `after` if given, skipping `skip`,
     /// at most `limit`.
     async fn list_users(&self, tenant: &TenantId, after: Option<&UserId>, skip: u64, limit: usize)
@@ -76,8 +89,20 @@ pub trait UserStore: Send + Sync {
 }
 
 /// Everything the services need from one store.
-pub trait Store: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore {}
-impl<T: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + ?Sized> Store for T {}
+pub trait Store: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + AuditStore {}
+impl<T: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + AuditStore + ?Sized> Store
+    for T
+{
+}
+
+/// The audit trail, per tenant, newest first.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// The tenant's events older than the event `before` (newest first without it), at most
+    /// `limit`, skipping expired ones.
+    async fn audit_page(&self, tenant: &TenantId, before: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>>;
+}
 
 /// Server-side sessions, keyed by the hash of the cookie value, and indexed so that revoking
 /// all sessions of a user, or those of one provider session (`iss`, `sid`), is one query.

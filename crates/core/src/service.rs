@@ -1,10 +1,12 @@
 //! Use cases. Each handler in the HTTP layer calls exactly one of these.
 
+use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::email::EmailDomain;
 use crate::error::{Error, Result};
 use crate::ids::{TenantId, UserId};
 use crate::ports::Store;
+use crate::revocation::{Revoker, Trigger};
 use crate::scim::cursor::{self, CursorError, CursorKey, CursorState};
 use crate::scim::doc::{normalize, Draft, NewUserBase};
 use crate::scim::filter::{self, Filter, Lookup};
@@ -112,11 +114,23 @@ pub struct ScimService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     cursor_key: CursorKey,
+    revoker: Revoker,
+}
+
+/// What an audit event of a SCIM write says about the user (never secrets).
+fn scim_audit(action: AuditAction, u: &User, at: Timestamp) -> AuditEvent {
+    AuditEvent::new(&u.tenant, at, action, "scim").target(u.id).details(serde_json::json!({
+        "userName": u.user_name.as_str(),
+        "active": u.active,
+        "role": u.role.map(|r| r.as_str()),
+        "version": u.version,
+    }))
 }
 
 impl ScimService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cursor_key: CursorKey) -> Self {
-        ScimService { store, clock, cursor_key }
+        let revoker = Revoker::new(store.clone(), clock.clone());
+        ScimService { store, clock, cursor_key, revoker }
     }
 
     async fn note_use(&self, rec: &TokenRecord, now: Timestamp) {
@@ -173,7 +187,8 @@ impl ScimService {
             tenant: caller.tenant.clone(),
             now: self.clock.now(),
         })?;
-        self.store.create_user(&user).await.map_err(|e| explain_uniqueness(e, &user))?;
+        let audit = scim_audit(AuditAction::ScimUserCreate, &user, user.created);
+        self.store.create_user_with(&user, Some(&audit)).await.map_err(|e| explain_uniqueness(e, &user))?;
         Ok(user)
     }
 
@@ -218,9 +233,23 @@ impl ScimService {
                 return Ok(current); // nothing changed: no write, same version
             }
             next.version = current.version + 1;
-            next.last_modified = self.clock.now().max(current.last_modified);
-            match self.store.replace_user(&current, &next).await {
-                Ok(()) => return Ok(next),
+            let now = self.clock.now();
+            next.last_modified = now.max(current.last_modified);
+            let deactivated = current.active && !next.active;
+            if deactivated {
+                // Kills every existing session in this very write, whatever happens next.
+                next.sessions_revoked_at = Some(now);
+            }
+            let audit = scim_audit(AuditAction::ScimUserUpdate, &next, now);
+            match self.store.replace_user_with(&current, &next, Some(&audit)).await {
+                Ok(()) => {
+                    if deactivated {
+                        self.revoker
+                            .revoke_user(Trigger::ScimDeactivation, &next.tenant, &next.id, "scim", now)
+                            .await?;
+                    }
+                    return Ok(next);
+                }
                 Err(Error::PreconditionFailed(_)) if pre == Precondition::None && attempt < WRITE_ATTEMPTS => {
                     current = self.store.get_user(&caller.tenant, &current.id).await?.ok_or_else(|| not_found(id))?;
                 }
@@ -239,10 +268,14 @@ impl ScimService {
         let pre = Precondition::from_header(if_match);
         let (_, current) = self.authenticate_with_user(authorization, id).await?;
         pre.check(&current)?;
-        self.store.delete_user(&current).await.map_err(|e| match e {
+        let now = self.clock.now();
+        let audit = scim_audit(AuditAction::ScimUserDelete, &current, now);
+        self.store.delete_user_with(&current, Some(&audit)).await.map_err(|e| match e {
             Error::NotFound(_) => not_found(id),
             other => other,
-        })
+        })?;
+        self.revoker.revoke_user(Trigger::ScimDelete, &current.tenant, &current.id, "scim", now).await?;
+        Ok(())
     }
 
     pub async fn list_users(&self, caller: &Caller, q: &ListQuery) -> Result<UserPage> {

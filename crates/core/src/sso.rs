@@ -318,6 +318,15 @@ pub struct VerifiedIdToken {
     pub raw: Secret,
 }
 
+/// Which kind of provider-signed JWT is verified, with its `typ` rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtKind {
+    /// OIDC Back-Channel Logout token: `typ` `logout+jwt` (or `JWT`, or none, for older providers).
+    LogoutToken,
+    /// Okta Universal Logout: `typ` exactly `global-token-revocation+jwt`; `nbf` required.
+    GlobalTokenRevocation,
+}
+
 /// The identity-provider port: OpenID Connect discovery and the code exchange with ID token
 /// verification. The adapter caches discovery and keys; it never follows redirects and never
 /// fetches from private addresses.
@@ -328,6 +337,16 @@ pub trait IdentityProvider: Send + Sync {
     async fn discover(&self, issuer: &Issuer, fresh: bool) -> Result<ProviderInfo, SsoError>;
     /// Exchanges the code (confidential client, PKCE) and verifies the ID token.
     async fn redeem(&self, r: CodeRedemption<'_>) -> Result<VerifiedIdToken, SsoError>;
+    /// Verifies a JWT signed with the issuer's published keys (asymmetric algorithms only, an
+    /// unknown `kid` refetches the keys once): `typ` per `kind`, `iss` = the issuer, `aud`
+    /// contains `audience`, `exp` (and `nbf`, `iat`) with a minute of leeway. Returns the claims.
+    async fn verify_jwt(
+        &self,
+        issuer: &Issuer,
+        token: &str,
+        audience: &str,
+        kind: JwtKind,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, SsoError>;
 }
 
 /// Why a sign-in step was refused or failed. `reason()` is a stable code for logs and audit.

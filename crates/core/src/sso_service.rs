@@ -2,6 +2,7 @@
 //! provider's dashboard), completing it at the callback (with just-in-time users), and the
 //! session checks behind every signed-in request.
 
+use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::email::{check_email, fold, EmailDomain, UserName};
 use crate::ids::{TenantId, UserId};
@@ -14,6 +15,7 @@ use crate::tenant::Tenant;
 use crate::token::{Secret, TokenHash};
 use crate::user::{Email, Name, RoleSource, User};
 use crate::Error;
+use serde_json::json;
 use std::sync::Arc;
 
 /// Timeouts and what the deployment allows.
@@ -149,6 +151,16 @@ impl SsoService {
     /// itself; domains are normalised, must not be public mailbox providers and must not
     /// belong to another tenant; the secret goes to the secret store only.
     pub async fn configure(&self, tenant: &TenantId, input: SsoSettingsInput) -> Result<SsoSettingsView, SsoError> {
+        self.configure_as(tenant, input, "operator").await
+    }
+
+    /// `configure` on behalf of `actor` (`user:<id>` from the admin API, `operator` from the CLI).
+    pub async fn configure_as(
+        &self,
+        tenant: &TenantId,
+        input: SsoSettingsInput,
+        actor: &str,
+    ) -> Result<SsoSettingsView, SsoError> {
         let issuer = Issuer::parse(&input.issuer, self.policy.allow_loopback_http).map_err(SsoError::Settings)?;
         let client_id = input.client_id.trim().to_string();
         if client_id.is_empty() || client_id.len() > 255 || client_id.chars().any(|c| c.is_control() || c == ' ') {
@@ -205,7 +217,18 @@ impl SsoService {
             }
             next.version = current.version + 1;
             match self.store.replace_tenant(&current, &next).await {
-                Ok(()) => return Ok(self.view(&next, true)),
+                Ok(()) => {
+                    let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::SsoSettingsUpdate, actor)
+                        .details(json!({
+                            "issuer": issuer.as_str(),
+                            "client_id": client_id,
+                            "domains": next.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+                            "enabled": input.enabled,
+                            "client_secret_changed": input.client_secret.is_some(),
+                        }));
+                    let _ = self.store.record_audit(&event).await;
+                    return Ok(self.view(&next, true));
+                }
                 Err(Error::PreconditionFailed(_)) => current = self.tenant(tenant).await?,
                 Err(Error::Uniqueness(m)) => return Err(SsoError::Settings(m)),
                 Err(e) => return Err(e.into()),
@@ -344,6 +367,34 @@ impl SsoService {
         binding_cookie: Option<&str>,
         previous_session: Option<&str>,
     ) -> Result<SignedIn, SsoError> {
+        let mut tenant = None;
+        let result = self.complete_inner(p, binding_cookie, previous_session, &mut tenant).await;
+        // Sign-ins and refusals go to the tenant's audit trail once the tenant is known (a
+        // callback with no valid transaction has none: it is only logged). Best effort.
+        if let Some(t) = tenant {
+            let now = self.clock.now();
+            let event = match &result {
+                Ok(s) => AuditEvent::new(&t, now, AuditAction::SignIn, format!("user:{}", s.user.id))
+                    .target(s.user.id)
+                    .details(
+                        json!({ "created": s.created, "issuer": s.tenant.sso.as_ref().map(|c| c.issuer.as_str()) }),
+                    ),
+                Err(e) => AuditEvent::new(&t, now, AuditAction::SignInRefused, "provider")
+                    .refused()
+                    .details(json!({ "reason": e.reason(), "detail": e.to_string() })),
+            };
+            let _ = self.store.record_audit(&event).await;
+        }
+        result
+    }
+
+    async fn complete_inner(
+        &self,
+        p: &CallbackParams,
+        binding_cookie: Option<&str>,
+        previous_session: Option<&str>,
+        audit_tenant: &mut Option<TenantId>,
+    ) -> Result<SignedIn, SsoError> {
         let state = p.state.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
             SsoError::rejected("missing_state", "the response carries no state; start the sign-in again")
         })?;
@@ -353,6 +404,7 @@ impl SsoService {
         let tx = self.store.take_login(&hash_secret(state)).await?.ok_or_else(|| {
             SsoError::rejected("unknown_transaction", "this sign-in was already completed, has expired, or is unknown")
         })?;
+        *audit_tenant = Some(tx.tenant.clone());
         let binding = binding_cookie.filter(|b| is_secret_shaped(b)).ok_or_else(|| {
             SsoError::rejected("missing_binding", "this browser did not start this sign-in (no transaction cookie)")
         })?;
@@ -509,6 +561,7 @@ impl SsoService {
                         role: None,
                         role_source: Some(RoleSource::Jit),
                         subject: Some(subject.clone()),
+                        sessions_revoked_at: None,
                         created: now,
                         last_modified: now,
                         version: 1,
@@ -543,7 +596,9 @@ impl SsoService {
         let hash = hash_secret(value);
         let (session, user) = self.store.session_with_user(&hash).await?.ok_or(SsoError::Unauthenticated)?;
         let now = self.clock.now();
-        let user = user.filter(|u| u.tenant == session.tenant && u.active);
+        let user = user.filter(|u| {
+            u.tenant == session.tenant && u.active && u.sessions_revoked_at.is_none_or(|at| session.created > at)
+        });
         let Some(user) = user.filter(|_| session.is_live(now, self.policy.idle_secs)) else {
             self.store.delete_session(&hash).await?;
             return Err(SsoError::Unauthenticated);
@@ -565,7 +620,19 @@ impl SsoService {
         let Some(value) = cookie.filter(|c| is_secret_shaped(c)) else { return Ok(None) };
         let hash = hash_secret(value);
         let found = self.store.session_with_user(&hash).await?;
-        self.store.delete_session(&hash).await?;
+        if self.store.delete_session(&hash).await? {
+            if let Some((session, _)) = &found {
+                let event = AuditEvent::new(
+                    &session.tenant,
+                    self.clock.now(),
+                    AuditAction::SignOut,
+                    format!("user:{}", session.user),
+                )
+                .target(session.user)
+                .details(json!({ "provider_logout": provider_logout }));
+                let _ = self.store.record_audit(&event).await;
+            }
+        }
         let Some((session, _)) = found.filter(|_| provider_logout) else { return Ok(None) };
         let Ok(issuer) = Issuer::parse(&session.issuer, self.policy.allow_loopback_http) else { return Ok(None) };
         let Ok(info) = self.idp.discover(&issuer, false).await else { return Ok(None) };

@@ -33,6 +33,10 @@ pub struct User {
     /// The user's identity at the tenant's provider, linked at first sign-in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
+    /// Sessions started at or before this instant are dead (set when the user is deactivated,
+    /// in the same write; reactivation leaves it, so old sessions stay dead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_revoked_at: Option<Timestamp>,
     pub created: Timestamp,
     pub last_modified: Timestamp,
     /// Incremented on every write; the SCIM `meta.version` (weak ETag).

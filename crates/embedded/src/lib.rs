@@ -4,10 +4,13 @@
 //! adapters pass one contract suite.
 
 use async_trait::async_trait;
+use butterfly_core::audit::AuditEvent;
 use butterfly_core::clock::Timestamp;
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{
+    AuditStore, LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore,
+};
 use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{Secret, TokenHash, TokenRecord};
@@ -43,6 +46,8 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 const SESSION_INDEX: TableDefinition<&str, ()> = TableDefinition::new("session_index");
 /// Login transactions by the hash of their `state`.
 const LOGINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("logins");
+/// Audit events: `tenant \x1f event id` (UUIDv7, time-ordered) → event.
+const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +165,7 @@ impl EmbeddedStore {
             tx.open_table(SESSIONS).map_err(store_err)?;
             tx.open_table(SESSION_INDEX).map_err(store_err)?;
             tx.open_table(LOGINS).map_err(store_err)?;
+            tx.open_table(AUDIT).map_err(store_err)?;
         }
         tx.commit().map_err(store_err)
     }
@@ -204,6 +210,19 @@ impl EmbeddedStore {
         })
         .await
     }
+}
+
+fn audit_key(tenant: &TenantId, id: &str) -> String {
+    format!("{}\x1f{id}", tenant.as_str())
+}
+
+/// Adds an audit event to a write transaction (committed, or dropped, with it).
+fn write_audit(tx: &redb::WriteTransaction, e: Option<&AuditEvent>) -> Result<()> {
+    if let Some(e) = e {
+        let mut t = tx.open_table(AUDIT).map_err(store_err)?;
+        t.insert(audit_key(&e.tenant, &e.id).as_str(), enc(e)?.as_slice()).map_err(store_err)?;
+    }
+    Ok(())
 }
 
 fn read_user(t: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> Result<Option<User>> {
@@ -433,10 +452,12 @@ impl UserStore for EmbeddedStore {
         .await
     }
 
-    async fn create_user(&self, user: &User) -> Result<()> {
+    async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let user = user.clone();
+        let audit = audit.cloned();
         self.run(move |db| {
             let tx = db.begin_write().map_err(store_err)?;
+            write_audit(&tx, audit.as_ref())?;
             {
                 let mut users = tx.open_table(USERS).map_err(store_err)?;
                 let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
@@ -495,10 +516,12 @@ impl UserStore for EmbeddedStore {
         self.find_unique(tenant.clone(), sub_key(tenant, subject)).await
     }
 
-    async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
+    async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let (previous, next) = (previous.clone(), next.clone());
+        let audit = audit.cloned();
         self.run(move |db| {
             let tx = db.begin_write().map_err(store_err)?;
+            write_audit(&tx, audit.as_ref())?;
             {
                 let mut users = tx.open_table(USERS).map_err(store_err)?;
                 let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
@@ -549,10 +572,12 @@ impl UserStore for EmbeddedStore {
         .await
     }
 
-    async fn delete_user(&self, previous: &User) -> Result<()> {
+    async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let previous = previous.clone();
+        let audit = audit.cloned();
         self.run(move |db| {
             let tx = db.begin_write().map_err(store_err)?;
+            write_audit(&tx, audit.as_ref())?;
             {
                 let mut users = tx.open_table(USERS).map_err(store_err)?;
                 let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
@@ -857,6 +882,45 @@ impl LoginStore for EmbeddedStore {
             };
             tx.commit().map_err(store_err)?;
             Ok(found)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
+        let event = event.clone();
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            write_audit(&tx, Some(&event))?;
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn audit_page(&self, tenant: &TenantId, before: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>> {
+        let start = audit_key(tenant, "");
+        let end = match before {
+            Some(b) => audit_key(tenant, b),
+            None => format!("{}\x1f\u{10ffff}", tenant.as_str()),
+        };
+        let now = butterfly_core::clock::Clock::now(&butterfly_core::clock::SystemClock);
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(store_err)?;
+            let t = tx.open_table(AUDIT).map_err(store_err)?;
+            let mut out = Vec::with_capacity(limit.min(1000));
+            for row in t.range::<&str>(start.as_str()..end.as_str()).map_err(store_err)?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, v) = row.map_err(store_err)?;
+                let e: AuditEvent = dec(v.value())?;
+                if e.expires > now {
+                    out.push(e);
+                }
+            }
+            Ok(out)
         })
         .await
     }

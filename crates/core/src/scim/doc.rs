@@ -424,6 +424,7 @@ impl Draft {
             role,
             role_source: role.map(|_| RoleSource::Scim),
             subject: None,
+            sessions_revoked_at: None,
             created: base.now,
             last_modified: base.now,
             version: 1,

@@ -1,0 +1,106 @@
+//! The audit trail: what happened in a tenant, newest first, kept for a retention period.
+
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How long audit events are kept by default (DynamoDB TTL; the embedded store filters).
+pub const DEFAULT_RETENTION_DAYS: i64 = 400;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditAction {
+    #[serde(rename = "scim.user.create")]
+    ScimUserCreate,
+    #[serde(rename = "scim.user.update")]
+    ScimUserUpdate,
+    #[serde(rename = "scim.user.delete")]
+    ScimUserDelete,
+    #[serde(rename = "signin")]
+    SignIn,
+    #[serde(rename = "signin.refused")]
+    SignInRefused,
+    #[serde(rename = "signout")]
+    SignOut,
+    #[serde(rename = "revocation")]
+    Revocation,
+    #[serde(rename = "scim_token.issue")]
+    ScimTokenIssue,
+    #[serde(rename = "scim_token.rotate")]
+    ScimTokenRotate,
+    #[serde(rename = "role.change")]
+    RoleChange,
+    #[serde(rename = "sso.settings.update")]
+    SsoSettingsUpdate,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::ScimUserCreate => "scim.user.create",
+            AuditAction::ScimUserUpdate => "scim.user.update",
+            AuditAction::ScimUserDelete => "scim.user.delete",
+            AuditAction::SignIn => "signin",
+            AuditAction::SignInRefused => "signin.refused",
+            AuditAction::SignOut => "signout",
+            AuditAction::Revocation => "revocation",
+            AuditAction::ScimTokenIssue => "scim_token.issue",
+            AuditAction::ScimTokenRotate => "scim_token.rotate",
+            AuditAction::RoleChange => "role.change",
+            AuditAction::SsoSettingsUpdate => "sso.settings.update",
+        }
+    }
+}
+
+/// One event. `id` is a UUIDv7, so ids sort by time; pages go from newest to oldest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub tenant: TenantId,
+    pub at: Timestamp,
+    pub action: AuditAction,
+    /// Who did it: `scim`, `user:<id>`, `provider:<issuer>`, `operator`.
+    pub actor: String,
+    /// The user it concerns, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `success` or `refused`.
+    pub outcome: String,
+    /// Action-specific facts (never secrets).
+    #[serde(default)]
+    pub details: Value,
+    /// When the event is dropped.
+    pub expires: Timestamp,
+}
+
+impl AuditEvent {
+    pub fn new(tenant: &TenantId, at: Timestamp, action: AuditAction, actor: impl Into<String>) -> Self {
+        AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant: tenant.clone(),
+            at,
+            action,
+            actor: actor.into(),
+            target: None,
+            outcome: "success".into(),
+            details: Value::Null,
+            expires: at.plus_secs(DEFAULT_RETENTION_DAYS * 86_400),
+        }
+    }
+
+    pub fn target(mut self, t: impl ToString) -> Self {
+        self.target = Some(t.to_string());
+        self
+    }
+
+    pub fn refused(mut self) -> Self {
+        self.outcome = "refused".into();
+        self
+    }
+
+    pub fn details(mut self, d: Value) -> Self {
+        self.details = d;
+        self
+    }
+}
