@@ -5,12 +5,12 @@
 #
 #   bash bench/side-by-side.sh [--smoke] [--seconds S] [--users N] [--connections C]
 #
-# --smoke: seconds=1, users=50, debug build; checks the benchmark works (CI). Without it: release build,
+# --smoke: seconds=1, users=50, debug build; checks the benchmark works (CI). Without it: the `perf` profile (release, opt-level 3),
 # 10 s per shape, 1000 users, 8 connections. Results: test-artifacts/bench/side-by-side.{md,jsonl}.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-SECONDS_PER=10 USERS=1000 CONNS=8 PROFILE=release
+SECONDS_PER=10 USERS=1000 CONNS=8 PROFILE=perf
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) SECONDS_PER=1 USERS=50 PROFILE=debug ;;
@@ -35,7 +35,7 @@ if [ ! -x "$VENV/bin/scim2-server" ]; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements.txt >&2
 fi
 
-flag=(); [ "$PROFILE" = release ] && flag=(--release)
+flag=(); [ "$PROFILE" = perf ] && flag=(--profile perf)
 cargo build --locked -q "${flag[@]}" -p butterfly -p butterfly-bench
 BIN=$CARGO_TARGET_DIR/$PROFILE
 WORK=$(mktemp -d)

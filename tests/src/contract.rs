@@ -66,6 +66,8 @@ fn token(tenant: &TenantId) -> TokenRecord {
         display_prefix: t.display_prefix(),
         created: now(),
         last_used: None,
+        expires: None,
+        replaces: None,
     }
 }
 

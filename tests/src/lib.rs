@@ -162,6 +162,14 @@ impl TokenStore for CountingStore {
         self.hit("install_token");
         self.inner.install_token(new, replacing).await
     }
+    async fn install_token_with_overlap(&self, new: &TokenRecord, old: &TokenHash, until: Timestamp) -> Result<()> {
+        self.hit("install_token_with_overlap");
+        self.inner.install_token_with_overlap(new, old, until).await
+    }
+    async fn retire_token(&self, h: &TokenHash) -> Result<()> {
+        self.hit("retire_token");
+        self.inner.retire_token(h).await
+    }
     async fn record_token_use(&self, h: &TokenHash, at: Timestamp) -> Result<()> {
         self.hit("record_token_use");
         self.inner.record_token_use(h, at).await

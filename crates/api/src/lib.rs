@@ -2,6 +2,7 @@
 //! format, and the mapping of domain errors to HTTP at the edge. Handlers are one call deep:
 //! extract, call the use case, map the result.
 
+pub mod admin;
 pub mod error;
 pub mod logout;
 pub mod oidc;
@@ -92,6 +93,20 @@ impl AppParts {
         }
     }
 
+    pub fn admin_state(&self) -> admin::AdminState {
+        admin::AdminState {
+            sso: std::sync::Arc::new(self.sso_service()),
+            admin: std::sync::Arc::new(butterfly_core::service::AdminService::new(
+                self.store.clone(),
+                self.clock.clone(),
+            )),
+            team: std::sync::Arc::new(butterfly_core::team::TeamService::new(self.store.clone(), self.clock.clone())),
+            store: self.store.clone(),
+            base_url: self.base_url.clone(),
+            cookies: self.cookies,
+        }
+    }
+
     pub fn sso_state(&self) -> sso::SsoState {
         sso::SsoState {
             service: std::sync::Arc::new(self.sso_service()),
@@ -119,6 +134,8 @@ pub fn app(parts: &AppParts) -> Router {
             .merge(sso::callback_router(sso_state.clone()))
             .merge(sso::session_router(sso_state))
             .merge(logout::logout_router(parts.logout_state()))
+            .merge(admin::token_rotation_router(parts.admin_state()))
+            .merge(admin::admin_router(parts.admin_state()))
             .merge(health_router()),
     )
 }

@@ -494,7 +494,14 @@ fn me_json(s: &SignedInUser) -> serde_json::Value {
 
 async fn me(State(state): State<SsoState>, headers: HeaderMap) -> Response {
     match current(&state, &headers).await {
-        Ok(s) => json_response(StatusCode::OK, me_json(&s)),
+        Ok(s) => {
+            let mut v = me_json(&s);
+            // For the admin API's cookie-authenticated writes (X-CSRF-Token).
+            if let Some(c) = read_cookie(&headers, &state.cookies.session_name()) {
+                v["csrfToken"] = json!(crate::admin::csrf_token(c));
+            }
+            json_response(StatusCode::OK, v)
+        }
         Err(SsoError::Unauthenticated) => {
             let mut resp =
                 oauth_error(StatusCode::UNAUTHORIZED, "unauthenticated", "no valid session; sign in at /login");

@@ -162,6 +162,13 @@ fn token_item(r: &TokenRecord) -> Item {
     if let Some(t) = r.last_used {
         it.insert("last_used".into(), n(t.millis()));
     }
+    if let Some(t) = r.expires {
+        it.insert("token_expires".into(), n(t.millis()));
+        it.insert("expires_at".into(), ttl(t));
+    }
+    if let Some(h) = &r.replaces {
+        it.insert("replaces".into(), s(h.to_hex()));
+    }
     it
 }
 
@@ -172,6 +179,11 @@ fn parse_token(hash: TokenHash, it: &Item) -> Result<TokenRecord> {
         display_prefix: get_s(it, "display_prefix")?.to_string(),
         created: Timestamp(get_n(it, "created")?.unwrap_or(0)),
         last_used: get_n(it, "last_used")?.map(Timestamp),
+        expires: get_n(it, "token_expires")?.map(Timestamp),
+        replaces: match it.get("replaces") {
+            Some(Av::S(h)) => Some(TokenHash::from_hex(h).ok_or_else(|| Error::Store("bad token hash".into()))?),
+            _ => None,
+        },
     })
 }
 
@@ -573,6 +585,58 @@ impl TokenStore for DynamoStore {
                 _ => Error::Conflict("a token with this hash exists".into()),
             })
         })
+    }
+
+    async fn install_token_with_overlap(
+        &self,
+        new: &TokenRecord,
+        old: &TokenHash,
+        old_expires: Timestamp,
+    ) -> Result<()> {
+        let t = &self.table;
+        let mut ptr = key(tenant_pk(&new.tenant), "SCIMTOKEN");
+        ptr.insert("hash".into(), s(new.hash.to_hex()));
+        let deadline = Update::builder()
+            .table_name(t.as_ref())
+            .set_key(Some(key(token_pk(old), "SCIMTOKEN")))
+            .update_expression("SET token_expires = :e, expires_at = :ttl")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(token_expires) OR token_expires > :e)",
+            )
+            .expression_attribute_values(":e", n(old_expires.millis()))
+            .expression_attribute_values(":ttl", ttl(old_expires))
+            .build()
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let items = vec![
+            put(t, token_item(new), Some("attribute_not_exists(pk)"), &[], &[])?,
+            put(t, ptr, Some("#h = :old"), &[(":old", s(old.to_hex()))], &[("#h", "hash")])?,
+            TransactWriteItem::builder().update(deadline).build(),
+        ];
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match i {
+                0 => Error::Conflict("a token with this hash exists".into()),
+                _ => Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into()),
+            })
+        })
+    }
+
+    async fn retire_token(&self, hash: &TokenHash) -> Result<()> {
+        // Only a token with a deadline (an overlapping old one) is ever retired.
+        let r = self
+            .client
+            .delete_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(token_pk(hash), "SCIMTOKEN")))
+            .condition_expression("attribute_exists(token_expires)")
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match classify("DeleteItem", e) {
+                Error::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {

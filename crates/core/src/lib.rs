@@ -16,6 +16,7 @@ pub mod scim;
 pub mod service;
 pub mod sso;
 pub mod sso_service;
+pub mod team;
 pub mod tenant;
 pub mod token;
 pub mod user;

@@ -42,6 +42,16 @@ pub trait TokenStore: Send + Sync {
     /// must have no token (else `Conflict`); with `Some(old)`, `old` must be the current token
     /// (else `Conflict`) and stops working in the same write.
     async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()>;
+    /// Rotation with overlap: makes `new` the tenant's token while `old` (which must be the
+    /// current one, else `Conflict`) keeps working until `old_expires`, in one atomic write.
+    async fn install_token_with_overlap(
+        &self,
+        new: &TokenRecord,
+        old: &TokenHash,
+        old_expires: Timestamp,
+    ) -> Result<()>;
+    /// Deletes a token that is no longer the tenant's current one (an overlapping old token).
+    async fn retire_token(&self, hash: &TokenHash) -> Result<()>;
     /// Records that a token was used at `at`.
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()>;
 }

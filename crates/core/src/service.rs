@@ -134,6 +134,13 @@ impl ScimService {
     }
 
     async fn note_use(&self, rec: &TokenRecord, now: Timestamp) {
+        if rec.last_used.is_none() {
+            if let Some(old) = &rec.replaces {
+                // Overlap rotation: the new token's first use ends the old one. Best effort: if
+                // this fails, the next request tries again, and the old token's deadline holds.
+                let _ = self.store.retire_token(old).await;
+            }
+        }
         if rec.last_used_is_stale(now) {
             // Best effort: a failed last-used update must not fail the request.
             let _ = self.store.record_token_use(&rec.hash, now).await;
@@ -142,7 +149,7 @@ impl ScimService {
 
     fn check_record(&self, presented: &TokenHash, rec: Option<TokenRecord>) -> Result<TokenRecord> {
         match rec {
-            Some(r) if r.hash.ct_eq(presented) => Ok(r),
+            Some(r) if r.hash.ct_eq(presented) && r.is_live(self.clock.now()) => Ok(r),
             _ => Err(invalid_token()),
         }
     }
@@ -459,6 +466,18 @@ pub struct AdminService {
     clock: Arc<dyn Clock>,
 }
 
+/// How a rotation treats the old token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationMode {
+    /// The old token stops working in the same write.
+    Immediate,
+    /// The old token keeps working until the new one is first used, or for `secs` at most.
+    Overlap { secs: i64 },
+}
+
+/// The longest an old token may overlap with its successor.
+pub const MAX_OVERLAP_SECS: i64 = 7 * 86_400;
+
 /// A token just issued: the secret (show it once) and its record.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -469,6 +488,10 @@ pub struct IssuedToken {
 impl AdminService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         AdminService { store, clock }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     pub async fn create_tenant(&self, name: &str, domains: &str) -> Result<Tenant> {
@@ -500,6 +523,8 @@ impl AdminService {
             display_prefix: token.display_prefix(),
             created: self.clock.now(),
             last_used: None,
+            expires: None,
+            replaces: None,
         };
         Ok(IssuedToken { token, record })
     }
@@ -519,10 +544,44 @@ impl AdminService {
 
     /// Replaces the tenant's SCIM token; the old one stops working at once.
     pub async fn rotate_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
+        self.rotate_token_with(tenant, RotationMode::Immediate, "operator").await
+    }
+
+    /// Issues the first token, or rotates: `Immediate` kills the old token in the same write
+    /// (the lost-token case); `Overlap` keeps it working until the new token is first used or
+    /// the deadline passes, whichever comes first (no provisioning gap while the admin pastes
+    /// the new token into Okta).
+    pub async fn rotate_token_with(&self, tenant: &TenantId, mode: RotationMode, actor: &str) -> Result<IssuedToken> {
         self.tenant(tenant).await?;
         let current = self.store.current_token(tenant).await?;
-        let issued = self.new_token(tenant)?;
-        self.store.install_token(&issued.record, current.as_ref().map(|c| &c.hash)).await?;
+        let mut issued = self.new_token(tenant)?;
+        let now = self.clock.now();
+        let (action, details) = match (&current, mode) {
+            (None, _) => {
+                self.store.install_token(&issued.record, None).await?;
+                (AuditAction::ScimTokenIssue, serde_json::json!({ "display_prefix": issued.record.display_prefix }))
+            }
+            (Some(c), RotationMode::Immediate) => {
+                self.store.install_token(&issued.record, Some(&c.hash)).await?;
+                (
+                    AuditAction::ScimTokenRotate,
+                    serde_json::json!({ "mode": "immediate", "display_prefix": issued.record.display_prefix,
+                                        "previous_prefix": c.display_prefix }),
+                )
+            }
+            (Some(c), RotationMode::Overlap { secs }) => {
+                let secs = secs.clamp(60, MAX_OVERLAP_SECS);
+                let until = now.plus_secs(secs);
+                issued.record.replaces = Some(c.hash);
+                self.store.install_token_with_overlap(&issued.record, &c.hash, until).await?;
+                (
+                    AuditAction::ScimTokenRotate,
+                    serde_json::json!({ "mode": "overlap", "display_prefix": issued.record.display_prefix,
+                                        "previous_prefix": c.display_prefix, "previous_expires": until.to_rfc3339() }),
+                )
+            }
+        };
+        let _ = self.store.record_audit(&AuditEvent::new(tenant, now, action, actor).details(details)).await;
         Ok(issued)
     }
 

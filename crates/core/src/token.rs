@@ -151,9 +151,20 @@ pub struct TokenRecord {
     pub created: Timestamp,
     #[serde(default)]
     pub last_used: Option<Timestamp>,
+    /// A token rotated in overlap mode stops working at this instant at the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// The token this one replaced in overlap mode: retired at this token's first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<TokenHash>,
 }
 
 impl TokenRecord {
+    /// Whether the token still works at `now` (an overlapping old token has a deadline).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
+
     /// Whether a use at `now` should be recorded (at most once per granularity window).
     pub fn last_used_is_stale(&self, now: Timestamp) -> bool {
         match self.last_used {

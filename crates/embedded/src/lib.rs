@@ -403,6 +403,64 @@ impl TokenStore for EmbeddedStore {
         .await
     }
 
+    async fn install_token_with_overlap(
+        &self,
+        new: &TokenRecord,
+        old: &TokenHash,
+        old_expires: Timestamp,
+    ) -> Result<()> {
+        let (new, old) = (new.clone(), *old);
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+                let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
+                let current: Option<Vec<u8>> =
+                    ptr.get(new.tenant.as_str()).map_err(store_err)?.map(|v| v.value().to_vec());
+                if current.as_deref() != Some(old.as_bytes().as_slice()) {
+                    return Err(Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into()));
+                }
+                let mut old_rec: TokenRecord = match tokens.get(old.as_bytes().as_slice()).map_err(store_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(Error::Conflict("the current SCIM token is gone; retry".into())),
+                };
+                old_rec.expires = Some(old_rec.expires.map_or(old_expires, |e| e.min(old_expires)));
+                tokens.insert(old.as_bytes().as_slice(), enc(&old_rec)?.as_slice()).map_err(store_err)?;
+                tokens.insert(new.hash.as_bytes().as_slice(), enc(&new)?.as_slice()).map_err(store_err)?;
+                ptr.insert(new.tenant.as_str(), new.hash.as_bytes().as_slice()).map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn retire_token(&self, hash: &TokenHash) -> Result<()> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(store_err)?;
+            {
+                let ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+                let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
+                let rec: Option<TokenRecord> = match tokens.get(hash.as_bytes().as_slice()).map_err(store_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                if let Some(rec) = rec {
+                    let is_current = ptr
+                        .get(rec.tenant.as_str())
+                        .map_err(store_err)?
+                        .is_some_and(|v| v.value() == hash.as_bytes().as_slice());
+                    if is_current {
+                        return Err(Error::Conflict("the tenant's current token cannot be retired".into()));
+                    }
+                    tokens.remove(hash.as_bytes().as_slice()).map_err(store_err)?;
+                }
+            }
+            tx.commit().map_err(store_err)
+        })
+        .await
+    }
+
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
         let hash = *hash;
         self.run(move |db| {

@@ -1,0 +1,346 @@
+//! The admin API for a tenant's super_admins (and auditors, for the audit trail): SCIM token
+//! rotation, SSO settings, the team and its roles, the audit trail. Session-authenticated;
+//! every endpoint checks the permission matrix; cookie-authenticated writes need the session's
+//! CSRF token in `X-CSRF-Token` and, when the browser sends one, a same-origin `Origin`.
+
+// Handlers' helpers return the refusal response itself as the error; it is built once and
+// returned at once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use crate::scim::BaseUrl;
+use crate::sso::{read_cookie, CookiePolicy};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use base64::Engine;
+use butterfly_core::role::Permission;
+use butterfly_core::service::{AdminService, RotationMode};
+use butterfly_core::sso::SsoError;
+use butterfly_core::sso_service::{SignedInUser, SsoService, SsoSettingsInput};
+use butterfly_core::team::TeamService;
+use butterfly_core::token::Secret;
+use butterfly_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub sso: Arc<SsoService>,
+    pub admin: Arc<AdminService>,
+    pub team: Arc<TeamService>,
+    pub store: Arc<dyn butterfly_core::ports::Store>,
+    pub base_url: BaseUrl,
+    pub cookies: CookiePolicy,
+}
+
+/// The CSRF token of a session: derived from the session cookie, so only a page that can read
+/// our responses (same origin) can learn it; `GET /me` returns it.
+pub fn csrf_token(session_cookie: &str) -> String {
+    let d = Sha256::digest(format!("butterfly-csrf:{session_cookie}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+}
+
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    let mut r = (status, json!({ "error": code, "error_description": description }).to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn ok(status: StatusCode, v: Value) -> Response {
+    let mut r = (status, v.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn domain_error(e: Error) -> Response {
+    match e {
+        Error::InvalidValue(m) | Error::InvalidSyntax(m) => error(StatusCode::BAD_REQUEST, "invalid_request", &m),
+        Error::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", &m),
+        Error::Conflict(m) | Error::Uniqueness(m) | Error::PreconditionFailed(m) => {
+            error(StatusCode::CONFLICT, "conflict", &m)
+        }
+        Error::Unavailable { message, .. } => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &message)
+        }
+        other => {
+            tracing::error!(error = %other, "admin request failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+        }
+    }
+}
+
+/// Authenticates the session and checks `permission`; for writes, the CSRF defences.
+async fn authorize(
+    state: &AdminState,
+    headers: &HeaderMap,
+    method: &Method,
+    permission: Permission,
+) -> Result<SignedInUser, Response> {
+    let name = state.cookies.session_name();
+    let cookie = read_cookie(headers, &name);
+    let who = match state.sso.authenticate(cookie).await {
+        Ok(w) => w,
+        Err(SsoError::Unauthenticated) => {
+            return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"))
+        }
+        Err(SsoError::Store(e)) => return Err(domain_error(e)),
+        Err(e) => return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string())),
+    };
+    if !who.user.effective_role().can(permission) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("your role {} does not allow this", who.user.effective_role().as_str()),
+        ));
+    }
+    if method != Method::GET && method != Method::HEAD {
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            if origin != state.base_url.origin(headers) {
+                return Err(error(StatusCode::FORBIDDEN, "csrf", "cross-origin request refused"));
+            }
+        }
+        let expected = csrf_token(cookie.unwrap_or_default());
+        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(error(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token (GET /me returns it)"));
+        }
+    }
+    Ok(who)
+}
+
+fn query(uri: &Uri) -> HashMap<String, String> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request", &format!("bad JSON: {e}")))
+}
+
+macro_rules! try_resp {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+// ---- token rotation ------------------------------------------------------------------------
+
+/// `GET|POST /admin/scim-token`.
+pub fn token_rotation_router(state: AdminState) -> Router {
+    Router::new().route("/admin/scim-token", get(token_metadata).post(rotate_token)).with_state(state)
+}
+
+async fn token_metadata(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
+    let current = match s.admin.token_metadata(&who.tenant.id).await {
+        Ok(c) => c,
+        Err(e) => return domain_error(e),
+    };
+    let Some(c) = current else { return ok(StatusCode::OK, json!({ "token": null })) };
+    let previous = match &c.replaces {
+        Some(h) => s.store.resolve_token(h).await.ok().flatten().filter(|p| p.is_live(s.admin.now())),
+        None => None,
+    };
+    ok(
+        StatusCode::OK,
+        json!({
+            "display_prefix": c.display_prefix,
+            "created": c.created.to_rfc3339(),
+            "last_used": c.last_used.map(|t| t.to_rfc3339()),
+            "previous": previous.map(|p| json!({
+                "display_prefix": p.display_prefix,
+                "last_used": p.last_used.map(|t| t.to_rfc3339()),
+                "expires": p.expires.map(|t| t.to_rfc3339()),
+            })),
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct RotateBody {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    overlap_hours: Option<f64>,
+}
+
+async fn rotate_token(State(s): State<AdminState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
+    let b: RotateBody =
+        if body.is_empty() { RotateBody { mode: None, overlap_hours: None } } else { try_resp!(parse_json(&body)) };
+    let mode = match b.mode.as_deref().unwrap_or("overlap") {
+        "immediate" => RotationMode::Immediate,
+        "overlap" => {
+            let hours = b.overlap_hours.unwrap_or(24.0);
+            if !(hours.is_finite() && hours > 0.0 && hours <= 168.0) {
+                return error(StatusCode::BAD_REQUEST, "invalid_request", "overlap_hours must be in (0, 168]");
+            }
+            RotationMode::Overlap { secs: (hours * 3600.0) as i64 }
+        }
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("mode must be immediate or overlap, not {other:?}"),
+            )
+        }
+    };
+    match s.admin.rotate_token_with(&who.tenant.id, mode, &format!("user:{}", who.user.id)).await {
+        Ok(issued) => ok(
+            StatusCode::CREATED,
+            json!({
+                "token": issued.token.secret().expose(),
+                "display_prefix": issued.record.display_prefix,
+                "created": issued.record.created.to_rfc3339(),
+                "mode": match mode { RotationMode::Immediate => "immediate", RotationMode::Overlap { .. } => "overlap" },
+                "note": "shown once: paste it into Okta (Provisioning > Integration > API token) now",
+            }),
+        ),
+        Err(e) => domain_error(e),
+    }
+}
+
+// ---- the admin API ---------------------------------------------------------------------------
+
+/// `GET|PUT /admin/sso`, `GET /admin/users`, `PUT /admin/users/{id}/role`, `GET /admin/audit`.
+pub fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/sso", get(sso_settings).put(update_sso))
+        .route("/admin/users", get(members))
+        .route("/admin/users/{id}/role", put(change_role))
+        .route("/admin/audit", get(audit))
+        .with_state(state)
+}
+
+fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value {
+    json!({
+        "issuer": v.issuer.as_ref().map(|i| i.as_str()),
+        "client_id": v.client_id,
+        "client_secret_set": v.client_secret_set,
+        "domains": v.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "enabled": v.enabled,
+        "updated": v.updated.map(|t| t.to_rfc3339()),
+    })
+}
+
+async fn sso_settings(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
+    match s.sso.settings(&who.tenant.id).await {
+        Ok(v) => ok(StatusCode::OK, settings_json(&v)),
+        Err(SsoError::Store(e)) => domain_error(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct SsoBody {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    domains: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn update_sso(State(s): State<AdminState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
+    let b: SsoBody = try_resp!(parse_json(&body));
+    let input = SsoSettingsInput {
+        issuer: b.issuer,
+        client_id: b.client_id,
+        client_secret: b.client_secret.filter(|c| !c.is_empty()).map(Secret::new),
+        domains: b.domains,
+        enabled: b.enabled,
+    };
+    match s.sso.configure_as(&who.tenant.id, input, &format!("user:{}", who.user.id)).await {
+        Ok(v) => ok(StatusCode::OK, settings_json(&v)),
+        Err(SsoError::Store(e)) => domain_error(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+    }
+}
+
+async fn members(State(s): State<AdminState>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
+    let q = query(&uri);
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+    match s.team.members(&who.tenant.id, q.get("after").map(String::as_str), limit).await {
+        Ok((users, next)) => ok(
+            StatusCode::OK,
+            json!({
+                "members": users.iter().map(|u| json!({
+                    "id": u.id.to_string(),
+                    "userName": u.user_name.as_str(),
+                    "displayName": u.display_name,
+                    "active": u.active,
+                    "role": u.effective_role().as_str(),
+                    // scim: Okta pushes it; jit: the default at first sign-in; manual: set here.
+                    "roleSource": u.role_source,
+                })).collect::<Vec<_>>(),
+                "next": next,
+            }),
+        ),
+        Err(e) => domain_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleBody {
+    role: String,
+}
+
+async fn change_role(
+    State(s): State<AdminState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
+    let b: RoleBody = try_resp!(parse_json(&body));
+    match s.team.change_role(&who.tenant.id, &who.user.id, &id, &b.role).await {
+        Ok(c) => ok(
+            StatusCode::OK,
+            json!({
+                "id": c.user.id.to_string(),
+                "role": c.user.effective_role().as_str(),
+                "roleSource": c.user.role_source,
+                "warning": c.warning,
+            }),
+        ),
+        Err(e) => domain_error(e),
+    }
+}
+
+async fn audit(State(s): State<AdminState>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ViewAuditTrail).await);
+    let q = query(&uri);
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 200);
+    let before = q.get("before").filter(|b| !b.is_empty() && b.len() <= 64);
+    match s.store.audit_page(&who.tenant.id, before.map(String::as_str), limit + 1).await {
+        Ok(mut events) => {
+            let more = events.len() > limit;
+            events.truncate(limit);
+            let next = if more { events.last().map(|e| e.id.clone()) } else { None };
+            ok(StatusCode::OK, json!({ "events": events, "next": next }))
+        }
+        Err(e) => domain_error(e),
+    }
+}

@@ -1,0 +1,113 @@
+//! Team management for super_admins: the members with their roles and where each role came
+//! from, and manual role changes (never removing the last super_admin).
+
+use crate::audit::{AuditAction, AuditEvent};
+use crate::clock::Clock;
+use crate::ids::{TenantId, UserId};
+use crate::ports::Store;
+use crate::role::Role;
+use crate::user::{RoleSource, User};
+use crate::{Error, Result};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The outcome of a role change.
+#[derive(Debug, Clone)]
+pub struct RoleChange {
+    pub user: User,
+    /// Set when the identity provider manages this user's role and will overwrite it.
+    pub warning: Option<String>,
+}
+
+pub struct TeamService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+const PAGE_MAX: usize = 200;
+
+impl TeamService {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        TeamService { store, clock }
+    }
+
+    /// Members in creation order, after the member `after`; the next cursor if there are more.
+    pub async fn members(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<User>, Option<String>)> {
+        let after = match after.filter(|a| !a.is_empty()) {
+            Some(a) => Some(UserId::parse(a).ok_or_else(|| Error::InvalidValue("after must be a member id".into()))?),
+            None => None,
+        };
+        let limit = limit.clamp(1, PAGE_MAX);
+        let mut page = self.store.list_users(tenant, after.as_ref(), 0, limit + 1).await?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = if more { page.last().map(|u| u.id.to_string()) } else { None };
+        Ok((page, next))
+    }
+
+    /// Sets a member's role by hand. Refuses to demote the tenant's last active super_admin.
+    pub async fn change_role(&self, tenant: &TenantId, actor: &UserId, target: &str, role: &str) -> Result<RoleChange> {
+        let role = Role::parse(role).ok_or_else(|| {
+            Error::InvalidValue(format!(
+                "unknown role {role:?}; one of {}",
+                Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let id = UserId::parse(target).ok_or_else(|| Error::NotFound("no such member".into()))?;
+        for _ in 0..4 {
+            let current =
+                self.store.get_user(tenant, &id).await?.ok_or_else(|| Error::NotFound("no such member".into()))?;
+            let from = current.effective_role();
+            if from == Role::SuperAdmin && role != Role::SuperAdmin && current.active {
+                let others = self.other_active_super_admins(tenant, &id).await?;
+                if others == 0 {
+                    return Err(Error::Conflict(
+                        "this is the last super_admin: make someone else super_admin first".into(),
+                    ));
+                }
+            }
+            let warning = (current.role_source == Some(RoleSource::Scim)).then(|| {
+                "your identity provider manages this role over SCIM and will overwrite it on its next push; \
+                 change it there to make it stick"
+                    .to_string()
+            });
+            let mut next = current.clone();
+            next.role = Some(role);
+            next.role_source = Some(RoleSource::Manual);
+            if next == current {
+                return Ok(RoleChange { user: current, warning });
+            }
+            let now = self.clock.now();
+            next.version = current.version + 1;
+            next.last_modified = now.max(current.last_modified);
+            let audit = AuditEvent::new(tenant, now, AuditAction::RoleChange, format!("user:{actor}"))
+                .target(id)
+                .details(json!({ "from": from.as_str(), "to": role.as_str(), "previous_source": current.role_source }));
+            match self.store.replace_user_with(&current, &next, Some(&audit)).await {
+                Ok(()) => return Ok(RoleChange { user: next, warning }),
+                Err(Error::PreconditionFailed(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict("the member changed concurrently; retry".into()))
+    }
+
+    /// Active super_admins other than `except` (pages through the tenant: admin path only).
+    async fn other_active_super_admins(&self, tenant: &TenantId, except: &UserId) -> Result<usize> {
+        let mut n = 0;
+        let mut after: Option<UserId> = None;
+        loop {
+            let page = self.store.list_users(tenant, after.as_ref(), 0, 500).await?;
+            n += page.iter().filter(|u| &u.id != except && u.active && u.effective_role() == Role::SuperAdmin).count();
+            match page.last() {
+                Some(last) if page.len() == 500 => after = Some(last.id),
+                _ => return Ok(n),
+            }
+        }
+    }
+}
