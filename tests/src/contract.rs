@@ -107,6 +107,19 @@ pub async fn tokens(f: Fixture) {
     assert_eq!(s.resolve_token(&second.hash).await.unwrap().unwrap().last_used, Some(Timestamp(2_000)));
     s.record_token_use(&first.hash, Timestamp(3_000)).await.unwrap();
     assert_eq!(s.resolve_token(&first.hash).await.unwrap(), None);
+
+    // Rotation with overlap: the old token stays, with a deadline, until retired.
+    let third = token(&t);
+    let until = Timestamp(now().millis() + 3_600_000);
+    assert!(matches!(s.install_token_with_overlap(&third, &first.hash, until).await, Err(Error::Conflict(_))));
+    s.install_token_with_overlap(&third, &second.hash, until).await.unwrap();
+    assert_eq!(s.current_token(&t).await.unwrap().map(|r| r.hash), Some(third.hash));
+    assert_eq!(s.resolve_token(&second.hash).await.unwrap().and_then(|r| r.expires), Some(until));
+    s.retire_token(&third.hash).await.unwrap();
+    assert!(s.resolve_token(&third.hash).await.unwrap().is_some(), "the current token is never retired");
+    s.retire_token(&second.hash).await.unwrap();
+    assert_eq!(s.resolve_token(&second.hash).await.unwrap(), None);
+    s.retire_token(&second.hash).await.unwrap();
 }
 
 pub async fn users(f: Fixture) {

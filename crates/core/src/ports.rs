@@ -50,7 +50,8 @@ pub trait TokenStore: Send + Sync {
         old: &TokenHash,
         old_expires: Timestamp,
     ) -> Result<()>;
-    /// Deletes a token that is no longer the tenant's current one (an overlapping old token).
+    /// Deletes a superseded token (an overlapping old one, which has a deadline); a no-op for
+    /// any other token.
     async fn retire_token(&self, hash: &TokenHash) -> Result<()>;
     /// Records that a token was used at `at`.
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()>;

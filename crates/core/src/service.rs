@@ -539,6 +539,9 @@ impl AdminService {
             )),
             other => other,
         })?;
+        let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::ScimTokenIssue, "operator")
+            .details(serde_json::json!({ "display_prefix": issued.record.display_prefix }));
+        let _ = self.store.record_audit(&event).await;
         Ok(issued)
     }
 

@@ -450,10 +450,10 @@ impl TokenStore for EmbeddedStore {
                         .get(rec.tenant.as_str())
                         .map_err(store_err)?
                         .is_some_and(|v| v.value() == hash.as_bytes().as_slice());
-                    if is_current {
-                        return Err(Error::Conflict("the tenant's current token cannot be retired".into()));
+                    // Only a superseded token (one with a deadline) is retired; the current one stays.
+                    if !is_current && rec.expires.is_some() {
+                        tokens.remove(hash.as_bytes().as_slice()).map_err(store_err)?;
                     }
-                    tokens.remove(hash.as_bytes().as_slice()).map_err(store_err)?;
                 }
             }
             tx.commit().map_err(store_err)

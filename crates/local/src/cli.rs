@@ -7,7 +7,7 @@ use butterfly_aws::SecretsManagerStore;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::ids::TenantId;
 use butterfly_core::ports::{SecretStore, Store};
-use butterfly_core::service::AdminService;
+use butterfly_core::service::{AdminService, RotationMode};
 use butterfly_core::sso_service::{SsoPolicy, SsoService, SsoSettingsInput, SsoSettingsView};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::Secret;
@@ -115,10 +115,13 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Replace the tenant's SCIM token; the old one stops working at once (shown once).
+    /// Replace the tenant's SCIM token (shown once). The old one stops working at once, or with
+    /// --overlap-hours when the new token is first used (or after that many hours at most).
     Rotate {
         #[arg(long)]
         tenant: String,
+        #[arg(long)]
+        overlap_hours: Option<f64>,
         #[arg(long)]
         json: bool,
     },
@@ -325,8 +328,17 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
         Command::ScimToken(cmd) => {
             let (tenant, json_out, rotate) = match &cmd {
                 TokenCmd::Issue { tenant, json } => (tenant, *json, Some(false)),
-                TokenCmd::Rotate { tenant, json } => (tenant, *json, Some(true)),
+                TokenCmd::Rotate { tenant, json, .. } => (tenant, *json, Some(true)),
                 TokenCmd::Show { tenant, json } => (tenant, *json, None),
+            };
+            let mode = match &cmd {
+                TokenCmd::Rotate { overlap_hours: Some(h), .. } => {
+                    if !(h.is_finite() && *h > 0.0 && *h <= 168.0) {
+                        return Err("--overlap-hours must be more than 0 and at most 168".into());
+                    }
+                    RotationMode::Overlap { secs: (h * 3600.0) as i64 }
+                }
+                _ => RotationMode::Immediate,
             };
             let tenant = parse_tenant(tenant)?;
             let Some(rotate) = rotate else {
@@ -346,8 +358,12 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 }
                 return Ok(());
             };
-            let issued = if rotate { admin.rotate_token(&tenant).await } else { admin.issue_token(&tenant).await }
-                .map_err(|e| e.to_string())?;
+            let issued = if rotate {
+                admin.rotate_token_with(&tenant, mode, "operator").await
+            } else {
+                admin.issue_token(&tenant).await
+            }
+            .map_err(|e| e.to_string())?;
             if json_out {
                 let mut v = token_meta_json(&issued.record);
                 if let Some(o) = v.as_object_mut() {
@@ -357,8 +373,12 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             } else {
                 println!("SCIM token for tenant {tenant} (shown once, store it in Okta now):");
                 println!("{}", issued.token.secret().expose());
-                if rotate {
-                    println!("The previous token no longer works.");
+                match (rotate, mode) {
+                    (true, RotationMode::Immediate) => println!("The previous token no longer works."),
+                    (true, RotationMode::Overlap { .. }) => {
+                        println!("The previous token keeps working until this one is first used (or the overlap ends).")
+                    }
+                    _ => {}
                 }
             }
             Ok(())
