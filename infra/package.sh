@@ -23,7 +23,8 @@ check() { # NAME ARCH ZIP
   fi
 }
 
-SAM_CLI_TELEMETRY=0 sam build --parameter-overrides "Architecture=$arch" >&2
+# --no-cached: SAM's cache keys on each CodeUri only, not on the shared workspace crates.
+SAM_CLI_TELEMETRY=0 sam build --no-cached --parameter-overrides "Architecture=$arch" >&2
 for dir in .aws-sam/build/*/; do
   [ -f "$dir/bootstrap" ] || continue
   name=$(basename "$dir")
