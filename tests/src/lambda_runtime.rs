@@ -155,3 +155,105 @@ pub fn http_answer(v: &Value) -> (u16, HashMap<String, String>, Value) {
         .map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.to_string())));
     (status, headers, body.unwrap_or(Value::Null))
 }
+
+/// A function binary running as on Lambda: polled by a local [`RuntimeApi`], with DynamoDB
+/// Local and moto behind it (a fresh table, a cursor-signing secret). Killed when dropped.
+pub struct LambdaProcess {
+    pub runtime: RuntimeApi,
+    pub table: String,
+    pub started: std::time::Instant,
+    pub pid: u32,
+    logs: tempfile::NamedTempFile,
+    child: std::process::Child,
+}
+
+impl LambdaProcess {
+    /// Starts `bin` (the function `name`) over a fresh table; returns once the process runs
+    /// (its init finishes before it polls for the first event).
+    pub async fn start(bin: &str, name: &str) -> LambdaProcess {
+        let (store, _) = crate::aws::dynamo_store(name).await;
+        let sm = aws_sdk_secretsmanager::Client::new(
+            &crate::aws::local_config(&crate::aws::secretsmanager_endpoint()).await,
+        );
+        let secret_id = format!("butterfly/test/{name}-cursor-key-{}-{}", std::process::id(), store.table());
+        sm.create_secret()
+            .name(&secret_id)
+            .secret_string("a random cursor signing key for this test")
+            .send()
+            .await
+            .expect("secret");
+        let runtime = RuntimeApi::start().await;
+        let logs = tempfile::NamedTempFile::new().expect("log file");
+        let started = std::time::Instant::now();
+        let child = std::process::Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
+            .env("TABLE_NAME", store.table())
+            .env("CURSOR_KEY_SECRET_ID", &secret_id)
+            .env("SECRETS_PREFIX", "butterfly/test")
+            .stdout(std::process::Stdio::from(logs.reopen().expect("log file")))
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the function");
+        LambdaProcess { runtime, table: store.table().to_string(), started, pid: child.id(), logs, child }
+    }
+
+    /// One API Gateway v2 event through the function: status, headers, body (JSON, or the
+    /// text as a JSON string), and the `cookies` array API Gateway would turn into Set-Cookie.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, HashMap<String, String>, Value, Vec<String>) {
+        let answer = self
+            .runtime
+            .invoke(apigw_v2(method, path, headers, body))
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let (status, h, b) = http_answer(&answer);
+        let cookies = answer["cookies"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        (status, h, b, cookies)
+    }
+
+    /// The function's JSON log lines so far.
+    pub fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.logs.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Peak resident memory of the process (`VmHWM`), in KiB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for LambdaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

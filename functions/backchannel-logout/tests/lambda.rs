@@ -1,0 +1,44 @@
+//! The `backchannel-logout` binary run as on AWS Lambda: a local Runtime API emulator feeds it API Gateway
+//! v2 events, DynamoDB Local and moto stand behind it. Checks that it starts, answers its routes
+//! with the right statuses, headers and cookies, and logs JSON with the Lambda request id.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use butterfly_tests::lambda_runtime::LambdaProcess;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_serves_through_the_lambda_runtime() {
+    // BACKCHANNEL_LOGOUT_BIN runs another build of the function (the release bootstrap from its zip).
+    let bin = std::env::var("BACKCHANNEL_LOGOUT_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_backchannel-logout").to_string());
+    let f = LambdaProcess::start(&bin, "backchannel-logout").await;
+    let (status, h, v, _) = f
+        .call(
+            "POST",
+            "/sso/backchannel-logout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some("logout_token=not.a.jwt"),
+        )
+        .await;
+    let first_response = f.started.elapsed();
+    assert_eq!((status, v["error"].as_str()), (400, Some("invalid_request")), "{v}");
+    assert_eq!(h["cache-control"], "no-store");
+    let (status, _, _, _) = f
+        .call(
+            "POST",
+            "/sso/universal-logout/00000000-0000-4000-8000-000000000000",
+            &[("authorization", "Bearer x")],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let lines = f.log_lines();
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
+        "JSON logs with the request id"
+    );
+    println!(
+        "LAMBDA_FIGURES function=backchannel-logout bin={bin} first_response_ms={} peak_rss_kb={}",
+        first_response.as_millis(),
+        f.peak_rss_kb()
+    );
+}
