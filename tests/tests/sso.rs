@@ -621,3 +621,54 @@ async fn auth_responses_are_never_cached_and_pages_are_locked_down() {
     let page = r.text().await.unwrap();
     assert!(!page.contains("<script>x"), "{page}");
 }
+
+#[tokio::test]
+async fn discovery_follows_no_redirect_and_must_name_the_issuer() {
+    use axum::routing::get;
+    let rig = rig().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let real = rig.op.issuer("/t1");
+    let real_for_redirect = real.clone();
+    let impostor = origin.clone();
+    let stub = axum::Router::new()
+        // A redirect to a genuine provider's discovery must not be followed.
+        .route(
+            "/redirect/.well-known/openid-configuration",
+            get(move || {
+                let to = format!("{real_for_redirect}/.well-known/openid-configuration");
+                async move { (axum::http::StatusCode::FOUND, [(axum::http::header::LOCATION, to)]) }
+            }),
+        )
+        // A discovery document that names another issuer is refused.
+        .route(
+            "/impostor/.well-known/openid-configuration",
+            get(move || {
+                let real = real.clone();
+                async move {
+                    let body = reqwest::get(format!("{real}/.well-known/openid-configuration"))
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, stub).await;
+    });
+    for (path, needle) in [("/redirect", "failed discovery"), ("/impostor", "failed discovery")] {
+        let e = rig
+            .app
+            .sso
+            .configure(&rig.app.tenant, settings(format!("{impostor}{path}"), "c", "s", "acme.test"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(needle), "{path}: {e}");
+    }
+    // The settings in force are unchanged.
+    let view = rig.app.sso.settings(&rig.app.tenant).await.unwrap();
+    assert_eq!(view.issuer.map(|i| i.as_str().to_string()), Some(rig.op.issuer("/t1")));
+}
