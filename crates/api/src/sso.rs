@@ -253,17 +253,15 @@ fn sso_error_page(e: &SsoError) -> Response {
     }
 }
 
+/// The cookie that binds a started login to this browser.
+fn transaction_cookie(state: &SsoState, start: &LoginStart) -> Option<HeaderValue> {
+    state.cookies.set(&state.cookies.transaction_name(&start.cookie_key), start.binding.expose(), start.max_age_secs)
+}
+
 /// The redirect to the provider, with the transaction cookie.
 fn start_response(state: &SsoState, start: LoginStart) -> Response {
     let mut resp = redirect(&start.authorize_url);
-    add_cookie(
-        &mut resp,
-        state.cookies.set(
-            &state.cookies.transaction_name(&start.cookie_key),
-            start.binding.expose(),
-            start.max_age_secs,
-        ),
-    );
+    add_cookie(&mut resp, transaction_cookie(state, &start));
     resp
 }
 
@@ -332,16 +330,8 @@ async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) 
     };
     match state.service.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
         Ok(start) => {
-            let url = start.authorize_url.clone();
-            let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": url }));
-            add_cookie(
-                &mut resp,
-                state.cookies.set(
-                    &state.cookies.transaction_name(&start.cookie_key),
-                    start.binding.expose(),
-                    start.max_age_secs,
-                ),
-            );
+            let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": start.authorize_url }));
+            add_cookie(&mut resp, transaction_cookie(&state, &start));
             resp
         }
         Err(SsoError::NoSso) => json_response(
