@@ -7,12 +7,13 @@
 // returned at once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+use crate::auth_response::{json_response as ok, oauth_error as error};
 use crate::scim::BaseUrl;
 use crate::sso::{read_cookie, CookiePolicy};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
 use base64::Engine;
@@ -45,20 +46,6 @@ pub struct AdminState {
 pub fn csrf_token(session_cookie: &str) -> String {
     let d = Sha256::digest(format!("butterfly-csrf:{session_cookie}").as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
-}
-
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    let mut r = (status, json!({ "error": code, "error_description": description }).to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn ok(status: StatusCode, v: Value) -> Response {
-    let mut r = (status, v.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 fn domain_error(e: Error) -> Response {

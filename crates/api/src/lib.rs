@@ -3,6 +3,7 @@
 //! extract, call the use case, map the result.
 
 pub mod admin;
+pub mod auth_response;
 pub mod error;
 pub mod logout;
 pub mod oidc;

@@ -2,6 +2,7 @@
 //! and Okta Universal Logout (`POST /sso/universal-logout/{tenant}`). Server to server: no
 //! cookies, never cached.
 
+use crate::auth_response::{no_store, oauth_error};
 use crate::scim::BaseUrl;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use butterfly_core::revocation::{LogoutError, LogoutService, Receipt};
-use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -25,18 +25,6 @@ pub fn logout_router(state: LogoutState) -> Router {
         .route("/sso/backchannel-logout", post(back_channel))
         .route("/sso/universal-logout/{tenant}", post(universal))
         .with_state(state)
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    r
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = (status, json!({ "error": error, "error_description": description }).to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    no_store(r)
 }
 
 fn log_receipt(r: &Receipt) {

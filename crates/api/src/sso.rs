@@ -5,6 +5,7 @@
 //! Every response here carries `Cache-Control: no-store`; pages also carry a strict CSP, no
 //! referrer (the callback URL holds the code) and no framing.
 
+use crate::auth_response::{json_response, no_store, oauth_error};
 use crate::scim::BaseUrl;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -87,15 +88,6 @@ impl SsoState {
 
 // ---- responses ---------------------------------------------------------------------------
 
-fn no_store(mut resp: Response) -> Response {
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    resp
-}
-
 fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
@@ -107,12 +99,6 @@ fn html(status: StatusCode, body: String) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    no_store(resp)
-}
-
-fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
-    let mut resp = (status, v.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     no_store(resp)
 }
 
@@ -318,10 +304,6 @@ struct LookupBody {
     return_to: Option<String>,
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json_response(status, json!({ "error": error, "error_description": description }))
-}
-
 /// `POST /sso/lookup {"email"}`: whether SSO applies and where to go. The answer names no
 /// tenant; only the provider URL in `redirect_url` shows where the domain signs in.
 async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -357,24 +339,22 @@ struct InitiateParams {
     target_link_uri: Option<String>,
 }
 
+impl InitiateParams {
+    fn from_pairs(mut p: HashMap<String, String>) -> Self {
+        InitiateParams {
+            iss: p.remove("iss"),
+            login_hint: p.remove("login_hint"),
+            target_link_uri: p.remove("target_link_uri"),
+        }
+    }
+}
+
 async fn initiate_get(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
-    let mut q = query_map(&uri);
-    let p = InitiateParams {
-        iss: q.remove("iss"),
-        login_hint: q.remove("login_hint"),
-        target_link_uri: q.remove("target_link_uri"),
-    };
-    initiate(state, headers, p).await
+    initiate(state, headers, InitiateParams::from_pairs(query_map(&uri))).await
 }
 
 async fn initiate_post(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut f = form(&body);
-    let p = InitiateParams {
-        iss: f.remove("iss"),
-        login_hint: f.remove("login_hint"),
-        target_link_uri: f.remove("target_link_uri"),
-    };
-    initiate(state, headers, p).await
+    initiate(state, headers, InitiateParams::from_pairs(form(&body))).await
 }
 
 /// `GET /sso/initiate?iss=…`: the provider's dashboard starts a login (OIDC Core §4).
