@@ -1,7 +1,7 @@
 //! The DynamoDB adapter: every store port over one table, following `docs/storage.md`.
 //! Each port method on a request path is exactly one DynamoDB request.
 
-use crate::errors::{classify, tx_failure, TxFailure};
+use crate::errors::{classify, tx_failure, unless_condition_failed, TxFailure};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue as Av, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex,
@@ -630,13 +630,8 @@ impl TokenStore for DynamoStore {
             .condition_expression("attribute_exists(token_expires)")
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => match classify("DeleteItem", e) {
-                Error::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        unless_condition_failed("DeleteItem", r)?;
+        Ok(())
     }
 
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
@@ -650,14 +645,9 @@ impl TokenStore for DynamoStore {
             .expression_attribute_values(":t", n(at.millis()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => match classify("UpdateItem", e) {
-                // Rotated away meanwhile, or a newer use is already recorded.
-                Error::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        // Rotated away meanwhile, or a newer use is already recorded.
+        unless_condition_failed("UpdateItem", r)?;
+        Ok(())
     }
 }
 
@@ -926,13 +916,7 @@ impl OnceStore for DynamoStore {
             .expression_attribute_values(":now", n(Self::now().millis()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) => match classify("PutItem", e) {
-                Error::Conflict(_) => Ok(false),
-                other => Err(other),
-            },
-        }
+        Ok(unless_condition_failed("PutItem", r)?.is_some())
     }
 }
 
@@ -984,14 +968,9 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":t", n(at.millis()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => match classify("UpdateItem", e) {
-                // Ended meanwhile, or a later use is recorded.
-                Error::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        // Ended meanwhile, or a later use is recorded.
+        unless_condition_failed("UpdateItem", r)?;
+        Ok(())
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> Result<bool> {
@@ -1004,16 +983,8 @@ impl SessionStore for DynamoStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        let out = match out {
-            Ok(o) => o,
-            Err(e) => {
-                return match classify("DeleteItem", e) {
-                    Error::Conflict(_) => Ok(false),
-                    other => Err(other),
-                }
-            }
-        };
-        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else { return Ok(false) };
+        let old = unless_condition_failed("DeleteItem", out)?.and_then(|o| o.attributes).filter(|a| !a.is_empty());
+        let Some(old) = old else { return Ok(false) };
         let session: Session = body(&old)?;
         let hex = hash.to_hex();
         let mut keys = vec![key(user_sessions_pk(&session.tenant, &session.user), &hex)];
@@ -1060,16 +1031,7 @@ impl LoginStore for DynamoStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        let out = match out {
-            Ok(o) => o,
-            Err(e) => {
-                return match classify("DeleteItem", e) {
-                    Error::Conflict(_) => Ok(None),
-                    other => Err(other),
-                }
-            }
-        };
-        match out.attributes.filter(|a| !a.is_empty()) {
+        match unless_condition_failed("DeleteItem", out)?.and_then(|o| o.attributes).filter(|a| !a.is_empty()) {
             Some(it) => Ok(Some(body(&it)?)),
             None => Ok(None),
         }

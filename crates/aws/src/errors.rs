@@ -15,6 +15,22 @@ const RETRYABLE_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
+/// The output of a conditional request, or `None` when its condition did not hold (an expected
+/// outcome the caller interprets: already taken, already gone, not newer); other failures
+/// are classified as by [`classify`].
+pub fn unless_condition_failed<T, E>(op: &str, r: Result<T, SdkError<E, HttpResponse>>) -> Result<Option<T>, Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match r {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => match classify(op, e) {
+            Error::Conflict(_) => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
 /// Throttling, 5xx, timeouts and connection failures are retryable (`Unavailable`: HTTP 503
 /// with `Retry-After`); a failed condition is a `Conflict` the caller interprets; anything
 /// else is a store failure.
