@@ -17,12 +17,14 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
 use base64::Engine;
+use butterfly_core::ids::TenantId;
 use butterfly_core::role::Permission;
 use butterfly_core::service::{AdminService, RotationMode};
 use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{SignedInUser, SsoService, SsoSettingsInput};
+use butterfly_core::sso_service::{SsoService, SsoSettingsInput};
 use butterfly_core::team::TeamService;
 use butterfly_core::token::Secret;
+use butterfly_core::user::User;
 use butterfly_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -65,16 +67,22 @@ fn domain_error(e: Error) -> Response {
     }
 }
 
+/// The signed-in member an admin request acts as.
+struct Member {
+    tenant: TenantId,
+    user: User,
+}
+
 /// Authenticates the session and checks `permission`; for writes, the CSRF defences.
 async fn authorize(
     state: &AdminState,
     headers: &HeaderMap,
     method: &Method,
     permission: Permission,
-) -> Result<SignedInUser, Response> {
+) -> Result<Member, Response> {
     let name = state.cookies.session_name();
     let cookie = read_cookie(headers, &name);
-    let who = match state.sso.authenticate(cookie).await {
+    let (session, user) = match state.sso.authenticate_member(cookie).await {
         Ok(w) => w,
         Err(SsoError::Unauthenticated) => {
             return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"))
@@ -82,11 +90,11 @@ async fn authorize(
         Err(SsoError::Store(e)) => return Err(domain_error(e)),
         Err(e) => return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string())),
     };
-    if !who.user.effective_role().can(permission) {
+    if !user.effective_role().can(permission) {
         return Err(error(
             StatusCode::FORBIDDEN,
             "forbidden",
-            &format!("your role {} does not allow this", who.user.effective_role().as_str()),
+            &format!("your role {} does not allow this", user.effective_role().as_str()),
         ));
     }
     if method != Method::GET && method != Method::HEAD {
@@ -101,7 +109,7 @@ async fn authorize(
             return Err(error(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token (GET /me returns it)"));
         }
     }
-    Ok(who)
+    Ok(Member { tenant: session.tenant, user })
 }
 
 fn query(uri: &Uri) -> HashMap<String, String> {
@@ -131,7 +139,7 @@ pub fn token_rotation_router(state: AdminState) -> Router {
 
 async fn token_metadata(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    let current = match s.admin.token_metadata(&who.tenant.id).await {
+    let current = match s.admin.token_metadata(&who.tenant).await {
         Ok(c) => c,
         Err(e) => return domain_error(e),
     };
@@ -184,7 +192,7 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
             )
         }
     };
-    match s.admin.rotate_token_with(&who.tenant.id, mode, &format!("user:{}", who.user.id)).await {
+    match s.admin.rotate_token_with(&who.tenant, mode, &format!("user:{}", who.user.id)).await {
         Ok(issued) => ok(
             StatusCode::CREATED,
             json!({
@@ -224,7 +232,7 @@ fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value {
 
 async fn sso_settings(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    match s.sso.settings(&who.tenant.id).await {
+    match s.sso.settings(&who.tenant).await {
         Ok(v) => ok(StatusCode::OK, settings_json(&v)),
         Err(SsoError::Store(e)) => domain_error(e),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
@@ -257,7 +265,7 @@ async fn update_sso(State(s): State<AdminState>, method: Method, headers: Header
         domains: b.domains,
         enabled: b.enabled,
     };
-    match s.sso.configure_as(&who.tenant.id, input, &format!("user:{}", who.user.id)).await {
+    match s.sso.configure_as(&who.tenant, input, &format!("user:{}", who.user.id)).await {
         Ok(v) => ok(StatusCode::OK, settings_json(&v)),
         Err(SsoError::Store(e)) => domain_error(e),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
@@ -268,7 +276,7 @@ async fn members(State(s): State<AdminState>, method: Method, headers: HeaderMap
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
     let q = query(&uri);
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
-    match s.team.members(&who.tenant.id, q.get("after").map(String::as_str), limit).await {
+    match s.team.members(&who.tenant, q.get("after").map(String::as_str), limit).await {
         Ok((users, next)) => ok(
             StatusCode::OK,
             json!({
@@ -302,7 +310,7 @@ async fn change_role(
 ) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
     let b: RoleBody = try_resp!(parse_json(&body));
-    match s.team.change_role(&who.tenant.id, &who.user.id, &id, &b.role).await {
+    match s.team.change_role(&who.tenant, &who.user.id, &id, &b.role).await {
         Ok(c) => ok(
             StatusCode::OK,
             json!({
@@ -321,7 +329,7 @@ async fn audit(State(s): State<AdminState>, method: Method, headers: HeaderMap, 
     let q = query(&uri);
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 200);
     let before = q.get("before").filter(|b| !b.is_empty() && b.len() <= 64);
-    match s.store.audit_page(&who.tenant.id, before.map(String::as_str), limit + 1).await {
+    match s.store.audit_page(&who.tenant, before.map(String::as_str), limit + 1).await {
         Ok(mut events) => {
             let more = events.len() > limit;
             events.truncate(limit);

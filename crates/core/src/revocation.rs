@@ -252,19 +252,12 @@ impl LogoutService {
                         .revoke_user(Trigger::BackChannelLogout, &tenant.id, &u.id, &actor, signal_at)
                         .await
                         .map_err(|e| LogoutError::Unavailable(e.to_string()))?,
-                    // Nobody signed in with this identity: nothing to end.
-                    None => (
-                        Receipt {
-                            trigger: Trigger::BackChannelLogout,
-                            tenant: tenant.id.clone(),
-                            user: None,
-                            sid: None,
-                            sessions_ended: 0,
-                            signal_at,
-                            revoked_at: self.clock.now(),
-                        },
-                        true,
-                    ),
+                    // Nobody signed in with this identity: nothing to end, still a receipt.
+                    None => self
+                        .revoker
+                        .finish(Trigger::BackChannelLogout, &tenant.id, None, None, 0, &actor, signal_at)
+                        .await
+                        .map_err(|e| LogoutError::Unavailable(e.to_string()))?,
                 }
             }
             (None, None) => return Err(LogoutError::Invalid("no sub or sid".into())),
