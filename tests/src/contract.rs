@@ -271,6 +271,58 @@ pub async fn create_race(f: Fixture) {
     assert_eq!(f.store.count_users(&t).await.unwrap(), 1);
 }
 
+/// Many writers at once, some of them failing part-way (a create that claims a new externalId
+/// and then finds its subject taken): every writer gets its own answer and a failed write leaves
+/// nothing behind, whatever else was written at the same moment (the embedded store commits
+/// concurrent writes together).
+pub async fn mixed_concurrent_writes(f: Fixture) {
+    let t = TenantId::generate();
+    let taken = Subject { issuer: "https://m.okta.example".into(), sub: "00uTaken".into() };
+    let mut holder = user(&t, "holder@example.com", None);
+    holder.subject = Some(taken.clone());
+    f.store.create_user(&holder).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(96));
+    let mut tasks = Vec::new();
+    for i in 0..96 {
+        let (store, barrier, t, taken) = (f.store.clone(), barrier.clone(), t.clone(), taken.clone());
+        tasks.push(tokio::spawn(async move {
+            let u = match i % 3 {
+                // 32 distinct users, each created twice (once here, once by i % 3 == 1).
+                0 => user(&t, &format!("m{}@example.com", i / 3), Some(&format!("00uM{i}"))),
+                1 => user(&t, &format!("m{}@example.com", i / 3), Some(&format!("00uD{i}"))),
+                // 32 creates that claim a fresh externalId, then fail on the subject.
+                _ => {
+                    let mut u = user(&t, &format!("f{i}@example.com"), Some(&format!("00uF{i}")));
+                    u.subject = Some(taken);
+                    u
+                }
+            };
+            barrier.wait().await;
+            (i, store.create_user(&u).await)
+        }));
+    }
+    let (mut created, mut name_taken, mut subject_taken) = (0, 0, 0);
+    for task in tasks {
+        let (i, r) = tokio::time::timeout(std::time::Duration::from_secs(120), task).await.unwrap().unwrap();
+        match (i % 3, r) {
+            (0 | 1, Ok(())) => created += 1,
+            (0 | 1, Err(Error::Uniqueness(a))) if a == "userName" => name_taken += 1,
+            (2, Err(Error::Uniqueness(a))) if a == "subject" => subject_taken += 1,
+            (k, r) => panic!("writer {i} (kind {k}): unexpected {r:?}"),
+        }
+    }
+    assert_eq!((created, name_taken, subject_taken), (32, 32, 32));
+    assert_eq!(f.store.count_users(&t).await.unwrap(), 33);
+    for i in (2..96).step_by(3) {
+        let ext = format!("00uF{i}");
+        assert_eq!(f.store.find_user_by_external_id(&t, &ext).await.unwrap(), None, "{ext} left behind");
+        assert_eq!(f.store.find_user_by_user_name(&t, &format!("f{i}@example.com")).await.unwrap(), None);
+    }
+    // The claims a failed write touched are free.
+    f.store.create_user(&user(&t, "f2@example.com", Some("00uF2"))).await.unwrap();
+    assert_eq!(f.store.find_user_by_subject(&t, &taken).await.unwrap().map(|u| u.id), Some(holder.id));
+}
+
 pub async fn version_race(f: Fixture) {
     let t = TenantId::generate();
     let base = user(&t, "v@example.com", None);
@@ -574,6 +626,10 @@ macro_rules! store_contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn create_race() {
             $crate::contract::create_race($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn mixed_concurrent_writes() {
+            $crate::contract::mixed_concurrent_writes($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn version_race() {

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use butterfly_core::ids::TenantId;
 use butterfly_core::ports::SecretStore;
+use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::token::Secret;
 use butterfly_core::{Error, Result};
 use std::collections::HashMap;
@@ -26,6 +27,13 @@ impl std::fmt::Debug for SecretsManagerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretsManagerStore").field("prefix", &self.prefix).finish_non_exhaustive()
     }
+}
+
+/// Reads the paging-cursor key from the secret `id` (the stack's `CursorKeySecret`).
+pub async fn read_cursor_key(client: &Client, id: &str) -> std::result::Result<CursorKey, String> {
+    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| format!("{e:?}"))?;
+    let value = out.secret_string.ok_or("the secret has no string value")?;
+    Ok(CursorKey::derive(&value))
 }
 
 impl SecretsManagerStore {

@@ -22,6 +22,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod writer;
+use writer::Writer;
+
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
 const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
@@ -60,10 +63,13 @@ pub enum OpenError {
     Other { path: PathBuf, message: String },
 }
 
-/// The embedded store. Cheap to clone.
+/// The embedded store. Cheap to clone. Reads run concurrently (redb's MVCC); writes go
+/// through one writer thread that commits the writes waiting at the same moment together
+/// (group commit, see `writer.rs`).
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writer: Arc<Writer>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -134,6 +140,29 @@ fn keys_with_prefix(t: &impl ReadableTable<&'static str, ()>, prefix: &str) -> R
     Ok(out)
 }
 
+/// Creates every table, so readers never meet a missing one.
+fn init_tables(db: &Database) -> Result<()> {
+    let tx = db.begin_write().map_err(store_err)?;
+    {
+        tx.open_table(TENANTS).map_err(store_err)?;
+        tx.open_table(DOMAINS).map_err(store_err)?;
+        tx.open_table(TOKENS).map_err(store_err)?;
+        tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+        tx.open_table(USERS).map_err(store_err)?;
+        tx.open_table(UNIQUE).map_err(store_err)?;
+        tx.open_table(USER_COUNTS).map_err(store_err)?;
+        tx.open_table(META).map_err(store_err)?;
+        tx.open_table(ONCE).map_err(store_err)?;
+        tx.open_table(SECRETS).map_err(store_err)?;
+        tx.open_table(ISSUERS).map_err(store_err)?;
+        tx.open_table(SESSIONS).map_err(store_err)?;
+        tx.open_table(SESSION_INDEX).map_err(store_err)?;
+        tx.open_table(LOGINS).map_err(store_err)?;
+        tx.open_table(AUDIT).map_err(store_err)?;
+    }
+    tx.commit().map_err(store_err)
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` (file `butterfly.redb`).
     pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
@@ -143,31 +172,19 @@ impl EmbeddedStore {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse(dir.to_path_buf()),
             other => OpenError::Other { path: path.clone(), message: other.to_string() },
         })?;
-        let store = EmbeddedStore { db: Arc::new(db) };
-        store.init_tables().map_err(|e| OpenError::Other { path, message: e.to_string() })?;
-        Ok(store)
+        let db = Arc::new(db);
+        init_tables(&db).map_err(|e| OpenError::Other { path: path.clone(), message: e.to_string() })?;
+        let writer = Writer::start(db.clone()).map_err(|e| OpenError::Other { path, message: e.to_string() })?;
+        Ok(EmbeddedStore { db, writer: Arc::new(writer) })
     }
 
-    fn init_tables(&self) -> Result<()> {
-        let tx = self.db.begin_write().map_err(store_err)?;
-        {
-            tx.open_table(TENANTS).map_err(store_err)?;
-            tx.open_table(DOMAINS).map_err(store_err)?;
-            tx.open_table(TOKENS).map_err(store_err)?;
-            tx.open_table(TENANT_TOKEN).map_err(store_err)?;
-            tx.open_table(USERS).map_err(store_err)?;
-            tx.open_table(UNIQUE).map_err(store_err)?;
-            tx.open_table(USER_COUNTS).map_err(store_err)?;
-            tx.open_table(META).map_err(store_err)?;
-            tx.open_table(ONCE).map_err(store_err)?;
-            tx.open_table(SECRETS).map_err(store_err)?;
-            tx.open_table(ISSUERS).map_err(store_err)?;
-            tx.open_table(SESSIONS).map_err(store_err)?;
-            tx.open_table(SESSION_INDEX).map_err(store_err)?;
-            tx.open_table(LOGINS).map_err(store_err)?;
-            tx.open_table(AUDIT).map_err(store_err)?;
-        }
-        tx.commit().map_err(store_err)
+    /// Runs a write in the next group commit and waits until it is durable. `f` may run more
+    /// than once (a failed write in its group makes every write of the group run again alone).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&redb::WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.writer.write(f).await
     }
 
     /// Runs blocking store work off the async executor.
@@ -180,8 +197,7 @@ impl EmbeddedStore {
     /// (the local stack's cursor-signing key).
     pub async fn server_secret(&self, name: &str) -> Result<Vec<u8>> {
         let name = name.to_string();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             let secret = {
                 let mut t = tx.open_table(META).map_err(store_err)?;
                 let existing = t.get(name.as_str()).map_err(store_err)?.map(|v| v.value().to_vec());
@@ -195,7 +211,6 @@ impl EmbeddedStore {
                     }
                 }
             };
-            tx.commit().map_err(store_err)?;
             Ok(secret)
         })
         .await
@@ -236,8 +251,7 @@ fn read_user(t: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -
 impl TenantStore for EmbeddedStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
         let tenant = tenant.clone();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut tenants = tx.open_table(TENANTS).map_err(store_err)?;
                 let mut domains = tx.open_table(DOMAINS).map_err(store_err)?;
@@ -252,7 +266,7 @@ impl TenantStore for EmbeddedStore {
                 }
                 tenants.insert(tenant.id.as_str(), enc(&tenant)?.as_slice()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -272,8 +286,7 @@ impl TenantStore for EmbeddedStore {
 
     async fn replace_tenant(&self, previous: &Tenant, next: &Tenant) -> Result<()> {
         let (previous, next) = (previous.clone(), next.clone());
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut tenants = tx.open_table(TENANTS).map_err(store_err)?;
                 let mut domains = tx.open_table(DOMAINS).map_err(store_err)?;
@@ -316,7 +329,7 @@ impl TenantStore for EmbeddedStore {
                 }
                 tenants.insert(id, enc(&next)?.as_slice()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -380,8 +393,7 @@ impl TokenStore for EmbeddedStore {
     async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
         let new = new.clone();
         let replacing = replacing.copied();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
@@ -398,7 +410,7 @@ impl TokenStore for EmbeddedStore {
                 tokens.insert(new.hash.as_bytes().as_slice(), enc(&new)?.as_slice()).map_err(store_err)?;
                 ptr.insert(new.tenant.as_str(), new.hash.as_bytes().as_slice()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -410,8 +422,7 @@ impl TokenStore for EmbeddedStore {
         old_expires: Timestamp,
     ) -> Result<()> {
         let (new, old) = (new.clone(), *old);
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
@@ -429,15 +440,14 @@ impl TokenStore for EmbeddedStore {
                 tokens.insert(new.hash.as_bytes().as_slice(), enc(&new)?.as_slice()).map_err(store_err)?;
                 ptr.insert(new.tenant.as_str(), new.hash.as_bytes().as_slice()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
 
     async fn retire_token(&self, hash: &TokenHash) -> Result<()> {
         let hash = *hash;
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
@@ -456,15 +466,14 @@ impl TokenStore for EmbeddedStore {
                     }
                 }
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
 
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
         let hash = *hash;
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
                 let rec: Option<TokenRecord> = match tokens.get(hash.as_bytes().as_slice()).map_err(store_err)? {
@@ -479,7 +488,7 @@ impl TokenStore for EmbeddedStore {
                     }
                 }
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -513,9 +522,8 @@ impl UserStore for EmbeddedStore {
     async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let user = user.clone();
         let audit = audit.cloned();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
-            write_audit(&tx, audit.as_ref())?;
+        self.write(move |tx| {
+            write_audit(tx, audit.as_ref())?;
             {
                 let mut users = tx.open_table(USERS).map_err(store_err)?;
                 let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
@@ -547,7 +555,7 @@ impl UserStore for EmbeddedStore {
                 let n = counts.get(user.tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
                 counts.insert(user.tenant.as_str(), n + 1).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -577,9 +585,8 @@ impl UserStore for EmbeddedStore {
     async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let (previous, next) = (previous.clone(), next.clone());
         let audit = audit.cloned();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
-            write_audit(&tx, audit.as_ref())?;
+        self.write(move |tx| {
+            write_audit(tx, audit.as_ref())?;
             {
                 let mut users = tx.open_table(USERS).map_err(store_err)?;
                 let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
@@ -625,7 +632,7 @@ impl UserStore for EmbeddedStore {
                 }
                 users.insert(key.as_slice(), enc(&next)?.as_slice()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -633,9 +640,8 @@ impl UserStore for EmbeddedStore {
     async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let previous = previous.clone();
         let audit = audit.cloned();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
-            write_audit(&tx, audit.as_ref())?;
+        self.write(move |tx| {
+            write_audit(tx, audit.as_ref())?;
             {
                 let mut users = tx.open_table(USERS).map_err(store_err)?;
                 let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
@@ -658,7 +664,7 @@ impl UserStore for EmbeddedStore {
                 let n = counts.get(stored.tenant.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(1);
                 counts.insert(stored.tenant.as_str(), n.saturating_sub(1)).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -745,8 +751,7 @@ impl OnceStore for EmbeddedStore {
     async fn claim_once(&self, scope: &str, key: &str, expires_at: Timestamp) -> Result<bool> {
         let k = format!("{scope}\x1f{key}");
         let now = butterfly_core::clock::Clock::now(&butterfly_core::clock::SystemClock);
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             let first = {
                 let mut t = tx.open_table(ONCE).map_err(store_err)?;
                 let live = t.get(k.as_str()).map_err(store_err)?.is_some_and(|v| v.value() > now.millis());
@@ -755,7 +760,6 @@ impl OnceStore for EmbeddedStore {
                 }
                 !live
             };
-            tx.commit().map_err(store_err)?;
             Ok(first)
         })
         .await
@@ -766,13 +770,12 @@ impl OnceStore for EmbeddedStore {
 impl SecretStore for EmbeddedStore {
     async fn put_client_secret(&self, tenant: &TenantId, secret: &Secret) -> Result<()> {
         let (tenant, secret) = (tenant.clone(), secret.clone());
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut t = tx.open_table(SECRETS).map_err(store_err)?;
                 t.insert(tenant.as_str(), secret.expose()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -792,8 +795,7 @@ impl SecretStore for EmbeddedStore {
 impl SessionStore for EmbeddedStore {
     async fn create_session(&self, session: &Session) -> Result<()> {
         let session = session.clone();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
                 let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
@@ -805,7 +807,7 @@ impl SessionStore for EmbeddedStore {
                     index.insert(k.as_str(), ()).map_err(store_err)?;
                 }
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
@@ -828,8 +830,7 @@ impl SessionStore for EmbeddedStore {
 
     async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
         let hash = *hash;
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
                 let found: Option<Session> = match sessions.get(hash.as_bytes().as_slice()).map_err(store_err)? {
@@ -842,15 +843,14 @@ impl SessionStore for EmbeddedStore {
                     sessions.insert(hash.as_bytes().as_slice(), enc(&s)?.as_slice()).map_err(store_err)?;
                 }
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> Result<bool> {
         let hash = *hash;
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             let found = {
                 let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
                 let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
@@ -866,7 +866,6 @@ impl SessionStore for EmbeddedStore {
                     None => false,
                 }
             };
-            tx.commit().map_err(store_err)?;
             Ok(found)
         })
         .await
@@ -884,8 +883,7 @@ impl SessionStore for EmbeddedStore {
 impl EmbeddedStore {
     /// Deletes the sessions an index prefix lists, with all their index entries, in one write.
     async fn delete_indexed_sessions(&self, prefix: String) -> Result<u32> {
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             let n = {
                 let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
                 let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
@@ -904,7 +902,6 @@ impl EmbeddedStore {
                 }
                 n
             };
-            tx.commit().map_err(store_err)?;
             Ok(n)
         })
         .await
@@ -915,21 +912,19 @@ impl EmbeddedStore {
 impl LoginStore for EmbeddedStore {
     async fn put_login(&self, login: &LoginTransaction) -> Result<()> {
         let login = login.clone();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             {
                 let mut t = tx.open_table(LOGINS).map_err(store_err)?;
                 t.insert(login.state_hash.as_bytes().as_slice(), enc(&login)?.as_slice()).map_err(store_err)?;
             }
-            tx.commit().map_err(store_err)
+            Ok(())
         })
         .await
     }
 
     async fn take_login(&self, state_hash: &TokenHash) -> Result<Option<LoginTransaction>> {
         let h = *state_hash;
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
+        self.write(move |tx| {
             let found = {
                 let mut t = tx.open_table(LOGINS).map_err(store_err)?;
                 let removed = t.remove(h.as_bytes().as_slice()).map_err(store_err)?.map(|v| v.value().to_vec());
@@ -938,7 +933,6 @@ impl LoginStore for EmbeddedStore {
                     None => None,
                 }
             };
-            tx.commit().map_err(store_err)?;
             Ok(found)
         })
         .await
@@ -949,10 +943,9 @@ impl LoginStore for EmbeddedStore {
 impl AuditStore for EmbeddedStore {
     async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
         let event = event.clone();
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(store_err)?;
-            write_audit(&tx, Some(&event))?;
-            tx.commit().map_err(store_err)
+        self.write(move |tx| {
+            write_audit(tx, Some(&event))?;
+            Ok(())
         })
         .await
     }

@@ -16,7 +16,6 @@ use butterfly_core::clock::SystemClock;
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::sso_service::SsoPolicy;
 use lambda_http::RequestExt;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
@@ -91,15 +90,11 @@ pub async fn connect(cfg: &Config) -> Result<Aws, InitError> {
     let store = DynamoStore::new(butterfly_aws::dynamodb_client(&sdk, Some(counter.clone())), cfg.table.clone());
     let secrets = butterfly_aws::secretsmanager_client(&sdk);
     let (warm, key) =
-        tokio::join!(store.warm_up(), secrets.get_secret_value().secret_id(&cfg.cursor_key_secret_id).send());
+        tokio::join!(store.warm_up(), butterfly_aws::secrets::read_cursor_key(&secrets, &cfg.cursor_key_secret_id));
     let () = warm;
-    let value = key
-        .map_err(|e| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message: format!("{e:?}") })?
-        .secret_string
-        .ok_or_else(|| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message: "no string value".into() })?;
-    let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+    let cursor_key = key.map_err(|message| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message })?;
     counter.take();
-    Ok(Aws { store, counter, cursor_key: CursorKey::new(digest), secrets })
+    Ok(Aws { store, counter, cursor_key, secrets })
 }
 
 /// The routers' parts over AWS: the table, Secrets Manager for client secrets, the OIDC

@@ -1,6 +1,6 @@
 //! The command line. Every command takes `--data-dir`; `--json` prints one JSON object.
 
-use crate::serve::{serve, ServeOptions};
+use crate::serve::{serve, Backend, ServeOptions};
 use butterfly_api::oidc::OidcProvider;
 use butterfly_aws::DynamoStore;
 use butterfly_aws::SecretsManagerStore;
@@ -52,7 +52,8 @@ pub enum StoreKind {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the local stack: every endpoint on one port over the embedded store.
+    /// Run the local stack: every endpoint on one port over the embedded store (or, with
+    /// `--store dynamodb`, over a DynamoDB table and Secrets Manager, e.g. DynamoDB Local).
     Serve(ServeArgs),
     /// Manage tenants.
     #[command(subcommand)]
@@ -85,6 +86,10 @@ pub struct ServeArgs {
     /// Do not create the demo tenant when the store is empty.
     #[arg(long)]
     pub no_demo: bool,
+    /// With `--store dynamodb`: the Secrets Manager secret that signs paging cursors (the
+    /// stack's `CursorKeySecret` output).
+    #[arg(long, env = "BUTTERFLY_CURSOR_KEY_SECRET_ID")]
+    pub cursor_key_secret_id: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,18 +255,21 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
         addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
         public_url: None,
         no_demo: false,
+        cursor_key_secret_id: None,
     }));
     if let Command::Serve(a) = command {
-        if cli.store != StoreKind::Embedded {
-            return Err("the local stack serves the embedded store; on AWS the Lambdas serve the table".into());
-        }
-        return serve(ServeOptions {
-            data_dir: cli.data_dir,
-            addr: a.addr,
-            public_url: a.public_url,
-            demo: !a.no_demo,
-        })
-        .await;
+        let backend = match cli.store {
+            StoreKind::Embedded => Backend::Embedded(cli.data_dir),
+            StoreKind::Dynamodb => Backend::Dynamodb {
+                table: cli.table.ok_or("--store dynamodb needs --table NAME (the stack's TableName output)")?,
+                secrets_prefix: cli.secrets_prefix.unwrap_or_else(|| "butterfly".to_string()),
+                cursor_key_secret_id: a
+                    .cursor_key_secret_id
+                    .ok_or("serving --store dynamodb needs --cursor-key-secret-id (the stack's CursorKeySecret)")?,
+                allow_loopback_issuer: cli.allow_loopback_issuer.unwrap_or(false),
+            },
+        };
+        return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo }).await;
     }
     let (store, secrets, dynamo) = open_store(&cli).await?;
     let admin = AdminService::new(store.clone(), Arc::new(SystemClock));

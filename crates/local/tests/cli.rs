@@ -244,7 +244,122 @@ fn operator_commands_on_dynamodb() {
     let o = Command::new(BIN).args(["--store", "dynamodb", "tenant", "list"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--table"));
     let o = dyn_run(&["serve"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("embedded store"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--cursor-key-secret-id"));
+}
+
+/// One HTTP/1.1 request with a body; returns (status, body).
+fn http_send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("endpoint with a port")
+}
+
+/// `serve --store dynamodb`: the same routers over DynamoDB Local and Secrets Manager on moto
+/// (what the DynamoDB-backed benchmarks run), cursor key read from Secrets Manager like the Lambdas.
+#[test]
+fn local_stack_on_dynamodb() {
+    let (Ok(ddb), Ok(sm)) =
+        (std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT"), std::env::var("BUTTERFLY_SECRETSMANAGER_ENDPOINT"))
+    else {
+        panic!("run `bash tests/run`, which starts DynamoDB Local and moto");
+    };
+    let table = format!("butterfly-serve-{}", std::process::id());
+    let secret_id = format!("butterfly/servetest-{}/cursor-key", std::process::id());
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["--store", "dynamodb", "--table", &table])
+            .args(args)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &sm)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        c
+    };
+    assert!(cmd(&["table", "create"]).output().unwrap().status.success());
+    let t = json_out(&cmd(&["tenant", "create", "--name", "Served", "--json"]).output().unwrap());
+    let tenant = t["tenant_id"].as_str().unwrap().to_string();
+    let token = json_out(&cmd(&["scim-token", "issue", "--tenant", &tenant, "--json"]).output().unwrap())["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+
+    // Without the cursor-key secret the server refuses to start, naming it.
+    let o = cmd(&["serve", "--addr", &addr, "--cursor-key-secret-id", &secret_id]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&secret_id), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let body = format!(r#"{{"Name":"{secret_id}","SecretString":"serve-test-cursor-key"}}"#);
+    let (status, out) = http_send(
+        port_of(&sm),
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", "secretsmanager.CreateSecret"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 200, "{out}");
+
+    let mut child = cmd(&["serve", "--addr", &addr, "--cursor-key-secret-id", &secret_id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !banner.contains("listening on") {
+        assert!(Instant::now() < deadline, "server did not start: {banner}");
+        assert!(reader.read_line(&mut banner).unwrap() > 0, "server exited early: {banner}");
+    }
+    assert!(banner.contains(&format!("DynamoDB table {table}")), "{banner}");
+    assert!(!banner.contains("demo tenant"), "no demo tenant in a DynamoDB table: {banner}");
+    let server = Server { child, port, stdout: vec![] };
+
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str()), ("Content-Type", "application/scim+json")];
+    for n in ["ddb.one@example.com", "ddb.two@example.com"] {
+        let user =
+            format!(r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{n}","active":true}}"#);
+        let (status, out) = http_send(port, "POST", "/scim/v2/Users", &h, &user);
+        assert_eq!(status, 201, "{out}");
+    }
+    let (status, out) =
+        http_send(port, "GET", "/scim/v2/Users?filter=userName%20eq%20%22DDB.one@example.com%22", &h, "");
+    assert_eq!(status, 200, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["totalResults"], 1, "{v}");
+    // Cursor paging, signed with the key from Secrets Manager.
+    let (_, out) = http_send(port, "GET", "/scim/v2/Users?count=1&cursor=", &h, "");
+    let first: Value = serde_json::from_str(&out).unwrap();
+    let next = first["nextCursor"].as_str().expect("a next cursor").to_string();
+    let (status, out) = http_send(port, "GET", &format!("/scim/v2/Users?count=1&cursor={next}"), &h, "");
+    assert_eq!(status, 200, "{out}");
+    let second: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&Value> = [&first, &second].iter().map(|p| &p["Resources"][0]["userName"]).collect();
+    assert_eq!(names, [&Value::from("ddb.one@example.com"), &Value::from("ddb.two@example.com")]);
+    assert!(second.get("nextCursor").is_none(), "{second}");
+    let (status, _) = http_send(port, "GET", "/scim/v2/Users", &[("Authorization", "Bearer wrong")], "");
+    assert_eq!(status, 401);
+    server.stop();
 }
 
 fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {

@@ -25,6 +25,10 @@ impl CursorKey {
     pub fn from_slice(b: &[u8]) -> Option<Self> {
         <[u8; 32]>::try_from(b).ok().map(CursorKey)
     }
+    /// The key for a stored secret string (a Secrets Manager value): its SHA-256.
+    pub fn derive(secret: &str) -> Self {
+        CursorKey(Sha256::digest(secret.as_bytes()).into())
+    }
     fn tag(&self, tenant: &TenantId, payload: &[u8]) -> [u8; TAG_LEN] {
         let mut out = [0u8; TAG_LEN];
         if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) {
