@@ -157,6 +157,9 @@ pub fn http_answer(v: &Value) -> (u16, HashMap<String, String>, Value) {
 }
 
 /// A function binary running as on Lambda: polled by a local [`RuntimeApi`], with DynamoDB
+/// How many requests the memory figure spans (the "peak RSS over 1,000 requests").
+pub const SUSTAINED_REQUESTS: usize = 1000;
+
 /// Local and moto behind it (a fresh table, a cursor-signing secret). Killed when dropped.
 pub struct LambdaProcess {
     pub runtime: RuntimeApi,
@@ -229,6 +232,24 @@ impl LambdaProcess {
             .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
             .unwrap_or_default();
         (status, h, b, cookies)
+    }
+
+    /// Sends the same event `n` times, checking every answer's status; returns the mean time per
+    /// request in ms. `peak_rss_kb` afterwards is the peak over all of them.
+    pub async fn sustain(
+        &self,
+        n: usize,
+        (method, path): (&str, &str),
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        status: u16,
+    ) -> f64 {
+        let t0 = std::time::Instant::now();
+        for i in 0..n {
+            let (s, _, v, _) = self.call(method, path, headers, body).await;
+            assert_eq!(s, status, "{method} {path}, request {i}: {v}");
+        }
+        t0.elapsed().as_secs_f64() * 1000.0 / n.max(1) as f64
     }
 
     /// The function's JSON log lines so far.

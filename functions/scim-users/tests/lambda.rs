@@ -9,7 +9,7 @@
 use butterfly_core::clock::SystemClock;
 use butterfly_core::service::AdminService;
 use butterfly_tests::aws::{dynamo_store, local_config, secretsmanager_endpoint};
-use butterfly_tests::lambda_runtime::{apigw_v2, http_answer, RuntimeApi};
+use butterfly_tests::lambda_runtime::{apigw_v2, http_answer, RuntimeApi, SUSTAINED_REQUESTS};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -138,7 +138,6 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     assert_eq!((status, e["status"].as_str()), (401, Some("401")));
 
     // DynamoDB requests per request, from the function's own logs.
-    let rss_kb = peak_rss_kb(pid);
     let lines = log_lines(logs.path());
     let costs: Vec<(u64, String)> = lines[mark..]
         .iter()
@@ -169,9 +168,36 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     assert!(with_id >= costs.len(), "request ids in logs: {with_id}");
     assert!(lines.iter().all(|l| !l.to_string().contains(&token)), "the token never reaches the logs");
 
+    // Memory over many requests: Okta's four shapes in turn (lookup, get, PATCH, create).
+    let t0 = Instant::now();
+    for i in 0..SUSTAINED_REQUESTS {
+        let (method, path, body, want) = match i % 4 {
+            0 => ("GET", lookup.replace("Lambda.User", "lambda.user"), None, 200),
+            1 => ("GET", format!("/scim/v2/Users/{id}"), None, 200),
+            2 => (
+                "PATCH",
+                format!("/scim/v2/Users/{id}"),
+                Some(json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations":[{"op":"replace","value":{"displayName":format!("Lambda {i}")}}]})),
+                200,
+            ),
+            _ => (
+                "POST",
+                "/scim/v2/Users".to_string(),
+                Some(json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName":format!("load.{i}@atko.com"),"active":true})),
+                201,
+            ),
+        };
+        let (status, _, v) = call(method, path, body).await;
+        assert_eq!(status, want, "{method} request {i}: {v}");
+    }
+    let mean_ms = t0.elapsed().as_secs_f64() * 1000.0 / SUSTAINED_REQUESTS as f64;
+    let rss_kb = peak_rss_kb(pid);
+
     drop(child);
     println!(
-        "LAMBDA_FIGURES function=scim-users bin={bin} first_response_ms={} peak_rss_kb={rss_kb} dynamodb_requests={:?}",
+        "LAMBDA_FIGURES function=scim-users bin={bin} first_response_ms={} peak_rss_kb={rss_kb} sustained={SUSTAINED_REQUESTS} mean_ms={mean_ms:.2} dynamodb_requests={:?}",
         first_response.as_millis(),
         costs.iter().map(|c| c.0).collect::<Vec<_>>()
     );

@@ -2,10 +2,13 @@
 //! are measured by the same client in the same run.
 //!
 //! ```text
-//! loadgen --base URL --token T seed   --users N --prefix P
+//! loadgen --base URL --token T seed   --users N --prefix P [--from K] [--connections C]
 //! loadgen --base URL --token T run    --shape lookup|get|create|patch --users N --prefix P --seconds S --connections C
+//! loadgen --base URL --token T page   --expect N [--page-size 100] [--max-seconds 600]
 //! ```
-//! `run` prints one JSON line: shape, requests, errors, rps, p50_ms, p99_ms.
+//! Every command prints one JSON line. `run`: shape, requests, errors, rps, p50_ms, p99_ms.
+//! `page`: cursor paging through the whole tenant, one page at a time, with the time per page
+//! over the run (first and last tenth of the pages, and their ratio).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -27,12 +30,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create users PREFIX-1@example.com … PREFIX-N@example.com.
+    /// Create users PREFIX-FROM@example.com … PREFIX-N@example.com.
     Seed {
         #[arg(long)]
         users: u32,
         #[arg(long)]
         prefix: String,
+        #[arg(long, default_value_t = 1)]
+        from: u32,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+    },
+    /// Page through every user with cursors (`GET /Users?count=…&cursor=…`).
+    Page {
+        /// How many users the tenant holds (the run fails if paging sees a different number).
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
     },
     /// Load one request shape for a bounded time.
     Run {
@@ -99,10 +116,10 @@ impl Client {
     }
 }
 
-async fn seed(c: Arc<Client>, users: u32, prefix: String) -> Result<(), String> {
-    let next = Arc::new(AtomicU64::new(1));
+async fn seed(c: Arc<Client>, users: u32, prefix: String, from: u32, conns: usize) -> Result<(), String> {
+    let next = Arc::new(AtomicU64::new(u64::from(from.max(1))));
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..conns {
         let (c, next, prefix) = (c.clone(), next.clone(), prefix.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -135,11 +152,13 @@ async fn run(
     conns: usize,
 ) -> Result<Value, String> {
     let users = users.max(1);
-    // get/patch need ids: resolve a bounded sample once, before timing.
+    // get/patch need ids: resolve a bounded sample spread over the whole tenant, before timing.
     let ids: Arc<Vec<String>> = Arc::new(match shape {
         Shape::Get | Shape::Patch => {
+            let sample = users.min(200);
             let mut v = Vec::new();
-            for i in 1..=users.min(200) {
+            for k in 0..sample {
+                let i = 1 + u64::from(k) * u64::from(users) / u64::from(sample);
                 v.push(c.id_of(&format!("{prefix}-{i}@example.com")).await?);
             }
             v
@@ -216,6 +235,59 @@ async fn run(
     }))
 }
 
+/// Cursor paging through the tenant: one request at a time, as an importing client would.
+async fn page(c: Arc<Client>, expect: u64, page_size: u32, max_seconds: u64) -> Result<Value, String> {
+    let deadline = Instant::now() + Duration::from_secs(max_seconds);
+    let started = Instant::now();
+    let (mut cursor, mut seen, mut times) = (String::new(), 0u64, Vec::<u32>::new());
+    // Bounded: at most twice the pages the expected users need, and the deadline.
+    let max_pages = expect / u64::from(page_size.max(1)) * 2 + 10;
+    loop {
+        if Instant::now() > deadline || times.len() as u64 > max_pages {
+            return Err(format!("paging did not finish: {seen} users in {} pages", times.len()));
+        }
+        let t0 = Instant::now();
+        let r = c
+            .req(reqwest::Method::GET, "/Users")
+            .query(&[("count", page_size.to_string()), ("cursor", cursor.clone())])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let v: Value = r.json().await.map_err(|e| e.to_string())?;
+        times.push(t0.elapsed().as_micros() as u32);
+        if !status.is_success() {
+            return Err(format!("page {}: HTTP {status}: {v}", times.len()));
+        }
+        seen += v["Resources"].as_array().map_or(0, |a| a.len() as u64);
+        match v["nextCursor"].as_str() {
+            Some(n) => cursor = n.to_string(),
+            None => break,
+        }
+    }
+    if seen != expect {
+        return Err(format!("paging saw {seen} users, expected {expect}"));
+    }
+    let tenth = (times.len() / 10).max(1);
+    let mean = |s: &[u32]| s.iter().map(|t| f64::from(*t)).sum::<f64>() / s.len().max(1) as f64 / 1000.0;
+    let (first, last) = (mean(&times[..tenth]), mean(&times[times.len() - tenth..]));
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    let p50 = f64::from(sorted[sorted.len() / 2]) / 1000.0;
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(json!({
+        "shape": "page",
+        "users": seen,
+        "pages": times.len(),
+        "page_size": page_size,
+        "seconds": r2(started.elapsed().as_secs_f64()),
+        "p50_ms": r2(p50),
+        "first_tenth_ms": r2(first),
+        "last_tenth_ms": r2(last),
+        "last_over_first": r2(if first > 0.0 { last / first } else { 0.0 }),
+    }))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -237,7 +309,12 @@ async fn main() -> ExitCode {
         auth: format!("Bearer {}", cli.token),
     });
     let result = match cli.cmd {
-        Cmd::Seed { users, prefix } => seed(c, users, prefix).await.map(|()| json!({"seeded": users})),
+        Cmd::Seed { users, prefix, from, connections } => {
+            seed(c, users, prefix, from, connections.clamp(1, 64)).await.map(|()| json!({"seeded": users}))
+        }
+        Cmd::Page { expect, page_size, max_seconds } => {
+            page(c, expect, page_size.clamp(1, 1000), max_seconds.clamp(1, 3600)).await
+        }
         Cmd::Run { shape, users, prefix, seconds, connections } => {
             run(c, shape, users, prefix, seconds.clamp(1, 120), connections.clamp(1, 64)).await
         }
