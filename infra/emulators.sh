@@ -60,6 +60,6 @@ start_moto() {
 stop_emulators() {
   local pid
   for pid in $EMULATOR_PIDS; do kill "$pid" 2>/dev/null; done
-  for pid in $EMULATOR_PIDS; do wait "$pid" 2>/dev/null; done
+  for pid in $EMULATOR_PIDS; do wait "$pid" 2>/dev/null || true; done
   EMULATOR_PIDS=
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! loadgen --base URL --token T seed   --users N --prefix P [--from K] [--connections C]
 //! loadgen --base URL --token T run    --shape lookup|get|create|patch --users N --prefix P --seconds S --connections C
-//! loadgen --base URL --token T page   --expect N [--page-size 100] [--max-seconds 600]
+//! loadgen --base URL --token T page   [--expect N] [--page-size 100] [--max-seconds 600]
 //! ```
 //! Every command prints one JSON line. `run`: shape, requests, errors, rps, p50_ms, p99_ms.
 //! `page`: cursor paging through the whole tenant, one page at a time, with the time per page
@@ -43,9 +43,10 @@ enum Cmd {
     },
     /// Page through every user with cursors (`GET /Users?count=…&cursor=…`).
     Page {
-        /// How many users the tenant holds (the run fails if paging sees a different number).
+        /// How many users the tenant holds (default: its `totalResults`); the run fails if
+        /// paging sees a different number.
         #[arg(long)]
-        expect: u64,
+        expect: Option<u64>,
         #[arg(long, default_value_t = 100)]
         page_size: u32,
         #[arg(long, default_value_t = 600)]
@@ -63,6 +64,9 @@ enum Cmd {
         seconds: u64,
         #[arg(long, default_value_t = 8)]
         connections: usize,
+        /// Stop after this many requests in all (or at the time limit, whichever comes first).
+        #[arg(long)]
+        max_requests: Option<u64>,
     },
 }
 
@@ -150,6 +154,7 @@ async fn run(
     prefix: String,
     seconds: u64,
     conns: usize,
+    max_requests: u64,
 ) -> Result<Value, String> {
     let users = users.max(1);
     // get/patch need ids: resolve a bounded sample spread over the whole tenant, before timing.
@@ -168,14 +173,19 @@ async fn run(
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let counter = Arc::new(AtomicU64::new(0));
+    let issued = Arc::new(AtomicU64::new(0));
     let run_tag = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
     let mut tasks = Vec::new();
     for t in 0..conns {
-        let (c, ids, prefix, counter) = (c.clone(), ids.clone(), prefix.clone(), counter.clone());
+        let (c, ids, prefix, counter, issued) =
+            (c.clone(), ids.clone(), prefix.clone(), counter.clone(), issued.clone());
         tasks.push(tokio::spawn(async move {
             let mut seed = 0x9e3779b97f4a7c15u64 ^ (t as u64 + 1).wrapping_mul(0x2545f4914f6cdd1d);
             let (mut lat, mut errors) = (Vec::with_capacity(4096), 0u64);
-            while Instant::now() < deadline && lat.len() < 5_000_000 {
+            while Instant::now() < deadline
+                && lat.len() < 5_000_000
+                && issued.fetch_add(1, Ordering::Relaxed) < max_requests
+            {
                 let pick = rng(&mut seed);
                 let req = match shape {
                     Shape::Lookup => {
@@ -236,7 +246,15 @@ async fn run(
 }
 
 /// Cursor paging through the tenant: one request at a time, as an importing client would.
-async fn page(c: Arc<Client>, expect: u64, page_size: u32, max_seconds: u64) -> Result<Value, String> {
+async fn page(c: Arc<Client>, expect: Option<u64>, page_size: u32, max_seconds: u64) -> Result<Value, String> {
+    let expect = match expect {
+        Some(n) => n,
+        None => {
+            let r = c.req(reqwest::Method::GET, "/Users").query(&[("count", "0")]).send().await;
+            let v: Value = r.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+            v["totalResults"].as_u64().ok_or_else(|| format!("no totalResults: {v}"))?
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(max_seconds);
     let started = Instant::now();
     let (mut cursor, mut seen, mut times) = (String::new(), 0u64, Vec::<u32>::new());
@@ -315,8 +333,9 @@ async fn main() -> ExitCode {
         Cmd::Page { expect, page_size, max_seconds } => {
             page(c, expect, page_size.clamp(1, 1000), max_seconds.clamp(1, 3600)).await
         }
-        Cmd::Run { shape, users, prefix, seconds, connections } => {
-            run(c, shape, users, prefix, seconds.clamp(1, 120), connections.clamp(1, 64)).await
+        Cmd::Run { shape, users, prefix, seconds, connections, max_requests } => {
+            let max = max_requests.unwrap_or(u64::MAX);
+            run(c, shape, users, prefix, seconds.clamp(1, 120), connections.clamp(1, 64), max).await
         }
     };
     match result {
