@@ -79,6 +79,17 @@ type IdFields = IdTokenFields<
     CoreJwsSigningAlgorithm,
 >;
 type TokenResp = StandardTokenResponse<IdFields, CoreTokenType>;
+type OidcIdToken =
+    openidconnect::IdToken<ExtraClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+
+/// What an ID token must match: the tenant's provider and client, and the login's nonce.
+pub struct IdTokenExpectations<'a> {
+    pub issuer: &'a Issuer,
+    pub client_id: &'a str,
+    pub client_secret: &'a Secret,
+    pub redirect_uri: &'a str,
+    pub nonce: &'a Secret,
+}
 type OidcClient = Client<
     ExtraClaims,
     CoreAuthDisplay,
@@ -165,6 +176,27 @@ impl OidcProvider {
         let md = Metadata::discover_async(url, &self.http)
             .await
             .map_err(|e| SsoError::ProviderUnavailable(error_chain(&e)))?;
+        self.accept(issuer, md).await
+    }
+
+    /// Installs a provider's discovery document and key set as if just fetched, after the same
+    /// checks (offline use: the verification benchmarks, air-gapped tests).
+    pub async fn insert_discovery(&self, issuer: &Issuer, metadata: &str, jwks: &str) -> Result<(), SsoError> {
+        let md: Metadata = serde_json::from_str(metadata)
+            .map_err(|e| SsoError::Settings(format!("unreadable discovery document: {e}")))?;
+        if md.issuer().as_str().trim_end_matches('/') != issuer.as_str() {
+            return Err(SsoError::Settings(format!(
+                "the discovery document names the issuer {}",
+                md.issuer().as_str()
+            )));
+        }
+        let keys: JsonWebKeySet<CoreJsonWebKey> =
+            serde_json::from_str(jwks).map_err(|e| SsoError::Settings(format!("unreadable key set: {e}")))?;
+        self.accept(issuer, md.set_jwks(keys)).await.map(|_| ())
+    }
+
+    /// Checks a discovered provider's endpoints and caches it.
+    async fn accept(&self, issuer: &Issuer, md: Metadata) -> Result<Arc<Cached>, SsoError> {
         self.check("authorization endpoint", md.authorization_endpoint().as_str())?;
         self.check("key set URL", md.jwks_uri().as_str())?;
         match md.token_endpoint() {
@@ -204,6 +236,66 @@ impl OidcProvider {
         let entry = Arc::new(Cached { metadata, fetched: seen.fetched, jwks_refetched: Some(Instant::now()) });
         cache.insert(issuer.as_str().to_string(), entry.clone());
         Ok(Some(entry))
+    }
+
+    /// Verifies an ID token as the callback does (signature with the cached key set, one refetch
+    /// for an unknown key; `iss`, `aud`, `azp`, `exp`, `iat`, nonce), without a code exchange.
+    pub async fn verify_id_token(
+        &self,
+        expect: &IdTokenExpectations<'_>,
+        id_token: &str,
+    ) -> Result<VerifiedIdToken, SsoError> {
+        let token: OidcIdToken =
+            id_token.parse().map_err(|e| SsoError::rejected("invalid_id_token", format!("malformed ID token: {e}")))?;
+        let entry = self.cached(expect.issuer).await?;
+        self.verify_id(expect, entry, &token).await
+    }
+
+    async fn verify_id(
+        &self,
+        want: &IdTokenExpectations<'_>,
+        mut entry: Arc<Cached>,
+        id_token: &OidcIdToken,
+    ) -> Result<VerifiedIdToken, SsoError> {
+        let nonce = Nonce::new(want.nonce.expose().to_string());
+        let mut refetched = false;
+        let claims = loop {
+            let client = Self::client(&entry.metadata, want.client_id, want.client_secret, want.redirect_uri)?;
+            let verifier = client.id_token_verifier();
+            match id_token.claims(&verifier, &nonce) {
+                Ok(c) => break c.clone(),
+                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey))
+                    if !refetched =>
+                {
+                    refetched = true;
+                    match self.refetch_keys(want.issuer, &entry).await? {
+                        Some(e) => entry = e,
+                        None => {
+                            return Err(SsoError::rejected(
+                                "invalid_id_token",
+                                "the ID token is signed with an unknown key",
+                            ))
+                        }
+                    }
+                }
+                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                    return Err(SsoError::rejected("invalid_id_token", "the ID token is signed with an unknown key"))
+                }
+                Err(e) => return Err(SsoError::rejected("invalid_id_token", error_chain(&e))),
+            }
+        };
+        let sid = claims.additional_claims().sid.clone().filter(|s| !s.is_empty() && s.len() <= 255);
+        Ok(VerifiedIdToken {
+            issuer: claims.issuer().as_str().trim_end_matches('/').to_string(),
+            subject: claims.subject().as_str().to_string(),
+            email: claims.email().map(|e| e.as_str().to_string()),
+            preferred_username: claims.preferred_username().map(|u| u.as_str().to_string()),
+            name: claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()),
+            given_name: claims.given_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()),
+            family_name: claims.family_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()),
+            sid: sid.filter(|s| !s.chars().any(char::is_control)),
+            raw: Secret::new(id_token.to_string()),
+        })
     }
 
     fn client(md: &Metadata, client_id: &str, secret: &Secret, redirect_uri: &str) -> Result<OidcClient, SsoError> {
@@ -267,7 +359,7 @@ impl IdentityProvider for OidcProvider {
     }
 
     async fn redeem(&self, r: CodeRedemption<'_>) -> Result<VerifiedIdToken, SsoError> {
-        let mut entry = self.cached(r.issuer).await?;
+        let entry = self.cached(r.issuer).await?;
         let client = Self::client(&entry.metadata, r.client_id, r.client_secret, r.redirect_uri)?;
         let response = client
             .exchange_code(AuthorizationCode::new(r.code.to_string()))
@@ -290,45 +382,14 @@ impl IdentityProvider for OidcProvider {
         let id_token = response
             .id_token()
             .ok_or_else(|| SsoError::rejected("invalid_id_token", "the token response has no ID token"))?;
-        let nonce = Nonce::new(r.nonce.expose().to_string());
-        let mut refetched = false;
-        let claims = loop {
-            let client = Self::client(&entry.metadata, r.client_id, r.client_secret, r.redirect_uri)?;
-            let verifier = client.id_token_verifier();
-            match id_token.claims(&verifier, &nonce) {
-                Ok(c) => break c.clone(),
-                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey))
-                    if !refetched =>
-                {
-                    refetched = true;
-                    match self.refetch_keys(r.issuer, &entry).await? {
-                        Some(e) => entry = e,
-                        None => {
-                            return Err(SsoError::rejected(
-                                "invalid_id_token",
-                                "the ID token is signed with an unknown key",
-                            ))
-                        }
-                    }
-                }
-                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
-                    return Err(SsoError::rejected("invalid_id_token", "the ID token is signed with an unknown key"))
-                }
-                Err(e) => return Err(SsoError::rejected("invalid_id_token", error_chain(&e))),
-            }
+        let expect = IdTokenExpectations {
+            issuer: r.issuer,
+            client_id: r.client_id,
+            client_secret: r.client_secret,
+            redirect_uri: r.redirect_uri,
+            nonce: r.nonce,
         };
-        let sid = claims.additional_claims().sid.clone().filter(|s| !s.is_empty() && s.len() <= 255);
-        Ok(VerifiedIdToken {
-            issuer: claims.issuer().as_str().trim_end_matches('/').to_string(),
-            subject: claims.subject().as_str().to_string(),
-            email: claims.email().map(|e| e.as_str().to_string()),
-            preferred_username: claims.preferred_username().map(|u| u.as_str().to_string()),
-            name: claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()),
-            given_name: claims.given_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()),
-            family_name: claims.family_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()),
-            sid: sid.filter(|s| !s.chars().any(char::is_control)),
-            raw: Secret::new(id_token.to_string()),
-        })
+        self.verify_id(&expect, entry, id_token).await
     }
 
     async fn verify_jwt(
