@@ -156,11 +156,12 @@ pub fn http_answer(v: &Value) -> (u16, HashMap<String, String>, Value) {
     (status, headers, body.unwrap_or(Value::Null))
 }
 
-/// A function binary running as on Lambda: polled by a local [`RuntimeApi`], with DynamoDB
 /// How many requests the memory figure spans (the "peak RSS over 1,000 requests").
 pub const SUSTAINED_REQUESTS: usize = 1000;
 
-/// Local and moto behind it (a fresh table, a cursor-signing secret). Killed when dropped.
+/// A function binary running as on Lambda: polled by a local [`RuntimeApi`], with DynamoDB
+/// Local and moto behind it (a fresh table; like the deployed SSO functions, no cursor key).
+/// Killed when dropped.
 pub struct LambdaProcess {
     pub runtime: RuntimeApi,
     pub table: String,
@@ -175,16 +176,6 @@ impl LambdaProcess {
     /// (its init finishes before it polls for the first event).
     pub async fn start(bin: &str, name: &str) -> LambdaProcess {
         let (store, _) = crate::aws::dynamo_store(name).await;
-        let sm = aws_sdk_secretsmanager::Client::new(
-            &crate::aws::local_config(&crate::aws::secretsmanager_endpoint()).await,
-        );
-        let secret_id = format!("butterfly/test/{name}-cursor-key-{}-{}", std::process::id(), store.table());
-        sm.create_secret()
-            .name(&secret_id)
-            .secret_string("a random cursor signing key for this test")
-            .send()
-            .await
-            .expect("secret");
         let runtime = RuntimeApi::start().await;
         let logs = tempfile::NamedTempFile::new().expect("log file");
         let started = std::time::Instant::now();
@@ -203,7 +194,7 @@ impl LambdaProcess {
             .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
             .env("TABLE_NAME", store.table())
-            .env("CURSOR_KEY_SECRET_ID", &secret_id)
+            // As in template.yaml: only scim-users is given the cursor key.
             .env("SECRETS_PREFIX", "butterfly/test")
             .stdout(std::process::Stdio::from(logs.reopen().expect("log file")))
             .stderr(std::process::Stdio::inherit())

@@ -295,13 +295,12 @@ impl TestApp {
             secrets: store.clone(),
             idp: Arc::new(butterfly_api::oidc::OidcProvider::new(true).expect("http client")),
             clock: Arc::new(SystemClock),
-            cursor_key: CursorKey::from_slice(&key).expect("key"),
             base_url: butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
             cookies: butterfly_api::sso::CookiePolicy { secure: false },
             sso_policy: policy,
         };
         let sso = parts.sso_service();
-        let app = butterfly_api::app(&parts);
+        let app = butterfly_api::app(&parts, CursorKey::from_slice(&key).expect("key"));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)

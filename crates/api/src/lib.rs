@@ -66,7 +66,6 @@ pub struct AppParts {
     pub secrets: std::sync::Arc<dyn butterfly_core::ports::SecretStore>,
     pub idp: std::sync::Arc<dyn butterfly_core::sso::IdentityProvider>,
     pub clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
-    pub cursor_key: butterfly_core::scim::cursor::CursorKey,
     pub base_url: scim::BaseUrl,
     pub cookies: sso::CookiePolicy,
     pub sso_policy: butterfly_core::sso_service::SsoPolicy,
@@ -118,14 +117,11 @@ impl AppParts {
 }
 
 /// Every router of the service over one store: what the local stack serves on one port, and
-/// what the test harness spawns. Each Lambda serves one of the routers instead.
-pub fn app(parts: &AppParts) -> Router {
+/// what the test harness spawns. Each Lambda serves one of the routers instead. `cursor_key`
+/// signs SCIM paging cursors (only the SCIM routes page with it).
+pub fn app(parts: &AppParts, cursor_key: butterfly_core::scim::cursor::CursorKey) -> Router {
     let scim_state = scim::ScimState {
-        service: butterfly_core::service::ScimService::new(
-            parts.store.clone(),
-            parts.clock.clone(),
-            parts.cursor_key.clone(),
-        ),
+        service: butterfly_core::service::ScimService::new(parts.store.clone(), parts.clock.clone(), cursor_key),
         base_url: parts.base_url.clone(),
     };
     let sso_state = parts.sso_state();

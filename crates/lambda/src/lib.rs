@@ -37,8 +37,9 @@ pub struct Config {
     pub table: String,
     /// `PUBLIC_BASE_URL`: the custom domain's origin, if any; otherwise each request's own.
     pub public_base_url: Option<String>,
-    /// `CURSOR_KEY_SECRET_ID`: the Secrets Manager secret whose value signs paging cursors.
-    pub cursor_key_secret_id: String,
+    /// `CURSOR_KEY_SECRET_ID`: the Secrets Manager secret whose value signs SCIM paging
+    /// cursors. Only `scim-users` pages, so only it is given one (and reads it at init).
+    pub cursor_key_secret_id: Option<String>,
     /// `SECRETS_PREFIX`: tenants' OIDC client secrets are `{prefix}/tenants/{id}/oidc-client-secret`.
     pub secrets_prefix: String,
 }
@@ -49,7 +50,7 @@ impl Config {
         Ok(Config {
             table: var("TABLE_NAME").ok_or(InitError::Missing("TABLE_NAME"))?,
             public_base_url: var("PUBLIC_BASE_URL"),
-            cursor_key_secret_id: var("CURSOR_KEY_SECRET_ID").ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?,
+            cursor_key_secret_id: var("CURSOR_KEY_SECRET_ID"),
             secrets_prefix: var("SECRETS_PREFIX").unwrap_or_else(|| "butterfly".to_string()),
         })
     }
@@ -75,24 +76,33 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// What the SCIM functions need from AWS, built once.
+/// What the functions need from AWS, built once.
 pub struct Aws {
     pub store: DynamoStore,
     pub counter: RequestCounter,
-    pub cursor_key: CursorKey,
+    /// The SCIM cursor key, when the function was given `CURSOR_KEY_SECRET_ID`.
+    pub cursor_key: Option<CursorKey>,
     pub secrets: aws_sdk_secretsmanager::Client,
 }
 
-/// Builds the SDK clients, reads the cursor key, and opens the DynamoDB connection.
+/// Builds the SDK clients, opens the DynamoDB connection and, alongside, reads the cursor key
+/// (if this function has one).
 pub async fn connect(cfg: &Config) -> Result<Aws, InitError> {
     let sdk = butterfly_aws::sdk_config().await;
     let counter = RequestCounter::default();
     let store = DynamoStore::new(butterfly_aws::dynamodb_client(&sdk, Some(counter.clone())), cfg.table.clone());
     let secrets = butterfly_aws::secretsmanager_client(&sdk);
-    let (warm, key) =
-        tokio::join!(store.warm_up(), butterfly_aws::secrets::read_cursor_key(&secrets, &cfg.cursor_key_secret_id));
-    let () = warm;
-    let cursor_key = key.map_err(|message| InitError::Secret { id: cfg.cursor_key_secret_id.clone(), message })?;
+    let read_key = async {
+        match &cfg.cursor_key_secret_id {
+            Some(id) => butterfly_aws::secrets::read_cursor_key(&secrets, id)
+                .await
+                .map(Some)
+                .map_err(|message| InitError::Secret { id: id.clone(), message }),
+            None => Ok(None),
+        }
+    };
+    let ((), key) = tokio::join!(store.warm_up(), read_key);
+    let cursor_key = key?;
     counter.take();
     Ok(Aws { store, counter, cursor_key, secrets })
 }
@@ -106,7 +116,6 @@ pub fn app_parts(cfg: &Config, aws: &Aws) -> Result<AppParts, InitError> {
         secrets: Arc::new(SecretsManagerStore::new(aws.secrets.clone(), cfg.secrets_prefix.clone())),
         idp: Arc::new(idp),
         clock: Arc::new(SystemClock),
-        cursor_key: aws.cursor_key.clone(),
         base_url: cfg.base_url(),
         cookies: CookiePolicy { secure: true },
         sso_policy: SsoPolicy::default(),

@@ -122,13 +122,12 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
         secrets: opened.secrets,
         idp: Arc::new(idp),
         clock: Arc::new(SystemClock),
-        cursor_key: opened.cursor_key,
         base_url: butterfly_api::scim::BaseUrl::Fixed(public_url.clone().into()),
         // Browsers keep Secure and __Host- cookies only over https.
         cookies: butterfly_api::sso::CookiePolicy { secure: public_url.starts_with("https://") },
         sso_policy: SsoPolicy { allow_loopback_http: opened.allow_loopback_http, ..SsoPolicy::default() },
     };
-    axum::serve(listener, butterfly_api::app(&parts))
+    axum::serve(listener, butterfly_api::app(&parts, opened.cursor_key))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;

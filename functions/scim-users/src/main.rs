@@ -1,7 +1,7 @@
 //! Lambda `scim-users`: every `/scim/v2` route, over DynamoDB.
 
 use butterfly_core::clock::SystemClock;
-use butterfly_lambda::{connect, init_logging, lambda_layers, Config};
+use butterfly_lambda::{connect, init_logging, lambda_layers, Config, InitError};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -9,6 +9,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = Config::from_env()?;
     let aws = connect(&cfg).await?;
-    let app = butterfly_api::scim_app(Arc::new(aws.store), Arc::new(SystemClock), aws.cursor_key, cfg.base_url());
+    let cursor_key = aws.cursor_key.clone().ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?;
+    let app = butterfly_api::scim_app(Arc::new(aws.store), Arc::new(SystemClock), cursor_key, cfg.base_url());
     lambda_http::run(lambda_layers(app, aws.counter)).await
 }

@@ -197,9 +197,9 @@ async fn okta_sequence_through_the_lambda_entry_point() {
 
     drop(child);
     println!(
-        "LAMBDA_FIGURES function=scim-users bin={bin} first_response_ms={} peak_rss_kb={rss_kb} sustained={SUSTAINED_REQUESTS} mean_ms={mean_ms:.2} dynamodb_requests={:?}",
+        "LAMBDA_FIGURES function=scim-users bin={bin} first_response_ms={} peak_rss_kb={rss_kb} sustained={SUSTAINED_REQUESTS} mean_ms={mean_ms:.2} dynamodb_requests={}",
         first_response.as_millis(),
-        costs.iter().map(|c| c.0).collect::<Vec<_>>()
+        costs.iter().map(|c| c.0.to_string()).collect::<Vec<_>>().join(",")
     );
 }
 
@@ -224,4 +224,40 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Only this function is given the cursor key (template.yaml); without it, it refuses to start
+/// and says which variable is missing, instead of paging with an unsigned or random key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_without_the_cursor_key() {
+    let (store, _) = dynamo_store("lambda-nokey").await;
+    let runtime = RuntimeApi::start().await;
+    let bin = std::env::var("SCIM_USERS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-users").to_string());
+    let mut child = Command::new(&bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "scim-users")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", butterfly_tests::aws::dynamodb_endpoint())
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", secretsmanager_endpoint())
+        .env("TABLE_NAME", store.table())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the function kept running without a cursor key");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!status.success());
+    assert!(text.contains("CURSOR_KEY_SECRET_ID"), "{text}");
 }
