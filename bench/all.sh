@@ -21,7 +21,7 @@ if [ $SMOKE = 1 ]; then
   echo "Smoke run: each benchmark ran once ($(grep -c '^Success' "$OUT/micro.log") benchmarks); no timings." >"$OUT/micro.md"
 else
   rm -rf "$CARGO_TARGET_DIR/criterion"
-  cargo bench --locked -q -p butterfly-core -p butterfly-api -- --warm-up-time 1 --measurement-time 3 >"$OUT/micro.log" 2>&1 \
+  cargo bench --locked -q -p butterfly-core -p butterfly-api --bench core --bench verify -- --warm-up-time 1 --measurement-time 3 >"$OUT/micro.log" 2>&1 \
     || { tail -20 "$OUT/micro.log"; exit 1; }
   python3 - "$CARGO_TARGET_DIR/criterion" >"$OUT/micro.md" <<'PY'
 import glob, json, os, sys

@@ -47,8 +47,8 @@ archs = sorted({a for _, a in zips}, key=lambda a: a != "arm64")
 figs = {}
 for log in sorted(glob.glob(os.path.join(src, "lambda-release-*.log"))):
     for line in open(log):
-        if line.startswith("LAMBDA_FIGURES"):
-            kv = dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
+        if "LAMBDA_FIGURES" in line:  # test progress output may precede it on the line
+            kv = dict(p.split("=", 1) for p in line.split("LAMBDA_FIGURES", 1)[1].split() if "=" in p)
             figs[kv["function"]] = kv
 if not figs:
     sys.exit("no LAMBDA_FIGURES lines in " + src)

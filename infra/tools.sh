@@ -45,8 +45,8 @@ run_release_lambda() {
   fi
   chmod +x "$rel/bootstrap"
   var=$(echo "$crate" | tr 'a-z-' 'A-Z_')_BIN
-  env "$var=$rel/bootstrap" cargo test --locked -q -p "$crate" --test lambda -- --nocapture >"$4" 2>&1
+  env "$var=$rel/bootstrap" cargo test --locked -q -p "$crate" --test lambda -- --nocapture --test-threads 1 >"$4" 2>&1
   rc=$?
-  grep -E '^LAMBDA_FIGURES' "$4"
+  grep -oE 'LAMBDA_FIGURES.*' "$4"
   return $rc
 }

@@ -148,6 +148,33 @@ struct Cached {
     fetched: Instant,
     /// When an unknown `kid` last made us fetch the key set again.
     jwks_refetched: Option<Instant>,
+    /// The key set as jsonwebtoken keys by `kid`, converted once per fetch (logout tokens and
+    /// Universal Logout JWTs are checked with them).
+    decoding: DecodingKeys,
+}
+
+type DecodingKeys = Result<HashMap<String, Result<jsonwebtoken::DecodingKey, String>>, String>;
+
+fn decoding_keys(md: &Metadata) -> DecodingKeys {
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::to_value(md.jwks())
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("unreadable key set: {e}"))?;
+    Ok(set
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let kid = k.common.key_id.clone()?;
+            let key = jsonwebtoken::DecodingKey::from_jwk(k).map_err(|e| format!("unusable key {kid}: {e}"));
+            Some((kid, key))
+        })
+        .collect())
+}
+
+impl Cached {
+    fn new(metadata: Metadata, fetched: Instant, jwks_refetched: Option<Instant>) -> Arc<Self> {
+        let decoding = decoding_keys(&metadata);
+        Arc::new(Cached { metadata, fetched, jwks_refetched, decoding })
+    }
 }
 
 /// The OpenID Connect adapter. Build one per process and share it.
@@ -203,7 +230,7 @@ impl OidcProvider {
             Some(t) => self.check("token endpoint", t.as_str())?,
             None => return Err(SsoError::Settings("the provider publishes no token endpoint".into())),
         }
-        let entry = Arc::new(Cached { metadata: md, fetched: Instant::now(), jwks_refetched: None });
+        let entry = Cached::new(md, Instant::now(), None);
         self.cache.write().await.insert(issuer.as_str().to_string(), entry.clone());
         Ok(entry)
     }
@@ -233,7 +260,7 @@ impl OidcProvider {
             .await
             .map_err(|e| SsoError::ProviderUnavailable(error_chain(&e)))?;
         let metadata = seen.metadata.clone().set_jwks(jwks);
-        let entry = Arc::new(Cached { metadata, fetched: seen.fetched, jwks_refetched: Some(Instant::now()) });
+        let entry = Cached::new(metadata, seen.fetched, Some(Instant::now()));
         cache.insert(issuer.as_str().to_string(), entry.clone());
         Ok(Some(entry))
     }
@@ -413,14 +440,10 @@ impl IdentityProvider for OidcProvider {
         let mut entry = self.cached(issuer).await?;
         let mut refetched = false;
         let key = loop {
-            let jwks: jsonwebtoken::jwk::JwkSet = serde_json::to_value(entry.metadata.jwks())
-                .and_then(serde_json::from_value)
-                .map_err(|e| SsoError::ProviderUnavailable(format!("unreadable key set: {e}")))?;
-            match jwks.find(&kid) {
-                Some(jwk) => {
-                    break jsonwebtoken::DecodingKey::from_jwk(jwk)
-                        .map_err(|e| jwt_rejected(format!("unusable key {kid}: {e}")))?
-                }
+            let keys = entry.decoding.as_ref().map_err(|e| SsoError::ProviderUnavailable(e.clone()))?;
+            match keys.get(&kid) {
+                Some(Ok(key)) => break key.clone(),
+                Some(Err(e)) => return Err(jwt_rejected(e.clone())),
                 None if !refetched => {
                     refetched = true;
                     match self.refetch_keys(issuer, &entry).await? {
