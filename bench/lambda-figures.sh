@@ -26,6 +26,10 @@ if [ -z "$FROM" ]; then
   PATH="$AWS_VENV/bin:$PATH" timeout 2400 bash infra/package.sh "$FROM/lambda" "$ARCH" 2>"$FROM/package.log" \
     >"$FROM/lambda-zips.txt" || { tail -30 "$FROM/package.log" >&2; exit 1; }
   bench_emulators
+  # A throwaway run first: DynamoDB Local's JVM compiles its hot paths on its first requests, and
+  # the first function measured should not be charged for the emulator's warm-up.
+  run_release_lambda scim-users "$FROM/lambda" "$ARCH" "$FROM/warm-up.log" >/dev/null || true
+  rm -f "$FROM/warm-up.log"
   for dir in functions/*/; do
     crate=$(basename "$dir")
     run_release_lambda "$crate" "$FROM/lambda" "$ARCH" "$FROM/lambda-release-$crate.log" >/dev/null \
