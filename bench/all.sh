@@ -4,7 +4,7 @@
 # 10k / 100k users, cursor paging through all of them), and the Lambda figures (zips, start,
 # memory). Writes test-artifacts/bench/report.md. Loopback only; every step is bounded in time.
 #
-#   bash bench/all.sh            # full run: about 30-40 minutes on 2 vCPUs (most of it seeding 100k users into DynamoDB Local)
+#   bash bench/all.sh            # full run: about 15 minutes on 2 vCPUs (the longest part: seeding 100k users into DynamoDB Local)
 #   bash bench/all.sh --smoke    # what tests/run does: every step in its short mode, Lambda figures from tests/run's artifacts
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
