@@ -243,6 +243,23 @@ impl LambdaProcess {
         t0.elapsed().as_secs_f64() * 1000.0 / n.max(1) as f64
     }
 
+    /// Asserts the function logs JSON lines that carry the Lambda request id.
+    pub fn assert_logs_carry_request_id(&self) {
+        assert!(
+            self.log_lines().iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
+            "JSON logs with the request id"
+        );
+    }
+
+    /// Prints the `LAMBDA_FIGURES` line that `tests/run` and `bench/lambda-figures.sh` read.
+    pub fn print_figures(&self, name: &str, bin: &str, first_response: std::time::Duration, mean_ms: f64) {
+        println!(
+            "LAMBDA_FIGURES function={name} bin={bin} first_response_ms={} peak_rss_kb={} sustained={SUSTAINED_REQUESTS} mean_ms={mean_ms:.2}",
+            first_response.as_millis(),
+            self.peak_rss_kb()
+        );
+    }
+
     /// The function's JSON log lines so far.
     pub fn log_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(self.logs.path())

@@ -24,21 +24,35 @@ fn json_out(o: &Output) -> Value {
     serde_json::from_str(lines[0]).expect("json")
 }
 
+/// The DynamoDB Local and moto endpoints `bash tests/run` starts.
+fn emulators() -> (String, String) {
+    match (std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT"), std::env::var("BUTTERFLY_SECRETSMANAGER_ENDPOINT")) {
+        (Ok(ddb), Ok(sm)) => (ddb, sm),
+        _ => panic!("run `bash tests/run`, which starts DynamoDB Local and moto"),
+    }
+}
+
+/// `butterfly --store dynamodb --table TABLE GLOBAL_ARGS…` against the emulators (add the command's own args).
+fn on_dynamodb(table: &str, global_args: &[&str]) -> Command {
+    let (ddb, sm) = emulators();
+    let mut c = Command::new(BIN);
+    c.args(["--store", "dynamodb", "--table", table])
+        .args(global_args)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", ddb)
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", sm)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    c
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A minimal HTTP/1.1 GET; returns (status, body).
+/// A minimal HTTP/1.1 GET with a bearer token; returns (status, body).
 fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    http_send(port, "GET", path, &[("Authorization", &format!("Bearer {token}"))], "")
 }
 
 struct Server {
@@ -205,20 +219,8 @@ fn first_start_creates_a_demo_tenant_once_and_data_survives_restarts() {
 /// The operator commands against a DynamoDB table (DynamoDB Local, started by `tests/run`).
 #[test]
 fn operator_commands_on_dynamodb() {
-    let endpoint = std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT")
-        .expect("BUTTERFLY_DYNAMODB_ENDPOINT is not set: run `bash tests/run`, which starts DynamoDB Local");
     let table = format!("butterfly-cli-{}", std::process::id());
-    let dyn_run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(["--store", "dynamodb", "--table", &table])
-            .args(args)
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .output()
-            .expect("run butterfly")
-    };
+    let dyn_run = |args: &[&str]| on_dynamodb(&table, &[]).args(args).output().expect("run butterfly");
     let o = dyn_run(&["table", "create"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t = json_out(&dyn_run(&["tenant", "create", "--name", "Dyn Corp", "--domains", "dyn.example", "--json"]));
@@ -263,30 +265,16 @@ fn http_send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body
     (status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
-fn port_of(url: &str) -> u16 {
-    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("endpoint with a port")
-}
-
 /// `serve --store dynamodb`: the same routers over DynamoDB Local and Secrets Manager on moto
 /// (what the DynamoDB-backed benchmarks run), cursor key read from Secrets Manager like the Lambdas.
-#[test]
-fn local_stack_on_dynamodb() {
-    let (Ok(ddb), Ok(sm)) =
-        (std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT"), std::env::var("BUTTERFLY_SECRETSMANAGER_ENDPOINT"))
-    else {
-        panic!("run `bash tests/run`, which starts DynamoDB Local and moto");
-    };
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_stack_on_dynamodb() {
+    let (_, sm) = emulators();
     let table = format!("butterfly-serve-{}", std::process::id());
     let secret_id = format!("butterfly/servetest-{}/cursor-key", std::process::id());
     let cmd = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.args(["--store", "dynamodb", "--table", &table])
-            .args(args)
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
-            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &sm)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test");
+        let mut c = on_dynamodb(&table, &[]);
+        c.args(args);
         c
     };
     assert!(cmd(&["table", "create"]).output().unwrap().status.success());
@@ -304,19 +292,8 @@ fn local_stack_on_dynamodb() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(&secret_id), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let body = format!(r#"{{"Name":"{secret_id}","SecretString":"serve-test-cursor-key"}}"#);
-    let (status, out) = http_send(
-        port_of(&sm),
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", "secretsmanager.CreateSecret"),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00"),
-        ],
-        &body,
-    );
-    assert_eq!(status, 200, "{out}");
+    let secrets = aws_sdk_secretsmanager::Client::new(&butterfly_tests::aws::local_config(&sm).await);
+    secrets.create_secret().name(&secret_id).secret_string("serve-test-cursor-key").send().await.unwrap();
 
     let mut child = cmd(&["serve", "--addr", &addr, "--cursor-key-secret-id", &secret_id])
         .stdout(Stdio::piped())
@@ -427,21 +404,11 @@ async fn sso_settings_commands_on_both_stores() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("failed discovery"));
 
     // DynamoDB and Secrets Manager.
-    let (Ok(ddb), Ok(sm)) =
-        (std::env::var("BUTTERFLY_DYNAMODB_ENDPOINT"), std::env::var("BUTTERFLY_SECRETSMANAGER_ENDPOINT"))
-    else {
-        panic!("run `bash tests/run`, which starts DynamoDB Local and moto");
-    };
+    let (_, sm) = emulators();
     let table = format!("butterfly-cli-sso-{}", std::process::id());
     let dyn_cmd = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.args(["--store", "dynamodb", "--table", &table, "--secrets-prefix", "butterfly/clitest"])
-            .args(args)
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
-            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &sm)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test");
+        let mut c = on_dynamodb(&table, &["--secrets-prefix", "butterfly/clitest"]);
+        c.args(args);
         c
     };
     assert!(dyn_cmd(&["table", "create"]).output().unwrap().status.success());

@@ -17,11 +17,7 @@ async fn admin_serves_through_the_lambda_runtime() {
     for (m, p) in [("GET", "/admin/sso"), ("PUT", "/admin/sso"), ("GET", "/admin/audit")] {
         assert_eq!(f.call(m, p, &[], Some("{}")).await.0, 401, "{m} {p}");
     }
-    let lines = f.log_lines();
-    assert!(
-        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
-        "JSON logs with the request id"
-    );
+    f.assert_logs_carry_request_id();
     // Memory over many requests: the route that reads the table without a signed-in user.
     let mean_ms = f
         .sustain(
@@ -32,10 +28,5 @@ async fn admin_serves_through_the_lambda_runtime() {
             401,
         )
         .await;
-    println!(
-        "LAMBDA_FIGURES function=admin bin={bin} first_response_ms={} peak_rss_kb={} sustained={} mean_ms={mean_ms:.2}",
-        first_response.as_millis(),
-        f.peak_rss_kb(),
-        SUSTAINED_REQUESTS
-    );
+    f.print_figures("admin", &bin, first_response, mean_ms);
 }

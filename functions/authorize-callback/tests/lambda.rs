@@ -27,11 +27,7 @@ async fn authorize_callback_serves_through_the_lambda_runtime() {
         cookies.iter().any(|c| c.starts_with("__Host-bfy_tx_") && c.contains("Secure") && c.contains("Max-Age=0")),
         "{cookies:?}"
     );
-    let lines = f.log_lines();
-    assert!(
-        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
-        "JSON logs with the request id"
-    );
+    f.assert_logs_carry_request_id();
     // Memory over many requests: the route that reads the table without a signed-in user.
     let mean_ms = f
         .sustain(
@@ -42,10 +38,5 @@ async fn authorize_callback_serves_through_the_lambda_runtime() {
             400,
         )
         .await;
-    println!(
-        "LAMBDA_FIGURES function=authorize-callback bin={bin} first_response_ms={} peak_rss_kb={} sustained={} mean_ms={mean_ms:.2}",
-        first_response.as_millis(),
-        f.peak_rss_kb(),
-        SUSTAINED_REQUESTS
-    );
+    f.print_figures("authorize-callback", &bin, first_response, mean_ms);
 }

@@ -31,11 +31,7 @@ async fn backchannel_logout_serves_through_the_lambda_runtime() {
         )
         .await;
     assert_eq!(status, 404);
-    let lines = f.log_lines();
-    assert!(
-        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
-        "JSON logs with the request id"
-    );
+    f.assert_logs_carry_request_id();
     // Memory over many requests: the route that reads the table without a signed-in user.
     let mean_ms = f
         .sustain(
@@ -46,10 +42,5 @@ async fn backchannel_logout_serves_through_the_lambda_runtime() {
             404,
         )
         .await;
-    println!(
-        "LAMBDA_FIGURES function=backchannel-logout bin={bin} first_response_ms={} peak_rss_kb={} sustained={} mean_ms={mean_ms:.2}",
-        first_response.as_millis(),
-        f.peak_rss_kb(),
-        SUSTAINED_REQUESTS
-    );
+    f.print_figures("backchannel-logout", &bin, first_response, mean_ms);
 }

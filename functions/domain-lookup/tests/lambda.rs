@@ -28,11 +28,7 @@ async fn domain_lookup_serves_through_the_lambda_runtime() {
     // IdP-initiated with an unknown issuer: refused.
     let (status, _, _, _) = f.call("GET", "/sso/initiate?iss=https%3A%2F%2Funknown.okta.com", &[], None).await;
     assert_eq!(status, 400);
-    let lines = f.log_lines();
-    assert!(
-        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
-        "JSON logs with the request id"
-    );
+    f.assert_logs_carry_request_id();
     // Memory over many requests: the route that reads the table without a signed-in user.
     let mean_ms = f
         .sustain(
@@ -43,10 +39,5 @@ async fn domain_lookup_serves_through_the_lambda_runtime() {
             200,
         )
         .await;
-    println!(
-        "LAMBDA_FIGURES function=domain-lookup bin={bin} first_response_ms={} peak_rss_kb={} sustained={} mean_ms={mean_ms:.2}",
-        first_response.as_millis(),
-        f.peak_rss_kb(),
-        SUSTAINED_REQUESTS
-    );
+    f.print_figures("domain-lookup", &bin, first_response, mean_ms);
 }

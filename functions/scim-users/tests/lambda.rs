@@ -36,21 +36,11 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     let started = Instant::now();
     // SCIM_USERS_BIN runs another build of the function (the release bootstrap from its zip).
     let bin = std::env::var("SCIM_USERS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-users").to_string());
-    let child = Command::new(&bin)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "scim-users")
+    let child = function_command(&bin, &runtime, store.table())
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", butterfly_tests::aws::dynamodb_endpoint())
-        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", secretsmanager_endpoint())
-        .env("TABLE_NAME", store.table())
         .env("CURSOR_KEY_SECRET_ID", &secret_id)
         .stdout(Stdio::from(logs.reopen().unwrap()))
         .stderr(Stdio::inherit())
@@ -203,6 +193,22 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     );
 }
 
+/// The function binary with a clean environment: the Runtime API, the emulators, the table.
+fn function_command(bin: &str, runtime: &RuntimeApi, table: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "scim-users")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", butterfly_tests::aws::dynamodb_endpoint())
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", secretsmanager_endpoint())
+        .env("TABLE_NAME", table);
+    c
+}
+
 fn log_lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
@@ -233,21 +239,8 @@ async fn refuses_to_start_without_the_cursor_key() {
     let (store, _) = dynamo_store("lambda-nokey").await;
     let runtime = RuntimeApi::start().await;
     let bin = std::env::var("SCIM_USERS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-users").to_string());
-    let mut child = Command::new(&bin)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "scim-users")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", butterfly_tests::aws::dynamodb_endpoint())
-        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", secretsmanager_endpoint())
-        .env("TABLE_NAME", store.table())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        function_command(&bin, &runtime, store.table()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + std::time::Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

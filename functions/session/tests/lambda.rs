@@ -20,11 +20,7 @@ async fn session_serves_through_the_lambda_runtime() {
     assert_eq!((status, h.get("location").map(String::as_str)), (303, Some("/login")));
     let (status, h, _, _) = f.call("POST", "/logout", &[], None).await;
     assert_eq!((status, h.get("location").map(String::as_str)), (303, Some("/login?signed_out=1")));
-    let lines = f.log_lines();
-    assert!(
-        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty())),
-        "JSON logs with the request id"
-    );
+    f.assert_logs_carry_request_id();
     // Memory over many requests: the route that reads the table without a signed-in user.
     let mean_ms = f
         .sustain(
@@ -35,10 +31,5 @@ async fn session_serves_through_the_lambda_runtime() {
             401,
         )
         .await;
-    println!(
-        "LAMBDA_FIGURES function=session bin={bin} first_response_ms={} peak_rss_kb={} sustained={} mean_ms={mean_ms:.2}",
-        first_response.as_millis(),
-        f.peak_rss_kb(),
-        SUSTAINED_REQUESTS
-    );
+    f.print_figures("session", &bin, first_response, mean_ms);
 }
