@@ -9,8 +9,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use butterfly_api::oidc::{IdTokenExpectations, OidcProvider};
-use butterfly_core::sso::{IdentityProvider, Issuer, JwtKind};
+use butterfly_api::oidc::OidcProvider;
+use butterfly_core::sso::{IdTokenExpectations, IdentityProvider, Issuer, JwtKind};
 use butterfly_core::token::Secret;
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

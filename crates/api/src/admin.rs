@@ -219,8 +219,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value {
+/// The SSO settings as the admin API and `butterfly sso show --json` print them (never the secret).
+pub fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value {
     json!({
+        "tenant_id": v.tenant.as_str(),
         "issuer": v.issuer.as_ref().map(|i| i.as_str()),
         "client_id": v.client_id,
         "client_secret_set": v.client_secret_set,

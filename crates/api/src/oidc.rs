@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use butterfly_core::sso::{
-    check_endpoint, ip_allowed, CodeRedemption, IdentityProvider, Issuer, JwtKind, ProviderInfo, SsoError,
-    VerifiedIdToken,
+    check_endpoint, ip_allowed, CodeRedemption, IdTokenExpectations, IdentityProvider, Issuer, JwtKind, ProviderInfo,
+    SsoError, VerifiedIdToken,
 };
 use butterfly_core::token::Secret;
 use openidconnect::core::{
@@ -82,14 +82,6 @@ type TokenResp = StandardTokenResponse<IdFields, CoreTokenType>;
 type OidcIdToken =
     openidconnect::IdToken<ExtraClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
-/// What an ID token must match: the tenant's provider and client, and the login's nonce.
-pub struct IdTokenExpectations<'a> {
-    pub issuer: &'a Issuer,
-    pub client_id: &'a str,
-    pub client_secret: &'a Secret,
-    pub redirect_uri: &'a str,
-    pub nonce: &'a Secret,
-}
 type OidcClient = Client<
     ExtraClaims,
     CoreAuthDisplay,
@@ -386,8 +378,9 @@ impl IdentityProvider for OidcProvider {
     }
 
     async fn redeem(&self, r: CodeRedemption<'_>) -> Result<VerifiedIdToken, SsoError> {
-        let entry = self.cached(r.issuer).await?;
-        let client = Self::client(&entry.metadata, r.client_id, r.client_secret, r.redirect_uri)?;
+        let want = &r.expect;
+        let entry = self.cached(want.issuer).await?;
+        let client = Self::client(&entry.metadata, want.client_id, want.client_secret, want.redirect_uri)?;
         let response = client
             .exchange_code(AuthorizationCode::new(r.code.to_string()))
             .map_err(|e| SsoError::Settings(e.to_string()))?
@@ -409,14 +402,7 @@ impl IdentityProvider for OidcProvider {
         let id_token = response
             .id_token()
             .ok_or_else(|| SsoError::rejected("invalid_id_token", "the token response has no ID token"))?;
-        let expect = IdTokenExpectations {
-            issuer: r.issuer,
-            client_id: r.client_id,
-            client_secret: r.client_secret,
-            redirect_uri: r.redirect_uri,
-            nonce: r.nonce,
-        };
-        self.verify_id(&expect, entry, id_token).await
+        self.verify_id(want, entry, id_token).await
     }
 
     async fn verify_jwt(

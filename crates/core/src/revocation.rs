@@ -180,16 +180,6 @@ impl LogoutService {
         tenant.sso.as_ref().map(|s| (s.issuer.clone(), s.client_id.clone()))
     }
 
-    async fn verify(
-        &self,
-        issuer: &Issuer,
-        token: &str,
-        audience: &str,
-        kind: JwtKind,
-    ) -> Result<Map<String, Value>, SsoError> {
-        self.idp.verify_jwt(issuer, token, audience, kind).await
-    }
-
     /// OIDC Back-Channel Logout 1.0 §2.6: validates the logout token and ends the sessions it
     /// names (`sid`: that provider session; else all of `sub`'s). Idempotent: a valid token
     /// naming no live session is still a success.
@@ -210,7 +200,7 @@ impl LogoutService {
             .ok_or_else(|| LogoutError::Invalid("the logout token's issuer is not connected to Butterfly".into()))?;
         let (issuer, client_id) =
             Self::sso_of(&tenant).ok_or_else(|| LogoutError::Invalid("no SSO settings for this issuer".into()))?;
-        let claims = self.verify(&issuer, token, &client_id, JwtKind::LogoutToken).await.map_err(jwt_error)?;
+        let claims = self.idp.verify_jwt(&issuer, token, &client_id, JwtKind::LogoutToken).await.map_err(jwt_error)?;
         for required in ["iat", "jti"] {
             if !claims.contains_key(required) {
                 return Err(LogoutError::Invalid(format!("the logout token has no {required}")));
@@ -313,12 +303,12 @@ impl LogoutService {
         let (issuer, client_id) = Self::sso_of(&tenant)
             .ok_or_else(|| LogoutError::Unauthorized("single sign-on is not set up for this tenant".into()))?;
         let claims =
-            self.verify(&issuer, token, endpoint, JwtKind::GlobalTokenRevocation).await.map_err(
-                |e| match jwt_error(e) {
+            self.idp.verify_jwt(&issuer, token, endpoint, JwtKind::GlobalTokenRevocation).await.map_err(|e| {
+                match jwt_error(e) {
                     LogoutError::Invalid(m) => LogoutError::Unauthorized(m),
                     other => other,
-                },
-            )?;
+                }
+            })?;
         if str_claim(&claims, "sub") != Some(client_id.as_str()) {
             return Err(LogoutError::Unauthorized("the token's sub is not this app's client ID".into()));
         }

@@ -293,15 +293,20 @@ pub struct ProviderInfo {
     pub iss_parameter_supported: bool,
 }
 
-/// A code to redeem at the provider's token endpoint, with what the ID token must match.
-pub struct CodeRedemption<'a> {
+/// What an ID token must match: the tenant's provider and client, and the login's nonce.
+pub struct IdTokenExpectations<'a> {
     pub issuer: &'a Issuer,
     pub client_id: &'a str,
     pub client_secret: &'a Secret,
     pub redirect_uri: &'a str,
+    pub nonce: &'a Secret,
+}
+
+/// A code to redeem at the provider's token endpoint, and what the ID token it returns must match.
+pub struct CodeRedemption<'a> {
+    pub expect: IdTokenExpectations<'a>,
     pub code: &'a str,
     pub pkce_verifier: &'a Secret,
-    pub nonce: &'a Secret,
 }
 
 /// The claims of an ID token whose signature, issuer, audience, expiry and nonce were verified.

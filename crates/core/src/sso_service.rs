@@ -8,8 +8,9 @@ use crate::email::{check_email, fold, EmailDomain, UserName};
 use crate::ids::{TenantId, UserId};
 use crate::ports::{SecretStore, Store};
 use crate::sso::{
-    hash_secret, is_secret_shaped, pkce_challenge, random_secret, CodeRedemption, IdentityProvider, Issuer,
-    LoginTransaction, ReturnPath, Session, SsoConfig, SsoError, Subject, VerifiedIdToken, SCOPES,
+    hash_secret, is_secret_shaped, pkce_challenge, random_secret, CodeRedemption, IdTokenExpectations,
+    IdentityProvider, Issuer, LoginTransaction, ReturnPath, Session, SsoConfig, SsoError, Subject, VerifiedIdToken,
+    SCOPES,
 };
 use crate::tenant::Tenant;
 use crate::token::{Secret, TokenHash};
@@ -454,13 +455,15 @@ impl SsoService {
         let token = self
             .idp
             .redeem(CodeRedemption {
-                issuer: &tx.issuer,
-                client_id: &sso.client_id,
-                client_secret: &secret,
-                redirect_uri: &tx.redirect_uri,
+                expect: IdTokenExpectations {
+                    issuer: &tx.issuer,
+                    client_id: &sso.client_id,
+                    client_secret: &secret,
+                    redirect_uri: &tx.redirect_uri,
+                    nonce: &tx.nonce,
+                },
                 code,
                 pkce_verifier: &tx.pkce_verifier,
-                nonce: &tx.nonce,
             })
             .await?;
         if token.issuer != tx.issuer.as_str() {

@@ -122,6 +122,16 @@ pub fn app_parts(cfg: &Config, aws: &Aws) -> Result<AppParts, InitError> {
     })
 }
 
+/// The whole `main` of a function serving routers built from [`AppParts`]: logging, typed
+/// config, AWS clients (warm), the parts, then `router` as this Lambda.
+pub async fn serve(router: impl FnOnce(&AppParts) -> Router) -> Result<(), lambda_http::Error> {
+    init_logging();
+    let cfg = Config::from_env()?;
+    let aws = connect(&cfg).await?;
+    let parts = app_parts(&cfg, &aws)?;
+    run(router(&parts), aws).await
+}
+
 /// Runs one router as this Lambda: common layers, Lambda request ids and cost logging.
 pub async fn run(router: Router, aws: Aws) -> Result<(), lambda_http::Error> {
     lambda_http::run(lambda_layers(butterfly_api::with_common_layers(router), aws.counter)).await

@@ -171,21 +171,9 @@ pub enum SsoCmd {
     },
 }
 
-fn sso_json(v: &SsoSettingsView) -> serde_json::Value {
-    json!({
-        "tenant_id": v.tenant.as_str(),
-        "issuer": v.issuer.as_ref().map(|i| i.as_str()),
-        "client_id": v.client_id,
-        "client_secret_set": v.client_secret_set,
-        "domains": v.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
-        "enabled": v.enabled,
-        "updated": v.updated.map(|t| t.to_rfc3339()),
-    })
-}
-
 fn print_sso(v: &SsoSettingsView, json_out: bool) {
     if json_out {
-        println!("{}", sso_json(v));
+        println!("{}", butterfly_api::admin::settings_json(v));
         return;
     }
     let ds: Vec<&str> = v.domains.iter().map(|d| d.as_str()).collect();

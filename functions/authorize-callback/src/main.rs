@@ -1,12 +1,6 @@
 //! Lambda `authorize-callback`: `GET /sso/callback`: completes a sign-in, over DynamoDB and Secrets Manager.
 
-use butterfly_lambda::{app_parts, connect, init_logging, run, Config};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    init_logging();
-    let cfg = Config::from_env()?;
-    let aws = connect(&cfg).await?;
-    let parts = app_parts(&cfg, &aws)?;
-    run(butterfly_api::sso::callback_router(parts.sso_state()), aws).await
+    butterfly_lambda::serve(|parts| butterfly_api::sso::callback_router(parts.sso_state())).await
 }
