@@ -17,11 +17,11 @@ part() { printf '\n== %s  (%s)\n' "$*" "$(date +%T)" >&2; }
 
 part "micro-benchmarks (criterion)"
 if [ $SMOKE = 1 ]; then
-  cargo test --locked -q -p butterfly-core -p butterfly-api --benches >"$OUT/micro.log" 2>&1 || { tail -20 "$OUT/micro.log"; exit 1; }
+  cargo test --locked -q -p butterfly-core -p butterfly-outbound --benches >"$OUT/micro.log" 2>&1 || { tail -20 "$OUT/micro.log"; exit 1; }
   echo "Smoke run: each benchmark ran once ($(grep -c '^Success' "$OUT/micro.log") benchmarks); no timings." >"$OUT/micro.md"
 else
   rm -rf "$CARGO_TARGET_DIR/criterion"
-  cargo bench --locked -q -p butterfly-core -p butterfly-api --bench core --bench verify -- --warm-up-time 1 --measurement-time 3 >"$OUT/micro.log" 2>&1 \
+  cargo bench --locked -q -p butterfly-core -p butterfly-outbound --bench core --bench verify -- --warm-up-time 1 --measurement-time 3 >"$OUT/micro.log" 2>&1 \
     || { tail -20 "$OUT/micro.log"; exit 1; }
   python3 - "$CARGO_TARGET_DIR/criterion" >"$OUT/micro.md" <<'PY'
 import glob, json, os, sys

@@ -10,11 +10,14 @@
 // Test controls (loopback only, outside the issuer paths):
 //   POST /admin/mutate-next-id-token?prefix=/t1&mutation=M  the next token response of that
 //        issuer carries an ID token altered by M: aud | iss | nonce | expired | alg_none |
-//        bad_signature | unknown_key | other_issuer_key
+//        bad_signature | unknown_key | other_issuer_key | azp (another client's) | iat_future
 //   POST /admin/backchannel-logout?prefix=/t1&client_id=C&sub=S[&sid=X]  a real OIDC
 //        Back-Channel Logout POST from the provider to the client
 //   POST /admin/sign?prefix=/t1[&key=other]  body {"header":{...},"payload":{...}}: a JWT
 //        signed with that issuer's key (or a key no JWKS publishes)
+//   POST /admin/account?prefix=/t1&id=LOGIN  body {claims}: the account signing in as LOGIN
+//        gets these claims instead of the defaults (a key set to null is left out), e.g.
+//        {"email":"\u212aate@acme.test","email_verified":false}
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -23,7 +26,7 @@ import { generateKeyPair, exportJWK, SignJWT, decodeJwt, decodeProtectedHeader }
 const config = JSON.parse(process.env.OP_CONFIG || '{"issuers":[]}');
 const requestedPort = Number(process.env.OP_PORT || 0);
 
-const providers = new Map(); // prefix -> { provider, callback, key, jwk, issuer, mutation }
+const providers = new Map(); // prefix -> { provider, callback, key, jwk, issuer, mutation, accounts }
 const stranger = await generateKeyPair('RS256', { extractable: true }); // published nowhere
 
 const server = http.createServer((req, res) => {
@@ -39,7 +42,7 @@ for (const entry of config.issuers) {
   const issuer = `http://127.0.0.1:${port}${prefix}`;
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await exportJWK(privateKey)), kid: entry.kid, alg: 'RS256', use: 'sig' };
-  const state = { issuer, key: privateKey, jwk, mutation: null };
+  const state = { issuer, key: privateKey, jwk, mutation: null, accounts: new Map() };
   const clients = entry.clients.map((c) => ({
     response_types: ['code'],
     grant_types: ['authorization_code'],
@@ -67,18 +70,21 @@ for (const entry of config.issuers) {
       const email = id.includes('@') ? id : `${id}@acme.test`;
       const local = email.split('@')[0];
       const given = local.split(/[._-]/)[0] || local;
+      const defaults = {
+        sub: id,
+        email,
+        email_verified: true,
+        name: `${given} Tester`,
+        given_name: given,
+        family_name: 'Tester',
+        preferred_username: email,
+      };
+      const merged = { ...defaults, ...(state.accounts.get(id) || {}) };
+      for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
       return {
         accountId: id,
         async claims() {
-          return {
-            sub: id,
-            email,
-            email_verified: true,
-            name: `${given} Tester`,
-            given_name: given,
-            family_name: 'Tester',
-            preferred_username: email,
-          };
+          return merged;
         },
       };
     },
@@ -119,6 +125,8 @@ async function mutate(token, mutation, state) {
     case 'aud': return sign(header, { ...payload, aud: 'some-other-client' }, state.key);
     case 'iss': return sign(header, { ...payload, iss: `${state.issuer}-evil` }, state.key);
     case 'nonce': return sign(header, { ...payload, nonce: 'not-the-nonce-we-sent' }, state.key);
+    case 'azp': return sign(header, { ...payload, azp: 'another-client' }, state.key);
+    case 'iat_future': return sign(header, { ...payload, iat: now + 86400, exp: now + 90000 }, state.key);
     case 'expired': return sign(header, { ...payload, iat: now - 7200, exp: now - 3600 }, state.key);
     case 'alg_none': return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(payload)}.`;
     case 'bad_signature': {
@@ -160,6 +168,10 @@ async function handle(req, res) {
       } catch (e) {
         return res.writeHead(502).end(String(e.message));
       }
+    }
+    if (req.method === 'POST' && url.pathname === '/admin/account') {
+      state.accounts.set(url.searchParams.get('id'), JSON.parse(await readBody(req)));
+      return res.writeHead(204).end();
     }
     if (req.method === 'POST' && url.pathname === '/admin/sign') {
       const { header, payload } = JSON.parse(await readBody(req));

@@ -59,3 +59,17 @@ pub async fn embedded_fixture() -> Fixture {
     let store = butterfly_embedded::EmbeddedStore::open(dir.path()).expect("open");
     Fixture { store: Arc::new(store), guard: Box::new(dir) }
 }
+
+/// A fresh server secret in Secrets Manager (moto) for a function under test; returns its id.
+pub async fn server_secret(label: &str) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(&local_config(&secretsmanager_endpoint()).await);
+    let id = format!("butterfly/test/server-key-{label}-{}", uuid_like());
+    sm.create_secret().name(&id).secret_string(format!("server secret for {id}")).send().await.expect("create secret");
+    id
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{n}", std::process::id())
+}

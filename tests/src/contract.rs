@@ -5,11 +5,12 @@ use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::email::{EmailDomain, UserName};
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::Store;
+use butterfly_core::ports::TokenSlots;
 use butterfly_core::sso::{
     hash_secret, random_secret, Issuer, LoginTransaction, ReturnPath, Session, SsoConfig, Subject,
 };
 use butterfly_core::tenant::Tenant;
-use butterfly_core::token::{ScimToken, Secret, TokenRecord};
+use butterfly_core::token::{ScimToken, Secret, TokenHash, TokenRecord};
 use butterfly_core::user::User;
 use butterfly_core::Error;
 use std::any::Any;
@@ -30,6 +31,8 @@ pub fn tenant(name: &str, domains: &[&str]) -> Tenant {
         id: TenantId::generate(),
         name: name.into(),
         domains: domains.iter().map(|d| EmailDomain::parse(d).unwrap()).collect(),
+        domain_records: vec![],
+        verification_token: None,
         created: now(),
         sso: None,
         version: 1,
@@ -87,20 +90,33 @@ pub async fn tenants(f: Fixture) {
     assert!(ids.contains(&a.id) && ids.contains(&b2.id) && !ids.contains(&b.id));
 }
 
+/// Every token the store keeps for the tenant that still resolves (is not deleted).
+async fn resolvable(s: &Arc<dyn Store>, hashes: &[TokenHash]) -> Vec<TokenHash> {
+    let mut out = Vec::new();
+    for h in hashes {
+        if s.resolve_token(h).await.unwrap().is_some() {
+            out.push(*h);
+        }
+    }
+    out
+}
+
 pub async fn tokens(f: Fixture) {
     let s = &f.store;
     let t = TenantId::generate();
     let first = token(&t);
     s.install_token(&first, None).await.unwrap();
     assert_eq!(s.resolve_token(&first.hash).await.unwrap(), Some(first.clone()));
-    assert_eq!(s.current_token(&t).await.unwrap(), Some(first.clone()));
-    // A second "issue" is refused; a rotation must name the current token.
+    let slots = |c: &TokenRecord, p: Option<&TokenRecord>| TokenSlots { current: c.hash, previous: p.map(|p| p.hash) };
+    assert_eq!(s.token_slots(&t).await.unwrap(), Some(slots(&first, None)));
+    // A second "issue" is refused; a rotation must name the tenant's current tokens.
     assert!(matches!(s.install_token(&token(&t), None).await, Err(Error::Conflict(_))));
-    assert!(matches!(s.install_token(&token(&t), Some(&token(&t).hash)).await, Err(Error::Conflict(_))));
+    let stranger = token(&t);
+    assert!(matches!(s.install_token(&token(&t), Some(&slots(&stranger, None))).await, Err(Error::Conflict(_))));
     let second = token(&t);
-    s.install_token(&second, Some(&first.hash)).await.unwrap();
+    s.install_token(&second, Some(&slots(&first, None))).await.unwrap();
     assert_eq!(s.resolve_token(&first.hash).await.unwrap(), None, "the old token is dead at once");
-    assert_eq!(s.current_token(&t).await.unwrap().map(|r| r.hash), Some(second.hash));
+    assert_eq!(s.token_slots(&t).await.unwrap(), Some(slots(&second, None)));
     // Last use only moves forward; a rotated-away token is not revived by a late use.
     s.record_token_use(&second.hash, Timestamp(2_000)).await.unwrap();
     s.record_token_use(&second.hash, Timestamp(1_000)).await.unwrap();
@@ -111,15 +127,33 @@ pub async fn tokens(f: Fixture) {
     // Rotation with overlap: the old token stays, with a deadline, until retired.
     let third = token(&t);
     let until = Timestamp(now().millis() + 3_600_000);
-    assert!(matches!(s.install_token_with_overlap(&third, &first.hash, until).await, Err(Error::Conflict(_))));
-    s.install_token_with_overlap(&third, &second.hash, until).await.unwrap();
-    assert_eq!(s.current_token(&t).await.unwrap().map(|r| r.hash), Some(third.hash));
+    assert!(matches!(s.install_token_with_overlap(&third, &slots(&first, None), until).await, Err(Error::Conflict(_))));
+    s.install_token_with_overlap(&third, &slots(&second, None), until).await.unwrap();
+    assert_eq!(s.token_slots(&t).await.unwrap(), Some(slots(&third, Some(&second))));
     assert_eq!(s.resolve_token(&second.hash).await.unwrap().and_then(|r| r.expires), Some(until));
-    s.retire_token(&third.hash).await.unwrap();
+    // Retiring needs the pointer to still name both; the current token is never retired.
+    s.retire_previous(&t, &second.hash, &third.hash).await.unwrap();
     assert!(s.resolve_token(&third.hash).await.unwrap().is_some(), "the current token is never retired");
-    s.retire_token(&second.hash).await.unwrap();
+    s.retire_previous(&t, &third.hash, &second.hash).await.unwrap();
     assert_eq!(s.resolve_token(&second.hash).await.unwrap(), None);
-    s.retire_token(&second.hash).await.unwrap();
+    assert_eq!(s.token_slots(&t).await.unwrap(), Some(slots(&third, None)));
+    s.retire_previous(&t, &third.hash, &second.hash).await.unwrap();
+
+    // The attack: overlap (T4 beside T3), then "immediate" (T5). Every older token is dead.
+    let t4 = token(&t);
+    s.install_token_with_overlap(&t4, &slots(&third, None), until).await.unwrap();
+    let t5 = token(&t);
+    s.install_token(&t5, Some(&slots(&t4, Some(&third)))).await.unwrap();
+    assert_eq!(resolvable(s, &[first.hash, second.hash, third.hash, t4.hash, t5.hash]).await, vec![t5.hash]);
+    // Overlap after overlap: only the current one and the one it overlaps live, ever.
+    let t6 = token(&t);
+    s.install_token_with_overlap(&t6, &slots(&t5, None), until).await.unwrap();
+    let t7 = token(&t);
+    s.install_token_with_overlap(&t7, &slots(&t6, Some(&t5)), until).await.unwrap();
+    assert_eq!(resolvable(s, &[t5.hash, t6.hash, t7.hash]).await, vec![t6.hash, t7.hash]);
+    assert_eq!(s.token_slots(&t).await.unwrap(), Some(slots(&t7, Some(&t6))));
+    // A stale expectation (naming the tokens before the last rotation) is refused.
+    assert!(matches!(s.install_token(&token(&t), Some(&slots(&t6, Some(&t5)))).await, Err(Error::Conflict(_))));
 }
 
 pub async fn users(f: Fixture) {
@@ -379,6 +413,8 @@ fn sso_config(issuer: &str) -> SsoConfig {
         client_id: "client".into(),
         enabled: true,
         updated: now(),
+        bound_at: Some(now()),
+        replaces: None,
     }
 }
 
@@ -472,6 +508,7 @@ fn session(t: &TenantId, u: &UserId, sid: Option<&str>) -> Session {
         created: n,
         last_seen: n,
         expires: n.plus_secs(3600),
+        confirmed: true,
     }
 }
 
@@ -530,6 +567,8 @@ pub async fn login_transactions(f: Fixture) {
     let s = f.store.clone();
     let n = now();
     let tx = LoginTransaction {
+        purpose: Default::default(),
+        tester: None,
         state_hash: hash_secret("state"),
         binding_hash: hash_secret("binding"),
         tenant: TenantId::generate(),
@@ -559,6 +598,54 @@ pub async fn login_transactions(f: Fixture) {
     assert_eq!(got[0].pkce_verifier, tx.pkce_verifier);
     assert_eq!(got[0].return_to, tx.return_to);
     assert!(s.take_login(&hash_secret("state")).await.unwrap().is_none());
+}
+
+/// The last active super_admin cannot be demoted by two super_admins demoting each other at
+/// the same instant: the guard is atomic with the write (ten rounds of the race).
+pub async fn super_admin_guard(f: Fixture) {
+    let s = f.store.clone();
+    let t = TenantId::generate();
+    let mut a = user(&t, "root-a@example.com", None);
+    let mut b = user(&t, "root-b@example.com", None);
+    a.role = Some(butterfly_core::role::Role::SuperAdmin);
+    b.role = Some(butterfly_core::role::Role::SuperAdmin);
+    s.create_user(&a).await.unwrap();
+    s.create_user(&b).await.unwrap();
+    let demoted = |u: &User| {
+        let mut n = u.clone();
+        n.role = Some(butterfly_core::role::Role::Admin);
+        n.version += 1;
+        n
+    };
+    for round in 0..10 {
+        let (ca, cb) = (s.get_user(&t, &a.id).await.unwrap().unwrap(), s.get_user(&t, &b.id).await.unwrap().unwrap());
+        assert!(ca.counts_as_super_admin() && cb.counts_as_super_admin(), "round {round} starts with two");
+        let (s1, s2) = (s.clone(), s.clone());
+        let (na, nb) = (demoted(&ca), demoted(&cb));
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { s1.replace_user_guarded(&ca, &na, None).await }),
+            tokio::spawn(async move { s2.replace_user_guarded(&cb, &nb, None).await }),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(ra.is_ok() != rb.is_ok(), "round {round}: exactly one demotion succeeds: {ra:?} {rb:?}");
+        assert!(matches!(ra.as_ref().err().or(rb.as_ref().err()), Some(Error::Conflict(_))));
+        let (ua, ub) = (s.get_user(&t, &a.id).await.unwrap().unwrap(), s.get_user(&t, &b.id).await.unwrap().unwrap());
+        assert_eq!(u8::from(ua.counts_as_super_admin()) + u8::from(ub.counts_as_super_admin()), 1, "round {round}");
+        // Promote the demoted one again (an unguarded write, as SCIM's).
+        let down = if ua.counts_as_super_admin() { ub } else { ua };
+        let mut up = down.clone();
+        up.role = Some(butterfly_core::role::Role::SuperAdmin);
+        up.version += 1;
+        s.replace_user_with(&down, &up, None).await.unwrap();
+    }
+    // Alone, the last one cannot be demoted by hand; deactivation by SCIM is not guarded.
+    let cb = s.get_user(&t, &b.id).await.unwrap().unwrap();
+    s.delete_user(&s.get_user(&t, &a.id).await.unwrap().unwrap()).await.unwrap();
+    assert!(matches!(s.replace_user_guarded(&cb, &demoted(&cb), None).await, Err(Error::Conflict(_))));
+    let mut off = cb.clone();
+    off.active = false;
+    off.version += 1;
+    s.replace_user_with(&cb, &off, None).await.unwrap();
 }
 
 pub async fn audit_trail(f: Fixture) {
@@ -610,6 +697,10 @@ macro_rules! store_contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn tokens() {
             $crate::contract::tokens($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn super_admin_guard() {
+            $crate::contract::super_admin_guard($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn users() {

@@ -159,9 +159,12 @@ pub fn http_answer(v: &Value) -> (u16, HashMap<String, String>, Value) {
 /// How many requests the memory figure spans (the "peak RSS over 1,000 requests").
 pub const SUSTAINED_REQUESTS: usize = 1000;
 
+/// The functions that set or check session cookies and CSRF tokens (they need the server key).
+pub const SERVES_SESSIONS: [&str; 4] = ["session", "admin", "token-rotation", "authorize-callback"];
+
 /// A function binary running as on Lambda: polled by a local [`RuntimeApi`], with DynamoDB
-/// Local and moto behind it (a fresh table; like the deployed SSO functions, no cursor key).
-/// Killed when dropped.
+/// Local and moto behind it (a fresh table; the server secret in Secrets Manager for the
+/// functions the template gives it to: those serving browser sessions). Killed when dropped.
 pub struct LambdaProcess {
     pub runtime: RuntimeApi,
     pub table: String,
@@ -175,7 +178,17 @@ impl LambdaProcess {
     /// Starts `bin` (the function `name`) over a fresh table; returns once the process runs
     /// (its init finishes before it polls for the first event).
     pub async fn start(bin: &str, name: &str) -> LambdaProcess {
+        // The sustained-load figures send a thousand requests from one address: the deployment's
+        // per-address limit is a parameter, raised here (the limit itself has its own test).
+        Self::start_with(bin, name, &[("ANONYMOUS_LIMIT_PER_MINUTE", "1000000")]).await
+    }
+
+    /// [`Self::start`] with extra environment variables (the template's parameters).
+    pub async fn start_with(bin: &str, name: &str, env: &[(&str, &str)]) -> LambdaProcess {
         let (store, _) = crate::aws::dynamo_store(name).await;
+        // As in template.yaml: the functions that serve browser sessions read the server secret.
+        let server_secret =
+            if SERVES_SESSIONS.contains(&name) { Some(crate::aws::server_secret(name).await) } else { None };
         let runtime = RuntimeApi::start().await;
         let logs = tempfile::NamedTempFile::new().expect("log file");
         let started = std::time::Instant::now();
@@ -194,8 +207,9 @@ impl LambdaProcess {
             .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
             .env("TABLE_NAME", store.table())
-            // As in template.yaml: only scim-users is given the cursor key.
             .env("SECRETS_PREFIX", "butterfly/test")
+            .envs(server_secret.iter().map(|id| ("CURSOR_KEY_SECRET_ID", id.as_str())))
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::from(logs.reopen().expect("log file")))
             .stderr(std::process::Stdio::inherit())
             .spawn()

@@ -3,6 +3,8 @@
 
 pub mod aws;
 pub mod contract;
+pub mod dns;
+pub mod hostile;
 pub mod lambda_runtime;
 pub mod op;
 
@@ -12,7 +14,8 @@ use butterfly_core::clock::{SystemClock, Timestamp};
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::{
-    AuditStore, LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore,
+    AuditStore, LoginStore, OnceStore, QuotaStore, SecretStore, SessionStore, TenantStore, TokenSlots, TokenStore,
+    UserStore,
 };
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
@@ -31,6 +34,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Limits no functional test reaches (the limit tests set their own).
+pub fn generous_limits() -> butterfly_api::Limits {
+    butterfly_api::Limits::new(
+        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, per_domain_per_minute: 1_000_000 },
+        butterfly_core::limit::QuotaPolicy::per_minute(1_000_000),
+    )
+}
+
 /// A store wrapper that counts every port call (one call = one store round trip).
 pub struct CountingStore {
     inner: EmbeddedStore,
@@ -48,6 +59,11 @@ impl CountingStore {
             l.push(name);
         }
     }
+    /// The store being counted.
+    pub fn inner(&self) -> &EmbeddedStore {
+        &self.inner
+    }
+
     /// Resets the counter and returns the operations made since the last reset.
     pub fn take(&self) -> (u64, Vec<&'static str>) {
         let n = self.ops.swap(0, Ordering::SeqCst);
@@ -110,6 +126,18 @@ impl SessionStore for CountingStore {
         self.hit("delete_sid_sessions");
         self.inner.delete_sid_sessions(i, sid).await
     }
+    async fn delete_issuer_sessions(&self, t: &TenantId, i: &str) -> Result<u32> {
+        self.hit("delete_issuer_sessions");
+        self.inner.delete_issuer_sessions(t, i).await
+    }
+}
+
+#[async_trait]
+impl QuotaStore for CountingStore {
+    async fn take_quota(&self, k: &str, start: Timestamp, secs: i64, want: u32, limit: u32) -> Result<u32> {
+        self.hit("take_quota");
+        self.inner.take_quota(k, start, secs, want, limit).await
+    }
 }
 
 #[async_trait]
@@ -154,21 +182,21 @@ impl TokenStore for CountingStore {
         self.hit("resolve_token");
         self.inner.resolve_token(h).await
     }
-    async fn current_token(&self, t: &TenantId) -> Result<Option<TokenRecord>> {
-        self.hit("current_token");
-        self.inner.current_token(t).await
+    async fn token_slots(&self, t: &TenantId) -> Result<Option<TokenSlots>> {
+        self.hit("token_slots");
+        self.inner.token_slots(t).await
     }
-    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
+    async fn install_token(&self, new: &TokenRecord, expected: Option<&TokenSlots>) -> Result<()> {
         self.hit("install_token");
-        self.inner.install_token(new, replacing).await
+        self.inner.install_token(new, expected).await
     }
-    async fn install_token_with_overlap(&self, new: &TokenRecord, old: &TokenHash, until: Timestamp) -> Result<()> {
+    async fn install_token_with_overlap(&self, new: &TokenRecord, old: &TokenSlots, until: Timestamp) -> Result<()> {
         self.hit("install_token_with_overlap");
         self.inner.install_token_with_overlap(new, old, until).await
     }
-    async fn retire_token(&self, h: &TokenHash) -> Result<()> {
-        self.hit("retire_token");
-        self.inner.retire_token(h).await
+    async fn retire_previous(&self, t: &TenantId, cur: &TokenHash, prev: &TokenHash) -> Result<()> {
+        self.hit("retire_previous");
+        self.inner.retire_previous(t, cur, prev).await
     }
     async fn record_token_use(&self, h: &TokenHash, at: Timestamp) -> Result<()> {
         self.hit("record_token_use");
@@ -210,6 +238,10 @@ impl UserStore for CountingStore {
         self.hit("replace_user");
         self.inner.replace_user_with(p, n, a).await
     }
+    async fn replace_user_guarded(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
+        self.hit("replace_user_guarded");
+        self.inner.replace_user_guarded(p, n, a).await
+    }
     async fn delete_user_with(&self, p: &User, a: Option<&AuditEvent>) -> Result<()> {
         self.hit("delete_user");
         self.inner.delete_user_with(p, a).await
@@ -244,6 +276,12 @@ pub struct TestApp {
     pub admin: AdminService,
     /// The SSO use cases over the same store (to save settings as an admin would).
     pub sso: SsoService,
+    /// Domain verification over the same store and DNS server.
+    pub domains: butterfly_core::domain::DomainService,
+    /// The DNS server the app resolves with (authoritative for `test.` and `example.`).
+    pub dns: Arc<dns::TestDns>,
+    /// The key CSRF tokens are computed under.
+    pub csrf: butterfly_core::csrf::CsrfKey,
     dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -276,6 +314,26 @@ impl TestApp {
     }
 
     pub async fn start_with(data_dir: &Path, tenant: Option<(TenantId, String)>, policy: SsoPolicy) -> TestApp {
+        Self::start_full(data_dir, tenant, policy, None).await
+    }
+
+    /// A fresh store with the abuse limits of the test's choosing (others run with limits no
+    /// test reaches).
+    pub async fn spawn_with_limits(limits: butterfly_api::Limits) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let policy = SsoPolicy { allow_loopback_http: true, ..SsoPolicy::default() };
+        let mut app = Self::start_full(&path, None, policy, Some(limits)).await;
+        app.dir = Some(dir);
+        app
+    }
+
+    pub async fn start_full(
+        data_dir: &Path,
+        tenant: Option<(TenantId, String)>,
+        policy: SsoPolicy,
+        limits: Option<butterfly_api::Limits>,
+    ) -> TestApp {
         let embedded = EmbeddedStore::open(data_dir).expect("open store");
         let key = embedded.server_secret("cursor-key").await.expect("cursor key");
         let store = Arc::new(CountingStore::new(embedded));
@@ -290,19 +348,29 @@ impl TestApp {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
+        let dns = Arc::new(dns::TestDns::start(&["test", "example"]).await);
+        let servers = butterfly_outbound::DnsServers::At(dns.addr);
+        let http = butterfly_outbound::GuardedHttp::new(&servers, true, butterfly_outbound::Limits::default())
+            .expect("http client");
+        let csrf = butterfly_core::csrf::CsrfKey::derive(&key);
         let parts = butterfly_api::AppParts {
             store: store.clone(),
             secrets: store.clone(),
-            idp: Arc::new(butterfly_api::oidc::OidcProvider::new(true).expect("http client")),
+            idp: Arc::new(butterfly_outbound::OidcProvider::new(http)),
             clock: Arc::new(SystemClock),
             base_url: butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
             cookies: butterfly_api::sso::CookiePolicy { secure: false },
             sso_policy: policy,
+            csrf: csrf.clone(),
+            dns: Arc::new(butterfly_outbound::TxtLookup::new(&servers).expect("dns")),
+            limits: limits.unwrap_or_else(generous_limits),
         };
         let sso = parts.sso_service();
+        let domains = parts.domain_service();
         let app = butterfly_api::app(&parts, CursorKey::from_slice(&key).expect("key"));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
@@ -319,6 +387,9 @@ impl TestApp {
             store,
             admin,
             sso,
+            domains,
+            dns,
+            csrf,
             dir: None,
             data_dir: data_dir.to_path_buf(),
             shutdown: Some(tx),

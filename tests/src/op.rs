@@ -120,6 +120,19 @@ impl TestOp {
         r.text().await.expect("jwt")
     }
 
+    /// The account signing in as `login` at `prefix` gets `claims` instead of the defaults (a
+    /// claim set to `null` is left out; `sub` defaults to the login).
+    pub async fn set_account(&self, prefix: &str, login: &str, claims: Value) {
+        let r = Client::new()
+            .post(format!("{}/admin/account", self.origin()))
+            .query(&[("prefix", prefix), ("id", login)])
+            .json(&claims)
+            .send()
+            .await
+            .expect("op admin");
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+
     /// Makes the provider send a real OIDC Back-Channel Logout POST to the client.
     pub async fn backchannel_logout(&self, prefix: &str, client_id: &str, sub: &str, sid: Option<&str>) {
         let mut q = vec![("prefix", prefix), ("client_id", client_id), ("sub", sub)];
@@ -239,6 +252,18 @@ impl Browser {
             }
         }
         panic!("the provider did not send the browser back within 12 steps");
+    }
+
+    /// Signs out as the signed-in page's button does: the session's CSRF token (from `/me`)
+    /// with the form, and `provider=1` when `provider`.
+    pub async fn sign_out(&self, app_origin: &str, provider: bool) -> Response {
+        let me: Value = self.get(&format!("{app_origin}/me")).await.json().await.unwrap_or(Value::Null);
+        let csrf = me["csrfToken"].as_str().unwrap_or("").to_string();
+        let mut form = vec![("csrf", csrf.as_str())];
+        if provider {
+            form.push(("provider", "1"));
+        }
+        self.post_form(&format!("{app_origin}/logout"), &form).await
     }
 
     /// The whole SP-initiated sign-in: the login form, the provider, the callback. Returns the

@@ -284,7 +284,7 @@ async fn the_audit_trail_tells_what_happened_newest_first() {
     // A refused sign-in is recorded with its reason.
     let b = Browser::new();
     assert_eq!(b.sign_in(&rig.app.origin, "gone@acme.test").await.status(), StatusCode::FORBIDDEN);
-    jit.b.post_form(&format!("{}/logout", rig.app.origin), &[]).await;
+    jit.b.sign_out(&rig.app.origin, false).await;
 
     let mut all: Vec<Value> = Vec::new();
     let mut url = "/admin/audit?limit=3".to_string();

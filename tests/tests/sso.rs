@@ -291,7 +291,7 @@ async fn logout_ends_the_session_and_can_end_the_provider_session() {
     let b = Browser::new();
     let r = b.sign_in(&rig.app.origin, "gina@acme.test").await;
     let cookie = session_cookie(&r).unwrap();
-    let out = b.post_form(&format!("{}/logout", rig.app.origin), &[]).await;
+    let out = b.sign_out(&rig.app.origin, false).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&out).as_deref(), Some("/login?signed_out=1"));
     assert!(set_cookies(out.headers()).iter().any(|c| c.starts_with("bfy_session=;") && c.contains("Max-Age=0")));
@@ -307,7 +307,7 @@ async fn logout_ends_the_session_and_can_end_the_provider_session() {
 
     // With provider=1 the browser continues to the provider's end-session endpoint.
     b.sign_in(&rig.app.origin, "gina@acme.test").await;
-    let out = b.post_form(&format!("{}/logout", rig.app.origin), &[("provider", "1")]).await;
+    let out = b.sign_out(&rig.app.origin, true).await;
     let loc = location(&out).unwrap();
     assert!(loc.starts_with(&format!("{}/session/end?", rig.op.issuer("/t1"))), "{loc}");
     assert!(param(&loc, "id_token_hint").is_some_and(|t| t.split('.').count() == 3));
@@ -560,9 +560,9 @@ async fn sso_settings_are_validated_and_the_secret_is_write_only() {
     let e = rig.app.sso.configure(&t, settings(rig.op.issuer("/t1"), "c", "s", "acme.test, gmail.com")).await;
     assert!(err(e.unwrap_err()).contains("public mailbox provider"));
     let e = rig.app.sso.configure(&t, settings(rig.op.issuer("/t1"), "c", "s", "globex.test")).await;
-    assert!(err(e.unwrap_err()).contains("another tenant"));
+    assert!(err(e.unwrap_err()).contains("another Butterfly organisation"));
     let e = rig.app.sso.configure(&t, settings(rig.op.issuer("/t2"), "c", "s", "acme.test")).await;
-    assert!(err(e.unwrap_err()).contains("another tenant"));
+    assert!(err(e.unwrap_err()).contains("another Butterfly organisation"));
     // Nothing changed by the refusals.
     assert_eq!(rig.app.sso.settings(&t).await.unwrap(), view);
 

@@ -30,6 +30,7 @@ async fn an_unreachable_table_is_a_503_with_retry_after() {
         Arc::new(SystemClock),
         CursorKey::new([1; 32]),
         butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
+        butterfly_core::limit::QuotaPolicy::default(),
     );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -9,45 +9,42 @@
 
 use crate::auth_response::{json_response as ok, oauth_error as error};
 use crate::scim::BaseUrl;
-use crate::sso::{read_cookie, CookiePolicy};
+use crate::sso::{
+    add_cookie, from_this_site, read_cookie, redirect_uri, transaction_cookie, CookiePolicy, CSRF_SESSION,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
-use base64::Engine;
+use butterfly_core::actor::Actor;
+use butterfly_core::csrf::CsrfKey;
+use butterfly_core::domain::DomainService;
 use butterfly_core::ids::TenantId;
 use butterfly_core::role::Permission;
 use butterfly_core::service::{AdminService, RotationMode};
 use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{SsoService, SsoSettingsInput};
+use butterfly_core::sso_service::{verification_name, verification_value, SsoService, SsoSettingsInput};
 use butterfly_core::team::TeamService;
 use butterfly_core::token::Secret;
 use butterfly_core::user::User;
 use butterfly_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub sso: Arc<SsoService>,
+    pub domains: Arc<DomainService>,
+    pub csrf: CsrfKey,
     pub admin: Arc<AdminService>,
     pub team: Arc<TeamService>,
     pub store: Arc<dyn butterfly_core::ports::Store>,
     pub base_url: BaseUrl,
     pub cookies: CookiePolicy,
-}
-
-/// The CSRF token of a session: derived from the session cookie, so only a page that can read
-/// our responses (same origin) can learn it; `GET /me` returns it.
-pub fn csrf_token(session_cookie: &str) -> String {
-    let d = Sha256::digest(format!("butterfly-csrf:{session_cookie}").as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
 }
 
 fn domain_error(e: Error) -> Response {
@@ -98,14 +95,11 @@ async fn authorize(
         ));
     }
     if method != Method::GET && method != Method::HEAD {
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            if origin != state.base_url.origin(headers) {
-                return Err(error(StatusCode::FORBIDDEN, "csrf", "cross-origin request refused"));
-            }
+        if !from_this_site(headers, &state.base_url.origin(headers)) {
+            return Err(error(StatusCode::FORBIDDEN, "csrf", "cross-origin request refused"));
         }
-        let expected = csrf_token(cookie.unwrap_or_default());
         let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+        if !state.csrf.verify(cookie.unwrap_or_default(), CSRF_SESSION, sent) {
             return Err(error(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token (GET /me returns it)"));
         }
     }
@@ -139,26 +133,28 @@ pub fn token_rotation_router(state: AdminState) -> Router {
 
 async fn token_metadata(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    let current = match s.admin.token_metadata(&who.tenant).await {
-        Ok(c) => c,
+    let live = match s.admin.live_tokens(&who.tenant).await {
+        Ok(l) => l,
         Err(e) => return domain_error(e),
     };
-    let Some(c) = current else { return ok(StatusCode::OK, json!({ "token": null })) };
-    let previous = match &c.replaces {
-        Some(h) => s.store.resolve_token(h).await.ok().flatten().filter(|p| p.is_live(s.admin.now())),
-        None => None,
+    let token_json = |t: &butterfly_core::token::TokenRecord| {
+        json!({
+            "display_prefix": t.display_prefix,
+            "created": t.created.to_rfc3339(),
+            "last_used": t.last_used.map(|t| t.to_rfc3339()),
+            "expires": t.expires.map(|t| t.to_rfc3339()),
+        })
     };
+    let Some(c) = live.first() else { return ok(StatusCode::OK, json!({ "token": null, "tokens": [] })) };
     ok(
         StatusCode::OK,
         json!({
             "display_prefix": c.display_prefix,
             "created": c.created.to_rfc3339(),
             "last_used": c.last_used.map(|t| t.to_rfc3339()),
-            "previous": previous.map(|p| json!({
-                "display_prefix": p.display_prefix,
-                "last_used": p.last_used.map(|t| t.to_rfc3339()),
-                "expires": p.expires.map(|t| t.to_rfc3339()),
-            })),
+            "previous": live.get(1).map(token_json),
+            // Every live token (two at most: the current one and the one it overlaps).
+            "tokens": live.iter().map(token_json).collect::<Vec<_>>(),
         }),
     )
 }
@@ -192,7 +188,7 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
             )
         }
     };
-    match s.admin.rotate_token_with(&who.tenant, mode, &format!("user:{}", who.user.id)).await {
+    match s.admin.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await {
         Ok(issued) => ok(
             StatusCode::CREATED,
             json!({
@@ -209,10 +205,13 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
 
 // ---- the admin API ---------------------------------------------------------------------------
 
-/// `GET|PUT /admin/sso`, `GET /admin/users`, `PUT /admin/users/{id}/role`, `GET /admin/audit`.
+/// `GET|PUT /admin/sso`, `POST /admin/sso/test`, `POST /admin/domains/{domain}/verify`,
+/// `GET /admin/users`, `PUT /admin/users/{id}/role`, `GET /admin/audit`.
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/admin/sso", get(sso_settings).put(update_sso))
+        .route("/admin/sso/test", axum::routing::post(test_sign_in))
+        .route("/admin/domains/{domain}/verify", axum::routing::post(verify_domain))
         .route("/admin/users", get(members))
         .route("/admin/users/{id}/role", put(change_role))
         .route("/admin/audit", get(audit))
@@ -224,12 +223,63 @@ pub fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value 
     json!({
         "tenant_id": v.tenant.as_str(),
         "issuer": v.issuer.as_ref().map(|i| i.as_str()),
+        "issuer_bound": v.issuer_bound_at.is_some(),
         "client_id": v.client_id,
         "client_secret_set": v.client_secret_set,
         "domains": v.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "domain_verification": v.domain_records.iter().map(|r| domain_json(r, v.verification_token.as_deref())).collect::<Vec<_>>(),
         "enabled": v.enabled,
         "updated": v.updated.map(|t| t.to_rfc3339()),
     })
+}
+
+/// A domain with its state and the TXT record that verifies it.
+fn domain_json(r: &butterfly_core::tenant::DomainRecord, token: Option<&str>) -> Value {
+    json!({
+        "domain": r.domain.as_str(),
+        "verified": r.is_verified(),
+        "verified_by": r.verified_by,
+        "verified_at": r.verified_at.map(|t| t.to_rfc3339()),
+        "checked_at": r.checked_at.map(|t| t.to_rfc3339()),
+        "last_error": r.last_error,
+        "txt_record": token.map(|t| json!({ "name": verification_name(&r.domain), "value": verification_value(t) })),
+    })
+}
+
+/// `POST /admin/sso/test`: starts a test sign-in through the configured provider; answers the
+/// URL to open (in this browser: the transaction cookie is set here).
+async fn test_sign_in(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
+    match s.sso.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await {
+        Ok(start) => {
+            let mut resp = ok(StatusCode::OK, json!({ "redirect_url": start.authorize_url }));
+            add_cookie(&mut resp, transaction_cookie(&s.cookies, &start));
+            resp
+        }
+        Err(SsoError::Store(e)) => domain_error(e),
+        Err(SsoError::ProviderUnavailable(m)) => {
+            tracing::warn!(error = %m, "identity provider unreachable");
+            error(StatusCode::BAD_GATEWAY, "temporarily_unavailable", "the identity provider did not answer; try again")
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+    }
+}
+
+/// `POST /admin/domains/{domain}/verify`: looks for the domain's TXT record now.
+async fn verify_domain(
+    State(s): State<AdminState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+) -> Response {
+    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
+    match s.domains.verify(&who.tenant, &domain, &Actor::User(who.user.id)).await {
+        Ok(r) => {
+            let token = s.sso.settings(&who.tenant).await.ok().and_then(|v| v.verification_token);
+            ok(StatusCode::OK, domain_json(&r, token.as_deref()))
+        }
+        Err(e) => domain_error(e),
+    }
 }
 
 async fn sso_settings(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
@@ -267,7 +317,7 @@ async fn update_sso(State(s): State<AdminState>, method: Method, headers: Header
         domains: b.domains,
         enabled: b.enabled,
     };
-    match s.sso.configure_as(&who.tenant, input, &format!("user:{}", who.user.id)).await {
+    match s.sso.configure_as(&who.tenant, input, &Actor::User(who.user.id)).await {
         Ok(v) => ok(StatusCode::OK, settings_json(&v)),
         Err(SsoError::Store(e)) => domain_error(e),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),

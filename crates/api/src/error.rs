@@ -37,6 +37,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -73,7 +74,7 @@ impl IntoResponse for ScimError {
                         resp.headers_mut()
                             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
                     }
-                    Error::Unavailable { retry_after_secs, .. } => {
+                    Error::Unavailable { retry_after_secs, .. } | Error::RateLimited { retry_after_secs, .. } => {
                         if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string()) {
                             resp.headers_mut().insert(header::RETRY_AFTER, v);
                         }

@@ -5,8 +5,8 @@
 pub mod admin;
 pub mod auth_response;
 pub mod error;
+pub mod limits;
 pub mod logout;
-pub mod oidc;
 pub mod scim;
 pub mod sso;
 pub mod wire;
@@ -20,9 +20,26 @@ use tracing::Level;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps a router with what every endpoint gets: a request id (taken from `x-request-id` or
-/// generated, and echoed), a tracing span carrying it, and a last-resort guard that turns a
-/// panic into a 500 instead of a dropped connection.
+/// Whether a client-sent request id may be used as ours: 1 to 64 of `[A-Za-z0-9._:-]` (a
+/// UUID, an Okta or API Gateway id). Anything else is replaced, so a client cannot put
+/// spaces, fake log fields or control characters into our log lines.
+pub fn request_id_acceptable(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Drops a client's `x-request-id` that [`request_id_acceptable`] refuses (one is generated).
+async fn drop_unsafe_request_id(mut req: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    if req.headers().get(REQUEST_ID).is_some_and(|v| !request_id_acceptable(v.as_bytes())) {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
+}
+
+/// Wraps a router with what every endpoint gets: a request id (taken from a safe-looking
+/// `x-request-id` or generated, and echoed), a tracing span carrying it, and a last-resort
+/// guard that turns a panic into a 500 instead of a dropped connection.
 pub fn with_common_layers(router: Router) -> Router {
     router
         .layer(CatchPanicLayer::custom(|_| error::internal_error_response()))
@@ -38,6 +55,7 @@ pub fn with_common_layers(router: Router) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
 }
 
 /// `GET /healthz`: liveness for the local stack and load balancers.
@@ -52,9 +70,12 @@ pub fn scim_app(
     clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
     cursor_key: butterfly_core::scim::cursor::CursorKey,
     base_url: scim::BaseUrl,
+    quota: butterfly_core::limit::QuotaPolicy,
 ) -> Router {
-    let scim_state =
-        scim::ScimState { service: butterfly_core::service::ScimService::new(store, clock, cursor_key), base_url };
+    let scim_state = scim::ScimState {
+        service: butterfly_core::service::ScimService::new(store, clock, cursor_key, quota),
+        base_url,
+    };
     with_common_layers(scim::router(scim_state).merge(health_router()))
 }
 
@@ -69,6 +90,37 @@ pub struct AppParts {
     pub base_url: scim::BaseUrl,
     pub cookies: sso::CookiePolicy,
     pub sso_policy: butterfly_core::sso_service::SsoPolicy,
+    /// Keys the CSRF tokens of signed-in browsers.
+    pub csrf: butterfly_core::csrf::CsrfKey,
+    /// DNS TXT lookups, for domain verification.
+    pub dns: std::sync::Arc<dyn butterfly_core::domain::TxtResolver>,
+    /// Abuse limits (one set per process, shared by every router built from these parts).
+    pub limits: Limits,
+}
+
+/// The abuse limits of one process: per client address and per domain/issuer on anonymous
+/// endpoints, and the per-tenant SCIM rate (shared across processes through the store).
+#[derive(Clone)]
+pub struct Limits {
+    pub by_address: std::sync::Arc<limits::KeyedThrottle>,
+    pub by_domain: std::sync::Arc<limits::KeyedThrottle>,
+    pub scim: butterfly_core::limit::QuotaPolicy,
+}
+
+impl Limits {
+    pub fn new(anonymous: limits::AnonymousLimits, scim: butterfly_core::limit::QuotaPolicy) -> Self {
+        Limits {
+            by_address: std::sync::Arc::new(limits::KeyedThrottle::per_minute(anonymous.per_address_per_minute)),
+            by_domain: std::sync::Arc::new(limits::KeyedThrottle::per_minute(anonymous.per_domain_per_minute)),
+            scim,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new(limits::AnonymousLimits::default(), butterfly_core::limit::QuotaPolicy::default())
+    }
 }
 
 impl AppParts {
@@ -80,22 +132,33 @@ impl AppParts {
             self.clock.clone(),
             self.sso_policy.clone(),
         )
+        .with_throttle(self.limits.by_domain.clone())
     }
 
     pub fn logout_state(&self) -> logout::LogoutState {
         logout::LogoutState {
-            service: std::sync::Arc::new(butterfly_core::revocation::LogoutService::new(
-                self.store.clone(),
-                self.idp.clone(),
-                self.clock.clone(),
-            )),
+            service: std::sync::Arc::new(
+                butterfly_core::revocation::LogoutService::new(
+                    self.store.clone(),
+                    self.idp.clone(),
+                    self.clock.clone(),
+                )
+                .with_throttle(self.limits.by_domain.clone()),
+            ),
             base_url: self.base_url.clone(),
+            by_address: self.limits.by_address.clone(),
         }
+    }
+
+    pub fn domain_service(&self) -> butterfly_core::domain::DomainService {
+        butterfly_core::domain::DomainService::new(self.store.clone(), self.dns.clone(), self.clock.clone())
     }
 
     pub fn admin_state(&self) -> admin::AdminState {
         admin::AdminState {
             sso: std::sync::Arc::new(self.sso_service()),
+            domains: std::sync::Arc::new(self.domain_service()),
+            csrf: self.csrf.clone(),
             admin: std::sync::Arc::new(butterfly_core::service::AdminService::new(
                 self.store.clone(),
                 self.clock.clone(),
@@ -112,6 +175,8 @@ impl AppParts {
             service: std::sync::Arc::new(self.sso_service()),
             base_url: self.base_url.clone(),
             cookies: self.cookies,
+            csrf: self.csrf.clone(),
+            by_address: self.limits.by_address.clone(),
         }
     }
 }
@@ -121,7 +186,12 @@ impl AppParts {
 /// signs SCIM paging cursors (only the SCIM routes page with it).
 pub fn app(parts: &AppParts, cursor_key: butterfly_core::scim::cursor::CursorKey) -> Router {
     let scim_state = scim::ScimState {
-        service: butterfly_core::service::ScimService::new(parts.store.clone(), parts.clock.clone(), cursor_key),
+        service: butterfly_core::service::ScimService::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            cursor_key,
+            parts.limits.scim,
+        ),
         base_url: parts.base_url.clone(),
     };
     let sso_state = parts.sso_state();

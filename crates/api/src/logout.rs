@@ -17,13 +17,18 @@ use std::sync::Arc;
 pub struct LogoutState {
     pub service: Arc<LogoutService>,
     pub base_url: BaseUrl,
+    /// The per-client-address limit (these endpoints are anonymous until a token verifies).
+    pub by_address: Arc<crate::limits::KeyedThrottle>,
 }
 
-/// `POST /sso/backchannel-logout`, `POST /sso/universal-logout/{tenant}`.
+/// `POST /sso/backchannel-logout`, `POST /sso/universal-logout` (one endpoint per deployment:
+/// the token's issuer names the tenant) and `POST /sso/universal-logout/{tenant}`.
 pub fn logout_router(state: LogoutState) -> Router {
     Router::new()
         .route("/sso/backchannel-logout", post(back_channel))
-        .route("/sso/universal-logout/{tenant}", post(universal))
+        .route("/sso/universal-logout", post(universal_any))
+        .route("/sso/universal-logout/{tenant}", post(universal_tenant))
+        .route_layer(crate::limits::by_address(state.by_address.clone()))
         .with_state(state)
 }
 
@@ -55,8 +60,9 @@ async fn back_channel(State(state): State<LogoutState>, headers: HeaderMap, body
         }
         Err(LogoutError::Unavailable(m)) => {
             tracing::error!(error = %m, "back-channel logout could not be processed");
-            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
+            unavailable()
         }
+        Err(LogoutError::Throttled(wait)) => crate::limits::too_many(wait, false),
         Err(e) => {
             // A refused logout may be a lost revocation: say so loudly.
             tracing::warn!(error = %e, "back-channel logout refused");
@@ -65,15 +71,38 @@ async fn back_channel(State(state): State<LogoutState>, headers: HeaderMap, body
     }
 }
 
-async fn universal(
+/// The answer when a logout could not be processed now: our words only (what the provider or
+/// the store said is in the log, with the request id).
+fn unavailable() -> Response {
+    let mut r = oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again later");
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+async fn universal_any(State(state): State<LogoutState>, headers: HeaderMap, body: Bytes) -> Response {
+    let endpoint = format!("{}/sso/universal-logout", state.base_url.origin(&headers));
+    universal(&state, None, &endpoint, &headers, &body).await
+}
+
+async fn universal_tenant(
     State(state): State<LogoutState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let endpoint = format!("{}/sso/universal-logout/{tenant}", state.base_url.origin(&headers));
+    universal(&state, Some(&tenant), &endpoint, &headers, &body).await
+}
+
+async fn universal(
+    state: &LogoutState,
+    tenant: Option<&str>,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match state.service.universal_logout(&tenant, auth, &endpoint, &body).await {
+    match state.service.universal_logout(tenant, auth, endpoint, body).await {
         Ok(receipt) => {
             log_receipt(&receipt);
             no_store(StatusCode::NO_CONTENT.into_response())
@@ -89,10 +118,11 @@ async fn universal(
                     r
                 }
                 LogoutError::NotFound(m) => oauth_error(StatusCode::NOT_FOUND, "not_found", &m),
-                LogoutError::Unprocessable(m) => oauth_error(StatusCode::UNPROCESSABLE_ENTITY, "logout_failed", &m),
-                LogoutError::Unavailable(m) => {
-                    oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &m)
+                LogoutError::Unprocessable(_) => {
+                    oauth_error(StatusCode::UNPROCESSABLE_ENTITY, "logout_failed", "the sessions could not be ended")
                 }
+                LogoutError::Unavailable(_) => unavailable(),
+                LogoutError::Throttled(wait) => crate::limits::too_many(wait, false),
             }
         }
     }

@@ -180,14 +180,17 @@ async fn get_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, ur
 }
 
 async fn replace_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+    // Authenticated before the body is read: a bad token is a 401 whatever the body says.
+    let target = s.service.authorize_write(authz(&headers), &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.replace_user(authz(&headers), &id, &v, if_match(&headers)).await?;
+    let u = s.service.replace_user(target, &v, if_match(&headers)).await?;
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn patch_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
+    let target = s.service.authorize_write(authz(&headers), &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.patch_user(authz(&headers), &id, &v, if_match(&headers)).await?;
+    let u = s.service.patch_user(target, &v, if_match(&headers)).await?;
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 

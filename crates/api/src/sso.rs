@@ -13,8 +13,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use butterfly_core::csrf::CsrfKey;
 use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{transaction_cookie_key, CallbackParams, LoginStart, SignedInUser, SsoService};
+use butterfly_core::sso_service::{
+    transaction_cookie_key, user_message, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignedIn,
+    SignedInUser, SsoService, TestReport,
+};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -44,7 +48,12 @@ impl CookiePolicy {
         format!("{}bfy_tx_{key}", self.prefix())
     }
 
-    fn set(&self, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    /// The cookie holding a provider-initiated sign-in that waits for the user's confirmation.
+    pub fn pending_name(&self) -> String {
+        format!("{}bfy_pending", self.prefix())
+    }
+
+    pub(crate) fn set(&self, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
         let secure = if self.secure { "; Secure" } else { "" };
         HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"))
             .ok()
@@ -67,12 +76,32 @@ pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim_matches('"'))
 }
 
+/// Whether a state-changing request may have come from a page of this site: a browser's
+/// `Sec-Fetch-Site` must be `same-origin` or `none` (typed or bookmarked), else its `Origin`
+/// must be this site. A cross-site form post (login CSRF, forced logout) is refused; clients
+/// that are not browsers send neither header and are not affected.
+pub fn from_this_site(headers: &HeaderMap, origin: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-site") {
+        Some(site) => matches!(site, "same-origin" | "none"),
+        None => header("origin").is_none_or(|o| o == origin),
+    }
+}
+
+/// The CSRF token purpose of the session's forms and API writes.
+pub const CSRF_SESSION: &str = "session";
+/// The CSRF token purpose of the account-switch confirmation form.
+pub const CSRF_SWITCH: &str = "switch";
+
 /// What the sign-in routers need.
 #[derive(Clone)]
 pub struct SsoState {
     pub service: Arc<SsoService>,
     pub base_url: BaseUrl,
     pub cookies: CookiePolicy,
+    pub csrf: CsrfKey,
+    /// The per-client-address limit of the anonymous sign-in endpoints.
+    pub by_address: Arc<crate::limits::KeyedThrottle>,
 }
 
 impl SsoState {
@@ -80,9 +109,8 @@ impl SsoState {
         self.base_url.origin(headers)
     }
 
-    /// The redirect URI registered at the provider: one per deployment.
     fn redirect_uri(&self, headers: &HeaderMap) -> String {
-        format!("{}/sso/callback", self.origin(headers))
+        redirect_uri(&self.base_url, headers)
     }
 }
 
@@ -110,7 +138,7 @@ fn redirect(location: &str) -> Response {
     no_store(resp)
 }
 
-fn add_cookie(resp: &mut Response, v: Option<HeaderValue>) {
+pub(crate) fn add_cookie(resp: &mut Response, v: Option<HeaderValue>) {
     if let Some(v) = v {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -184,7 +212,8 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     )
 }
 
-/// Maps an SSO error to a page; logs it with its stable reason.
+/// Maps an SSO error to a page; logs it with its stable reason. The page says only our words:
+/// nothing a provider or the request sent is shown (it is logged, bounded, with the request id).
 fn sso_error_page(e: &SsoError) -> Response {
     let reason = e.reason();
     match e {
@@ -212,6 +241,11 @@ fn sso_error_page(e: &SsoError) -> Response {
                 "Your Butterfly account is deactivated. Ask your administrator to restore your access.",
             )
         }
+        SsoError::Throttled(wait) => crate::limits::too_many(*wait, true),
+        SsoError::LinkRefused(m) => {
+            tracing::info!(reason, "sign-in refused: account not linked");
+            error_page(StatusCode::FORBIDDEN, "Account not linked", &format!("{m}."))
+        }
         SsoError::Rejected { detail, .. } => {
             tracing::info!(reason, detail = %detail, "sign-in refused");
             error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &format!("{detail}. Please start again."))
@@ -234,20 +268,33 @@ fn sso_error_page(e: &SsoError) -> Response {
         }
         other => {
             tracing::info!(reason, "sign-in refused");
-            error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &other.to_string())
+            error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &user_message(other))
         }
     }
 }
 
+fn cross_site_page() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "This request came from another site. Open Butterfly's sign-in page and try again there.",
+    )
+}
+
 /// The cookie that binds a started login to this browser.
-fn transaction_cookie(state: &SsoState, start: &LoginStart) -> Option<HeaderValue> {
-    state.cookies.set(&state.cookies.transaction_name(&start.cookie_key), start.binding.expose(), start.max_age_secs)
+pub(crate) fn transaction_cookie(cookies: &CookiePolicy, start: &LoginStart) -> Option<HeaderValue> {
+    cookies.set(&cookies.transaction_name(&start.cookie_key), start.binding.expose(), start.max_age_secs)
+}
+
+/// The redirect URI registered at the provider: one per deployment.
+pub(crate) fn redirect_uri(base_url: &BaseUrl, headers: &HeaderMap) -> String {
+    format!("{}/sso/callback", base_url.origin(headers))
 }
 
 /// The redirect to the provider, with the transaction cookie.
 fn start_response(state: &SsoState, start: LoginStart) -> Response {
     let mut resp = redirect(&start.authorize_url);
-    add_cookie(&mut resp, transaction_cookie(state, &start));
+    add_cookie(&mut resp, transaction_cookie(&state.cookies, &start));
     resp
 }
 
@@ -263,6 +310,7 @@ pub fn login_router(state: SsoState) -> Router {
         .route("/login", get(login_form).post(login_submit))
         .route("/sso/lookup", post(lookup))
         .route("/sso/initiate", get(initiate_get).post(initiate_post))
+        .route_layer(crate::limits::by_address(state.by_address.clone()))
         .with_state(state)
 }
 
@@ -273,6 +321,9 @@ async fn login_form(uri: axum::http::Uri) -> Response {
 }
 
 async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !from_this_site(&headers, &state.origin(&headers)) {
+        return cross_site_page();
+    }
     let f = form(&body);
     let email = f.get("email").map(String::as_str).unwrap_or("").trim().to_string();
     let return_to = f.get("return_to").cloned().unwrap_or_default();
@@ -307,13 +358,16 @@ struct LookupBody {
 /// `POST /sso/lookup {"email"}`: whether SSO applies and where to go. The answer names no
 /// tenant; only the provider URL in `redirect_url` shows where the domain signs in.
 async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !from_this_site(&headers, &state.origin(&headers)) {
+        return oauth_error(StatusCode::FORBIDDEN, "invalid_request", "cross-site requests are refused");
+    }
     let Ok(b) = serde_json::from_slice::<LookupBody>(&body) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a JSON object with an \"email\" string");
     };
     match state.service.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
         Ok(start) => {
             let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": start.authorize_url }));
-            add_cookie(&mut resp, transaction_cookie(&state, &start));
+            add_cookie(&mut resp, transaction_cookie(&state.cookies, &start));
             resp
         }
         Err(SsoError::NoSso) => json_response(
@@ -321,11 +375,15 @@ async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) 
             json!({ "sso": false, "message": "Single sign-on is not set up for this email domain." }),
         ),
         Err(SsoError::InvalidInput(m)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-        Err(SsoError::ProviderUnavailable(_)) => oauth_error(
-            StatusCode::BAD_GATEWAY,
-            "temporarily_unavailable",
-            "the identity provider did not answer; try again",
-        ),
+        Err(SsoError::Throttled(wait)) => crate::limits::too_many(wait, false),
+        Err(SsoError::ProviderUnavailable(m)) => {
+            tracing::warn!(error = %m, "identity provider unreachable");
+            oauth_error(
+                StatusCode::BAD_GATEWAY,
+                "temporarily_unavailable",
+                "the identity provider did not answer; try again",
+            )
+        }
         Err(e) => {
             tracing::error!(reason = e.reason(), error = %e, "lookup failed");
             oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
@@ -379,9 +437,13 @@ async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> Res
 
 // ---- the callback router: /sso/callback -------------------------------------------------------
 
-/// `GET /sso/callback`.
+/// `GET /sso/callback`, `POST /sso/confirm` (the answer to a provider-initiated switch).
 pub fn callback_router(state: SsoState) -> Router {
-    Router::new().route("/sso/callback", get(callback)).with_state(state)
+    Router::new()
+        .route("/sso/callback", get(callback))
+        .route("/sso/confirm", post(confirm))
+        .route_layer(crate::limits::by_address(state.by_address.clone()))
+        .with_state(state)
 }
 
 fn query_map(uri: &axum::http::Uri) -> HashMap<String, String> {
@@ -402,30 +464,117 @@ async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::
     let previous = read_cookie(&headers, &state.cookies.session_name());
     let result = state.service.complete(&params, binding, previous).await;
     let mut resp = match result {
-        Ok(signed_in) => {
-            tracing::info!(
-                tenant = %signed_in.tenant.id,
-                user = %signed_in.user.id,
-                created = signed_in.created,
-                "signed in"
-            );
-            let mut resp = redirect(signed_in.return_to.as_str());
-            // A fresh id at every sign-in: any session cookie the browser had is replaced.
-            add_cookie(
-                &mut resp,
-                state.cookies.set(
-                    &state.cookies.session_name(),
-                    signed_in.session_secret.expose(),
-                    signed_in.max_age_secs,
-                ),
-            );
-            resp
-        }
+        Ok(CallbackOutcome::SignedIn(signed_in)) => signed_in_response(&state, *signed_in),
+        Ok(CallbackOutcome::ConfirmSwitch(pending)) => switch_page(&state, pending),
+        Ok(CallbackOutcome::Tested(report)) => test_report_page(&report),
         Err(e) => sso_error_page(&e),
     };
     if let Some(name) = tx_cookie {
         add_cookie(&mut resp, state.cookies.clear(&name));
     }
+    resp
+}
+
+/// The redirect after a sign-in, with a fresh session cookie (any session cookie the browser
+/// had is replaced).
+fn signed_in_response(state: &SsoState, signed_in: SignedIn) -> Response {
+    tracing::info!(tenant = %signed_in.tenant.id, user = %signed_in.user.id, created = signed_in.created, "signed in");
+    let mut resp = redirect(signed_in.return_to.as_str());
+    add_cookie(
+        &mut resp,
+        state.cookies.set(&state.cookies.session_name(), signed_in.session_secret.expose(), signed_in.max_age_secs),
+    );
+    resp
+}
+
+/// The interstitial of a provider-initiated sign-in that would replace the browser's session.
+fn switch_page(state: &SsoState, p: PendingSwitch) -> Response {
+    let csrf = state.csrf.token(p.pending_secret.expose(), CSRF_SWITCH);
+    let who = |a: &butterfly_core::sso_service::AccountLabel| {
+        format!("<strong>{}</strong> ({})", esc(&a.user_name), esc(&a.tenant_name))
+    };
+    let body = format!(
+        "<h1>Switch account?</h1>\
+         <p>You are signed in to Butterfly as {current}.</p>\
+         <p>Your identity provider has just signed you in as {next}. Continuing ends your current session.</p>\
+         <form method=\"post\" action=\"/sso/confirm\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"accept\" value=\"yes\"><button type=\"submit\" id=\"continue\">Continue as {next_plain}</button></form>\
+         <form method=\"post\" action=\"/sso/confirm\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"accept\" value=\"no\"><button type=\"submit\" id=\"stay\">Stay signed in as {current_plain}</button></form>",
+        current = who(&p.current),
+        next = who(&p.next),
+        next_plain = esc(&p.next.user_name),
+        current_plain = esc(&p.current.user_name),
+        csrf = esc(csrf.expose()),
+    );
+    let mut resp = html(StatusCode::OK, page("Switch account?", &body));
+    add_cookie(&mut resp, state.cookies.set(&state.cookies.pending_name(), p.pending_secret.expose(), p.max_age_secs));
+    resp
+}
+
+/// What a test sign-in found, for the admin who started it.
+fn test_report_page(r: &TestReport) -> Response {
+    let claims: String = r.claims.iter().map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", esc(k), esc(v))).collect();
+    let checks: String = r
+        .checks
+        .iter()
+        .map(|c| {
+            format!(
+                "<li class=\"{}\"><strong>{}</strong> {}: {}</li>",
+                if c.passed { "pass" } else { "fail" },
+                if c.passed { "✓" } else { "✗" },
+                esc(c.name),
+                esc(&c.detail)
+            )
+        })
+        .collect();
+    let verdict = if r.passed() { "The test sign-in passed." } else { "The test sign-in failed." };
+    let bound = if r.bound_now {
+        "<p class=\"msg ok\">The identity provider is now bound: sign-ins through it are enabled.</p>"
+    } else {
+        ""
+    };
+    let body = format!(
+        "<h1>Test sign-in</h1><p class=\"msg{}\" role=\"status\" id=\"verdict\">{verdict}</p>{bound}\
+         <h2>Checks</h2><ul id=\"checks\">{checks}</ul><h2>Claims received</h2><dl id=\"claims\">{claims}</dl>\
+         <p>Nobody was signed in by this test.</p><p><a href=\"/\">Back to Butterfly</a></p>",
+        if r.passed() { " ok" } else { "" },
+    );
+    html(StatusCode::OK, page("Test sign-in", &body))
+}
+
+/// `POST /sso/confirm` (`accept=yes|no`, `csrf`): the answer to a provider-initiated switch.
+async fn confirm(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !from_this_site(&headers, &state.origin(&headers)) {
+        return cross_site_page();
+    }
+    let f = form(&body);
+    let pending_name = state.cookies.pending_name();
+    let pending = read_cookie(&headers, &pending_name);
+    let csrf_ok =
+        pending.is_some_and(|p| state.csrf.verify(p, CSRF_SWITCH, f.get("csrf").map(String::as_str).unwrap_or("")));
+    if !csrf_ok {
+        let mut resp = error_page(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This confirmation is not valid any more. Sign in again.",
+        );
+        add_cookie(&mut resp, state.cookies.clear(&pending_name));
+        return resp;
+    }
+    let accept = f.get("accept").is_some_and(|a| a == "yes");
+    let previous = read_cookie(&headers, &state.cookies.session_name());
+    let mut resp = match state.service.confirm_switch(pending, previous, accept).await {
+        Ok(Some(signed_in)) => signed_in_response(&state, signed_in),
+        Ok(None) => redirect("/"),
+        Err(SsoError::Unauthenticated) => error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This confirmation has expired or was already answered. Sign in again.",
+        ),
+        Err(e) => sso_error_page(&e),
+    };
+    add_cookie(&mut resp, state.cookies.clear(&pending_name));
     resp
 }
 
@@ -468,7 +617,7 @@ async fn me(State(state): State<SsoState>, headers: HeaderMap) -> Response {
             let mut v = me_json(&s);
             // For the admin API's cookie-authenticated writes (X-CSRF-Token).
             if let Some(c) = read_cookie(&headers, &state.cookies.session_name()) {
-                v["csrfToken"] = json!(crate::admin::csrf_token(c));
+                v["csrfToken"] = json!(state.csrf.token(c, CSRF_SESSION).expose());
             }
             json_response(StatusCode::OK, v)
         }
@@ -488,6 +637,9 @@ async fn me(State(state): State<SsoState>, headers: HeaderMap) -> Response {
 async fn home(State(state): State<SsoState>, headers: HeaderMap) -> Response {
     match current(&state, &headers).await {
         Ok(s) => {
+            let csrf = read_cookie(&headers, &state.cookies.session_name())
+                .map(|c| state.csrf.token(c, CSRF_SESSION))
+                .unwrap_or_else(|| butterfly_core::token::Secret::new(""));
             let role = s.user.effective_role();
             let perms: String =
                 role.permissions().iter().map(|p| format!("<li><code>{}</code></li>", esc(p.as_str()))).collect();
@@ -501,12 +653,14 @@ async fn home(State(state): State<SsoState>, headers: HeaderMap) -> Response {
                          <dl><dt>Email</dt><dd id=\"email\">{}</dd><dt>Organisation</dt><dd id=\"tenant\">{}</dd>\
                          <dt>Role</dt><dd id=\"role\">{}</dd><dt>Session ends</dt><dd>{}</dd></dl>\
                          <h2>What you can do</h2><ul>{perms}</ul>\
-                         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>",
+                         <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                         <button type=\"submit\">Sign out</button></form>",
                         esc(&name),
                         esc(s.user.user_name.as_str()),
                         esc(&s.tenant.name),
                         esc(role.as_str()),
                         esc(&s.session.expires.to_rfc3339()),
+                        esc(csrf.expose()),
                     ),
                 ),
             )
@@ -522,6 +676,23 @@ async fn logout(State(state): State<SsoState>, headers: HeaderMap, uri: axum::ht
     let name = state.cookies.session_name();
     let query = query_map(&uri);
     let f = form(&body);
+    if !from_this_site(&headers, &state.origin(&headers)) {
+        return cross_site_page();
+    }
+    if let Some(cookie) = read_cookie(&headers, &name) {
+        let sent = f
+            .get("csrf")
+            .map(String::as_str)
+            .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
+            .unwrap_or("");
+        if !state.csrf.verify(cookie, CSRF_SESSION, sent) {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "Sign-out refused",
+                "Use the Sign out button on a Butterfly page (the request did not carry its token).",
+            );
+        }
+    }
     let provider = [f.get("provider"), query.get("provider")].into_iter().flatten().any(|v| v == "1" || v == "true");
     let after = format!("{}/login?signed_out=1", state.origin(&headers));
     let mut resp = match state.service.logout(read_cookie(&headers, &name), provider, &after).await {

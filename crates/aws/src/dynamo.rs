@@ -13,7 +13,9 @@ use butterfly_core::audit::AuditEvent;
 use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{AuditStore, LoginStore, OnceStore, SessionStore, TenantStore, TokenStore, UserStore};
+use butterfly_core::ports::{
+    AuditStore, LoginStore, OnceStore, QuotaStore, SessionStore, TenantStore, TokenSlots, TokenStore, UserStore,
+};
 use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{TokenHash, TokenRecord};
@@ -108,6 +110,9 @@ fn user_sessions_pk(t: &TenantId, u: &UserId) -> String {
 }
 fn sid_sessions_pk(issuer: &str, sid: &str) -> String {
     format!("SID#{issuer}#{sid}")
+}
+fn issuer_sessions_pk(t: &TenantId, issuer: &str) -> String {
+    format!("TENANT#{t}#ISS#{issuer}#SESSIONS")
 }
 fn login_pk(h: &TokenHash) -> String {
     format!("LOGIN#{}", h.to_hex())
@@ -233,15 +238,35 @@ fn delete(
     Ok(TransactWriteItem::builder().delete(d.build().map_err(|e| Error::Store(e.to_string()))?).build())
 }
 
-fn add_count(table: &str, tenant: &TenantId, by: i64) -> Result<TransactWriteItem> {
-    let u = Update::builder()
+/// The refusal of a write that would leave a tenant without an active super_admin.
+pub const LAST_SUPER_ADMIN: &str = "this is the last super_admin: make someone else super_admin first";
+
+/// The change to a tenant's counts (`n` users, `sa` active super_admins) in a user write.
+/// With `keep_a_super_admin`, a decrement of `sa` is conditional on another one remaining.
+fn add_count(
+    table: &str,
+    tenant: &TenantId,
+    users: i64,
+    super_admins: i64,
+    keep_a_super_admin: bool,
+) -> Result<TransactWriteItem> {
+    let mut u = Update::builder()
         .table_name(table)
         .set_key(Some(key(tenant_pk(tenant), "USERCOUNT")))
-        .update_expression("ADD n :by")
-        .expression_attribute_values(":by", n(by))
-        .build()
-        .map_err(|e| Error::Store(e.to_string()))?;
+        .update_expression("ADD n :by, sa :sa")
+        .expression_attribute_values(":by", n(users))
+        .expression_attribute_values(":sa", n(super_admins));
+    if keep_a_super_admin && super_admins < 0 {
+        u = u.condition_expression("sa > :one").expression_attribute_values(":one", n(1));
+    }
+    let u = u.build().map_err(|e| Error::Store(e.to_string()))?;
     Ok(TransactWriteItem::builder().update(u).build())
+}
+
+/// +1, 0 or -1: how a write from `before` to `after` changes the tenant's active super_admins.
+fn super_admin_delta(before: Option<&User>, after: Option<&User>) -> i64 {
+    i64::from(after.is_some_and(User::counts_as_super_admin))
+        - i64::from(before.is_some_and(User::counts_as_super_admin))
 }
 
 impl DynamoStore {
@@ -396,6 +421,78 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Replaces a user in one transaction: version condition, claim moves, the tenant's
+    /// super_admin count (its decrement conditional with `keep_a_super_admin`), the audit event.
+    async fn replace_user_tx(
+        &self,
+        previous: &User,
+        next: &User,
+        audit: Option<&AuditEvent>,
+        keep_a_super_admin: bool,
+    ) -> Result<()> {
+        let t = &self.table;
+        let tenant = &next.tenant;
+        let prev_version = [(":v", n(previous.version))];
+        let mine = [(":me", s(next.id.to_string()))];
+        let user_attr = [("#u", "user")];
+        // Index 0 is the user; remember which index claims which attribute.
+        let mut items = vec![put(t, user_item(next)?, Some("version = :v"), &prev_version, &[])?];
+        let mut claims: Vec<&'static str> = vec!["user"];
+        let moves = [
+            (
+                "userName",
+                Some(uname_pk(tenant, previous.user_name.folded())),
+                Some(uname_pk(tenant, next.user_name.folded())),
+            ),
+            (
+                "externalId",
+                previous.external_id.as_deref().map(|e| ext_pk(tenant, e)),
+                next.external_id.as_deref().map(|e| ext_pk(tenant, e)),
+            ),
+            (
+                "subject",
+                previous.subject.as_ref().map(|x| sub_pk(tenant, x)),
+                next.subject.as_ref().map(|x| sub_pk(tenant, x)),
+            ),
+        ];
+        for (attr, old, new) in moves {
+            match (old, new) {
+                (Some(o), Some(n)) if o == n => {
+                    // Same claim: refresh its copy of the user; it must still be ours.
+                    items.push(put(t, claim_item(n, next)?, Some("#u = :me"), &mine, &user_attr)?);
+                    claims.push(attr);
+                }
+                (old, new) => {
+                    if let Some(n) = new {
+                        items.push(put(t, claim_item(n, next)?, Some("attribute_not_exists(pk)"), &[], &[])?);
+                        claims.push(attr);
+                    }
+                    if let Some(o) = old {
+                        items.push(delete(t, key(o, "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
+                        claims.push("stale");
+                    }
+                }
+            }
+        }
+        let delta = super_admin_delta(Some(previous), Some(next));
+        if delta != 0 || keep_a_super_admin {
+            items.push(add_count(t, tenant, 0, delta, keep_a_super_admin)?);
+            claims.push("superAdmins");
+        }
+        if let Some(a) = audit {
+            items.push(put(t, audit_item(a)?, None, &[], &[])?);
+        }
+        self.transact(items).await.map_err(|f| {
+            tx_err(f, |i| match claims.get(i).copied() {
+                Some("userName") => Error::Uniqueness("userName".into()),
+                Some("externalId") => Error::Uniqueness("externalId".into()),
+                Some("subject") => Error::Uniqueness("subject".into()),
+                Some("superAdmins") => Error::Conflict(LAST_SUPER_ADMIN.into()),
+                _ => Error::PreconditionFailed("version changed".into()),
+            })
+        })
+    }
+
     /// Deletes the sessions listed under an index partition (strongly consistent query), with
     /// their other index items.
     async fn delete_indexed_sessions(&self, index_pk: String) -> Result<u32> {
@@ -418,7 +515,7 @@ impl DynamoStore {
                 let hex = get_s(it, "sk")?;
                 let hash = TokenHash::from_hex(hex).ok_or_else(|| Error::Store("bad session index".into()))?;
                 keys.push(key(session_pk(&hash), "SESSION"));
-                for other in ["user_idx_pk", "sid_pk"] {
+                for other in ["user_idx_pk", "sid_pk", "iss_idx_pk"] {
                     if let Ok(pk) = get_s(it, other) {
                         keys.push(key(pk.to_string(), hex));
                     }
@@ -434,6 +531,19 @@ impl DynamoStore {
         self.batch_delete(keys).await?;
         Ok(count)
     }
+}
+
+/// The condition that the tenant's token pointer still names exactly `slots`.
+fn slots_condition(slots: &TokenSlots) -> (String, Vec<(&'static str, Av)>) {
+    let mut values = vec![(":cur", s(slots.current.to_hex()))];
+    let cond = match &slots.previous {
+        Some(p) => {
+            values.push((":prev", s(p.to_hex())));
+            "#h = :cur AND previous = :prev".to_string()
+        }
+        None => "#h = :cur AND attribute_not_exists(previous)".to_string(),
+    };
+    (cond, values)
 }
 
 fn tx_err(f: TxFailure, on_condition: impl Fn(usize) -> Error) -> Error {
@@ -458,7 +568,7 @@ impl TenantStore for DynamoStore {
             tx_err(f, |i| match i {
                 0 => Error::Conflict(format!("tenant {} already exists", tenant.id)),
                 i => Error::Uniqueness(format!(
-                    "the domain {} already belongs to another tenant",
+                    "the domain {} is already verified by another Butterfly organisation",
                     tenant.domains.get(i - 1).map(|d| d.as_str()).unwrap_or("?")
                 )),
             })
@@ -489,20 +599,20 @@ impl TenantStore for DynamoStore {
             let mut it = key(domain_pk(d.as_str()), "DOMAIN");
             it.insert("tenant".into(), s(next.id.as_str()));
             items.push(put(t, it, free_or_mine, &me, &[])?);
-            labels.push(format!("the domain {d} already belongs to another tenant"));
+            labels.push(format!("the domain {d} is already verified by another Butterfly organisation"));
         }
         for d in previous.domains.iter().filter(|d| !next.domains.contains(d)) {
             items.push(delete(t, key(domain_pk(d.as_str()), "DOMAIN"), Some("tenant = :me"), &me, &[])?);
             labels.push(String::new());
         }
-        let old_iss = previous.sso.as_ref().map(|c| c.issuer.as_str());
-        let new_iss = next.sso.as_ref().map(|c| c.issuer.as_str());
+        let old_iss = previous.claimed_issuer().map(|i| i.as_str());
+        let new_iss = next.claimed_issuer().map(|i| i.as_str());
         if old_iss != new_iss {
             if let Some(i) = new_iss {
                 let mut it = key(issuer_pk(i), "ISSUER");
                 it.insert("tenant".into(), s(next.id.as_str()));
                 items.push(put(t, it, free_or_mine, &me, &[])?);
-                labels.push(format!("the issuer {i} is already connected to another tenant"));
+                labels.push(format!("the issuer {i} is already connected to another Butterfly organisation"));
             }
             if let Some(i) = old_iss {
                 items.push(delete(t, key(issuer_pk(i), "ISSUER"), Some("tenant = :me"), &me, &[])?);
@@ -560,26 +670,34 @@ impl TokenStore for DynamoStore {
         }
     }
 
-    async fn current_token(&self, tenant: &TenantId) -> Result<Option<TokenRecord>> {
+    async fn token_slots(&self, tenant: &TenantId) -> Result<Option<TokenSlots>> {
         let Some(ptr) = self.get(key(tenant_pk(tenant), "SCIMTOKEN")).await? else { return Ok(None) };
-        let hash = TokenHash::from_hex(get_s(&ptr, "hash")?).ok_or_else(|| Error::Store("bad token hash".into()))?;
-        self.resolve_token(&hash).await
+        let hash = |name: &str| -> Result<TokenHash> {
+            TokenHash::from_hex(get_s(&ptr, name)?).ok_or_else(|| Error::Store("bad token hash".into()))
+        };
+        let previous = if ptr.contains_key("previous") { Some(hash("previous")?) } else { None };
+        Ok(Some(TokenSlots { current: hash("hash")?, previous }))
     }
 
-    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
+    async fn install_token(&self, new: &TokenRecord, expected: Option<&TokenSlots>) -> Result<()> {
         let t = &self.table;
         let mut ptr = key(tenant_pk(&new.tenant), "SCIMTOKEN");
         ptr.insert("hash".into(), s(new.hash.to_hex()));
         let mut items = vec![put(t, token_item(new), Some("attribute_not_exists(pk)"), &[], &[])?];
-        match replacing {
+        match expected {
             None => items.push(put(t, ptr, Some("attribute_not_exists(pk)"), &[], &[])?),
-            Some(old) => {
-                items.push(put(t, ptr, Some("#h = :old"), &[(":old", s(old.to_hex()))], &[("#h", "hash")])?);
-                items.push(delete(t, key(token_pk(old), "SCIMTOKEN"), None, &[], &[])?);
+            Some(slots) => {
+                let (cond, values) = slots_condition(slots);
+                items.push(put(t, ptr, Some(&cond), &values, &[("#h", "hash")])?);
+                // Every live token of the tenant stops working in this write.
+                items.push(delete(t, key(token_pk(&slots.current), "SCIMTOKEN"), None, &[], &[])?);
+                if let Some(p) = &slots.previous {
+                    items.push(delete(t, key(token_pk(p), "SCIMTOKEN"), None, &[], &[])?);
+                }
             }
         }
         self.transact(items).await.map_err(|f| {
-            tx_err(f, |i| match (i, replacing) {
+            tx_err(f, |i| match (i, expected) {
                 (1, None) => Error::Conflict("the tenant already has a SCIM token".into()),
                 (1, Some(_)) => Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into()),
                 _ => Error::Conflict("a token with this hash exists".into()),
@@ -590,12 +708,14 @@ impl TokenStore for DynamoStore {
     async fn install_token_with_overlap(
         &self,
         new: &TokenRecord,
-        old: &TokenHash,
+        expected: &TokenSlots,
         old_expires: Timestamp,
     ) -> Result<()> {
         let t = &self.table;
+        let old = &expected.current;
         let mut ptr = key(tenant_pk(&new.tenant), "SCIMTOKEN");
         ptr.insert("hash".into(), s(new.hash.to_hex()));
+        ptr.insert("previous".into(), s(old.to_hex()));
         let deadline = Update::builder()
             .table_name(t.as_ref())
             .set_key(Some(key(token_pk(old), "SCIMTOKEN")))
@@ -607,11 +727,16 @@ impl TokenStore for DynamoStore {
             .expression_attribute_values(":ttl", ttl(old_expires))
             .build()
             .map_err(|e| Error::Store(e.to_string()))?;
-        let items = vec![
+        let (cond, values) = slots_condition(expected);
+        let mut items = vec![
             put(t, token_item(new), Some("attribute_not_exists(pk)"), &[], &[])?,
-            put(t, ptr, Some("#h = :old"), &[(":old", s(old.to_hex()))], &[("#h", "hash")])?,
+            put(t, ptr, Some(&cond), &values, &[("#h", "hash")])?,
             TransactWriteItem::builder().update(deadline).build(),
         ];
+        // The token the current one overlapped stops working now: two live tokens at most.
+        if let Some(p) = &expected.previous {
+            items.push(delete(t, key(token_pk(p), "SCIMTOKEN"), None, &[], &[])?);
+        }
         self.transact(items).await.map_err(|f| {
             tx_err(f, |i| match i {
                 0 => Error::Conflict("a token with this hash exists".into()),
@@ -620,18 +745,30 @@ impl TokenStore for DynamoStore {
         })
     }
 
-    async fn retire_token(&self, hash: &TokenHash) -> Result<()> {
-        // Only a token with a deadline (an overlapping old one) is ever retired.
-        let r = self
-            .client
-            .delete_item()
-            .table_name(self.table.as_ref())
-            .set_key(Some(key(token_pk(hash), "SCIMTOKEN")))
-            .condition_expression("attribute_exists(token_expires)")
-            .send()
-            .await;
-        unless_condition_failed("DeleteItem", r)?;
-        Ok(())
+    async fn retire_previous(&self, tenant: &TenantId, current: &TokenHash, previous: &TokenHash) -> Result<()> {
+        let t = &self.table;
+        let forget = Update::builder()
+            .table_name(t.as_ref())
+            .set_key(Some(key(tenant_pk(tenant), "SCIMTOKEN")))
+            .update_expression("REMOVE previous")
+            .condition_expression("#h = :cur AND previous = :prev")
+            .expression_attribute_names("#h", "hash")
+            .expression_attribute_values(":cur", s(current.to_hex()))
+            .expression_attribute_values(":prev", s(previous.to_hex()))
+            .build()
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().update(forget).build(),
+            delete(t, key(token_pk(previous), "SCIMTOKEN"), None, &[], &[])?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            // Retired already, or the pointer moved on (a rotation removed it): nothing to do.
+            Err(f) => match tx_err(f, |_| Error::Conflict(String::new())) {
+                Error::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
@@ -719,7 +856,7 @@ impl UserStore for DynamoStore {
             items.push(put(t, claim_item(sub_pk(&user.tenant, sub), user)?, absent, &[], &[])?);
             labels.push("subject");
         }
-        items.push(add_count(t, &user.tenant, 1)?);
+        items.push(add_count(t, &user.tenant, 1, super_admin_delta(None, Some(user)), false)?);
         if let Some(a) = audit {
             items.push(put(t, audit_item(a)?, None, &[], &[])?);
         }
@@ -761,61 +898,11 @@ impl UserStore for DynamoStore {
     }
 
     async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
-        let t = &self.table;
-        let tenant = &next.tenant;
-        let prev_version = [(":v", n(previous.version))];
-        let mine = [(":me", s(next.id.to_string()))];
-        let user_attr = [("#u", "user")];
-        // Index 0 is the user; remember which index claims which attribute.
-        let mut items = vec![put(t, user_item(next)?, Some("version = :v"), &prev_version, &[])?];
-        let mut claims: Vec<&'static str> = vec!["user"];
-        let moves = [
-            (
-                "userName",
-                Some(uname_pk(tenant, previous.user_name.folded())),
-                Some(uname_pk(tenant, next.user_name.folded())),
-            ),
-            (
-                "externalId",
-                previous.external_id.as_deref().map(|e| ext_pk(tenant, e)),
-                next.external_id.as_deref().map(|e| ext_pk(tenant, e)),
-            ),
-            (
-                "subject",
-                previous.subject.as_ref().map(|x| sub_pk(tenant, x)),
-                next.subject.as_ref().map(|x| sub_pk(tenant, x)),
-            ),
-        ];
-        for (attr, old, new) in moves {
-            match (old, new) {
-                (Some(o), Some(n)) if o == n => {
-                    // Same claim: refresh its copy of the user; it must still be ours.
-                    items.push(put(t, claim_item(n, next)?, Some("#u = :me"), &mine, &user_attr)?);
-                    claims.push(attr);
-                }
-                (old, new) => {
-                    if let Some(n) = new {
-                        items.push(put(t, claim_item(n, next)?, Some("attribute_not_exists(pk)"), &[], &[])?);
-                        claims.push(attr);
-                    }
-                    if let Some(o) = old {
-                        items.push(delete(t, key(o, "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
-                        claims.push("stale");
-                    }
-                }
-            }
-        }
-        if let Some(a) = audit {
-            items.push(put(t, audit_item(a)?, None, &[], &[])?);
-        }
-        self.transact(items).await.map_err(|f| {
-            tx_err(f, |i| match claims.get(i).copied() {
-                Some("userName") => Error::Uniqueness("userName".into()),
-                Some("externalId") => Error::Uniqueness("externalId".into()),
-                Some("subject") => Error::Uniqueness("subject".into()),
-                _ => Error::PreconditionFailed("version changed".into()),
-            })
-        })
+        self.replace_user_tx(previous, next, audit, false).await
+    }
+
+    async fn replace_user_guarded(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
+        self.replace_user_tx(previous, next, audit, true).await
     }
 
     async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
@@ -838,7 +925,7 @@ impl UserStore for DynamoStore {
         if let Some(x) = &previous.subject {
             items.push(delete(t, key(sub_pk(&previous.tenant, x), "CLAIM"), Some("#u = :me"), &mine, &user_attr)?);
         }
-        items.push(add_count(t, &previous.tenant, -1)?);
+        items.push(add_count(t, &previous.tenant, -1, super_admin_delta(Some(previous), None), false)?);
         if let Some(a) = audit {
             items.push(put(t, audit_item(a)?, None, &[], &[])?);
         }
@@ -921,29 +1008,68 @@ impl OnceStore for DynamoStore {
 }
 
 #[async_trait]
+impl QuotaStore for DynamoStore {
+    async fn take_quota(
+        &self,
+        k: &str,
+        window_start: Timestamp,
+        window_secs: i64,
+        want: u32,
+        limit: u32,
+    ) -> Result<u32> {
+        if want == 0 || want > limit {
+            return Ok(0);
+        }
+        // One counter item per key and window, gone (TTL) a minute after the window ends.
+        let r = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(format!("QUOTA#{k}#{}", window_start.millis()), "QUOTA")))
+            .update_expression("ADD n :want SET expires_at = :ttl")
+            .condition_expression("attribute_not_exists(n) OR n <= :max")
+            .expression_attribute_values(":want", n(want))
+            .expression_attribute_values(":max", n(limit - want))
+            .expression_attribute_values(":ttl", ttl(window_start.plus_secs(window_secs + 60)))
+            .send()
+            .await;
+        Ok(if unless_condition_failed("UpdateItem", r)?.is_some() { want } else { 0 })
+    }
+}
+
+#[async_trait]
 impl SessionStore for DynamoStore {
     async fn create_session(&self, session: &Session) -> Result<()> {
         let t = &self.table;
         let hex = session.hash.to_hex();
         let expires = ttl(session.expires);
         let user_idx = user_sessions_pk(&session.tenant, &session.user);
+        let iss_idx = issuer_sessions_pk(&session.tenant, &session.issuer);
         let sid_idx = session.sid.as_deref().map(|sid| sid_sessions_pk(&session.issuer, sid));
         let mut main = key(session_pk(&session.hash), "SESSION");
         main.insert("body".into(), s(json(session)?));
         main.insert("user".into(), s(session.user.to_string()));
         main.insert("last_seen".into(), n(session.last_seen.millis()));
         main.insert("expires_at".into(), expires.clone());
+        // Each index item names the others, so deleting through any index removes them all.
         let mut by_user = key(user_idx.clone(), &hex);
         by_user.insert("expires_at".into(), expires.clone());
+        by_user.insert("iss_idx_pk".into(), s(iss_idx.clone()));
+        let mut by_iss = key(iss_idx.clone(), &hex);
+        by_iss.insert("expires_at".into(), expires.clone());
+        by_iss.insert("user_idx_pk".into(), s(user_idx.clone()));
         let mut items = vec![put(t, main, Some("attribute_not_exists(pk)"), &[], &[])?];
         if let Some(sp) = &sid_idx {
             by_user.insert("sid_pk".into(), s(sp.clone()));
+            by_iss.insert("sid_pk".into(), s(sp.clone()));
             let mut by_sid = key(sp.clone(), &hex);
             by_sid.insert("user_idx_pk".into(), s(user_idx.clone()));
+            by_sid.insert("iss_idx_pk".into(), s(iss_idx.clone()));
             by_sid.insert("expires_at".into(), expires.clone());
             items.push(put(t, by_sid, None, &[], &[])?);
         }
         items.push(put(t, by_user, None, &[], &[])?);
+        items.push(put(t, by_iss, None, &[], &[])?);
         self.transact(items).await.map_err(|f| tx_err(f, |_| Error::Conflict("a session with this id exists".into())))
     }
 
@@ -987,7 +1113,10 @@ impl SessionStore for DynamoStore {
         let Some(old) = old else { return Ok(false) };
         let session: Session = body(&old)?;
         let hex = hash.to_hex();
-        let mut keys = vec![key(user_sessions_pk(&session.tenant, &session.user), &hex)];
+        let mut keys = vec![
+            key(user_sessions_pk(&session.tenant, &session.user), &hex),
+            key(issuer_sessions_pk(&session.tenant, &session.issuer), &hex),
+        ];
         if let Some(sid) = &session.sid {
             keys.push(key(sid_sessions_pk(&session.issuer, sid), &hex));
         }
@@ -1001,6 +1130,10 @@ impl SessionStore for DynamoStore {
 
     async fn delete_sid_sessions(&self, issuer: &str, sid: &str) -> Result<u32> {
         self.delete_indexed_sessions(sid_sessions_pk(issuer, sid)).await
+    }
+
+    async fn delete_issuer_sessions(&self, tenant: &TenantId, issuer: &str) -> Result<u32> {
+        self.delete_indexed_sessions(issuer_sessions_pk(tenant, issuer)).await
     }
 }
 

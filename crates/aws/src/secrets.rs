@@ -31,9 +31,14 @@ impl std::fmt::Debug for SecretsManagerStore {
 
 /// Reads the paging-cursor key from the secret `id` (the stack's `CursorKeySecret`).
 pub async fn read_cursor_key(client: &Client, id: &str) -> std::result::Result<CursorKey, String> {
+    Ok(CursorKey::derive(&read_server_secret(client, id).await?))
+}
+
+/// The deployment's server secret (its string value), from which the cursor and CSRF keys are
+/// derived.
+pub async fn read_server_secret(client: &Client, id: &str) -> std::result::Result<String, String> {
     let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| format!("{e:?}"))?;
-    let value = out.secret_string.ok_or("the secret has no string value")?;
-    Ok(CursorKey::derive(&value))
+    out.secret_string.ok_or_else(|| "the secret has no string value".to_string())
 }
 
 impl SecretsManagerStore {

@@ -33,6 +33,12 @@ pub enum AuditAction {
     RoleChange,
     #[serde(rename = "sso.settings.update")]
     SsoSettingsUpdate,
+    #[serde(rename = "sso.test")]
+    SsoTest,
+    #[serde(rename = "domain.verify")]
+    DomainVerify,
+    #[serde(rename = "domain.withdraw")]
+    DomainWithdraw,
 }
 
 impl AuditAction {
@@ -49,6 +55,9 @@ impl AuditAction {
             AuditAction::ScimTokenRotate => "scim_token.rotate",
             AuditAction::RoleChange => "role.change",
             AuditAction::SsoSettingsUpdate => "sso.settings.update",
+            AuditAction::SsoTest => "sso.test",
+            AuditAction::DomainVerify => "domain.verify",
+            AuditAction::DomainWithdraw => "domain.withdraw",
         }
     }
 }

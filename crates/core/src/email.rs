@@ -1,8 +1,12 @@
-//! Email addresses: the syntax check behind `userName`, Unicode case folding for uniqueness,
-//! and email domains.
+//! Email addresses: the syntax check behind `userName`, the Unicode identifier rules that keep
+//! look-alike names out, Unicode case folding for uniqueness, the strict form identities are
+//! linked by, and email domains.
 
+use precis_core::{IdentifierClass, StringClass};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
 
 /// Unicode default case folding (the comparison SCIM's `caseExact: false` asks for).
 pub fn fold(s: &str) -> String {
@@ -35,6 +39,42 @@ pub fn check_email(s: &str) -> Result<(), String> {
         return Err(format!("has the character {c:?} in the local part"));
     }
     check_domain(domain)
+}
+
+/// Refuses addresses that could pass for another one: any code point the PRECIS
+/// IdentifierClass (RFC 8264) disallows — compatibility forms such as fullwidth letters or the
+/// Kelvin sign, zero-width joiners and other format or bidirectional controls, spaces,
+/// symbols — and a local part or domain label that mixes scripts (UTS #39 single-script,
+/// e.g. a Cyrillic `а` among Latin letters).
+pub fn check_identifier(s: &str) -> Result<(), String> {
+    if let Err(e) = IdentifierClass::default().allows(s) {
+        return Err(match e {
+            precis_core::Error::BadCodepoint(info) => format!(
+                "contains the character U+{:04X}, which is not allowed in an identifier (invisible, \
+                 compatibility or look-alike form)",
+                info.cp
+            ),
+            _ => "contains characters that are not allowed in an identifier".into(),
+        });
+    }
+    let (local, domain) = s.rsplit_once('@').unwrap_or((s, ""));
+    for part in std::iter::once(local).chain(domain.split('.')) {
+        if !part.is_empty() && !part.is_single_script() {
+            return Err(format!("mixes scripts in {part:?} (look-alike characters)"));
+        }
+    }
+    Ok(())
+}
+
+/// The form in which an identity's email is compared with a user's `userName` before the two
+/// are linked: Unicode NFC, then lower case. Only addresses that pass [`check_identifier`]
+/// have one, so no compatibility mapping and no case folding (`ß`/`ss`, the Kelvin sign) can
+/// make two different addresses meet.
+pub fn link_key(s: &str) -> Option<String> {
+    let s = s.trim();
+    check_email(s).ok()?;
+    check_identifier(s).ok()?;
+    Some(s.nfc().collect::<String>().to_lowercase())
 }
 
 /// Checks a DNS domain name as used in an email address.
@@ -77,6 +117,8 @@ impl UserName {
             return Err("userName is required and must be an email address".into());
         }
         check_email(trimmed).map_err(|why| format!("userName {trimmed:?} is not a valid email address: it {why}"))?;
+        check_identifier(trimmed)
+            .map_err(|why| format!("userName {:?} {why}", trimmed.escape_unicode().to_string()))?;
         Ok(UserName { original: trimmed.to_string(), folded: fold(trimmed) })
     }
     pub fn as_str(&self) -> &str {
@@ -239,6 +281,40 @@ mod tests {
         assert_eq!(a.folded(), b.folded());
         assert_eq!(a.as_str(), "Straße@Example.COM");
         assert_eq!(a.domain(), "example.com");
+    }
+
+    #[test]
+    fn refuses_look_alike_user_names() {
+        for bad in [
+            "ad\u{200b}min@acme.test", // zero-width space
+            "ad\u{200d}min@acme.test", // zero-width joiner
+            "admin\u{202e}@acme.test", // right-to-left override
+            "\u{ff41}dmin@acme.test",  // fullwidth a
+            "\u{212a}ate@acme.test",   // Kelvin sign
+            "\u{0430}dmin@acme.test",  // Cyrillic a among Latin letters
+            "admin@\u{0430}cme.test",
+            "ad\u{00ad}min@acme.test", // soft hyphen
+        ] {
+            let err = UserName::parse(bad).err().unwrap_or_default();
+            assert!(err.contains("userName"), "{bad:?} accepted");
+        }
+        for ok in ["jürgen@müller.de", "straße@example.com", "ıd@example.com", "пётр@пример.рф", "o'brien@example.ie"]
+        {
+            assert!(UserName::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn link_keys_never_merge_distinct_addresses() {
+        let k = |s: &str| link_key(s);
+        assert_eq!(k("Kate@Acme.test"), k("kate@acme.test"));
+        assert_eq!(k("JÜRGEN@müller.de"), k("jürgen@müller.de"));
+        assert_eq!(k("u\u{308}ber@x.de"), k("\u{fc}ber@x.de"), "NFC: canonical equivalents are one address");
+        assert_eq!(k("\u{212a}ate@acme.test"), None, "the Kelvin sign has no link key");
+        assert_eq!(k("\u{ff4b}ate@acme.test"), None, "fullwidth has no link key");
+        assert_ne!(k("strasse@example.com"), k("straße@example.com"));
+        assert_ne!(k("id@example.com"), k("ıd@example.com"));
+        assert_eq!(k("not an email"), None);
     }
 
     #[test]

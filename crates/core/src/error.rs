@@ -45,6 +45,9 @@ pub enum Error {
     /// The operation is understood but not offered by this service.
     #[error("{0}")]
     NotImplemented(String),
+    /// The caller sent too many requests; it may retry after the delay (HTTP 429).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u32 },
     /// The store is throttling or briefly unavailable; the caller may retry after the delay.
     #[error("the store is temporarily unavailable: {message}")]
     Unavailable { message: String, retry_after_secs: u32 },

@@ -4,11 +4,16 @@
 //! (schema, filter, PATCH, paging, errors), bearer tokens, and the ports (small traits) the
 //! adapters implement. Nothing here depends on AWS, HTTP or an async runtime.
 
+pub mod actor;
 pub mod audit;
 pub mod clock;
+pub mod csrf;
+pub mod domain;
+pub mod egress;
 pub mod email;
 pub mod error;
 pub mod ids;
+pub mod limit;
 pub mod ports;
 pub mod revocation;
 pub mod role;
@@ -18,6 +23,7 @@ pub mod sso;
 pub mod sso_service;
 pub mod team;
 pub mod tenant;
+pub mod text;
 pub mod token;
 pub mod user;
 

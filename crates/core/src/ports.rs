@@ -8,6 +8,7 @@ use crate::clock::Timestamp;
 use crate::email::EmailDomain;
 use crate::error::Result;
 use crate::ids::{TenantId, UserId};
+pub use crate::limit::QuotaStore;
 use crate::sso::{LoginTransaction, Session, Subject};
 use crate::tenant::Tenant;
 use crate::token::{TokenHash, TokenRecord};
@@ -32,27 +33,37 @@ pub trait TenantStore: Send + Sync {
     async fn find_tenant_by_issuer(&self, issuer: &str) -> Result<Option<Tenant>>;
 }
 
+/// A tenant's live SCIM tokens, as its pointer names them: the current one, and the one it
+/// overlaps (alive until the current one's first use or its own deadline). No other token of
+/// the tenant exists: every rotation removes the rest in the same atomic write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSlots {
+    pub current: TokenHash,
+    pub previous: Option<TokenHash>,
+}
+
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// The record of a token by its hash.
     async fn resolve_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>>;
-    /// The tenant's current token, if any.
-    async fn current_token(&self, tenant: &TenantId) -> Result<Option<TokenRecord>>;
-    /// Makes `new` the tenant's token in one atomic write. With `replacing: None` the tenant
-    /// must have no token (else `Conflict`); with `Some(old)`, `old` must be the current token
-    /// (else `Conflict`) and stops working in the same write.
-    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()>;
-    /// Rotation with overlap: makes `new` the tenant's token while `old` (which must be the
-    /// current one, else `Conflict`) keeps working until `old_expires`, in one atomic write.
+    /// Which tokens are the tenant's (the pointer only).
+    async fn token_slots(&self, tenant: &TenantId) -> Result<Option<TokenSlots>>;
+    /// Makes `new` the tenant's only token in one atomic write. With `expected: None` the
+    /// tenant must have no token (else `Conflict`); with `Some(slots)`, they must still be the
+    /// tenant's (else `Conflict`), and every token they name stops working in the same write.
+    async fn install_token(&self, new: &TokenRecord, expected: Option<&TokenSlots>) -> Result<()>;
+    /// Rotation with overlap, in one atomic write: `new` becomes current, `expected.current`
+    /// keeps working until `old_expires` (or `new`'s first use), and `expected.previous` stops
+    /// working. `expected` must still be the tenant's (else `Conflict`).
     async fn install_token_with_overlap(
         &self,
         new: &TokenRecord,
-        old: &TokenHash,
+        expected: &TokenSlots,
         old_expires: Timestamp,
     ) -> Result<()>;
-    /// Deletes a superseded token (an overlapping old one, which has a deadline); a no-op for
-    /// any other token.
-    async fn retire_token(&self, hash: &TokenHash) -> Result<()>;
+    /// At `current`'s first use: the token it overlaps (`previous`) stops working and the
+    /// pointer forgets it, if the pointer still names both; otherwise nothing happens.
+    async fn retire_previous(&self, tenant: &TenantId, current: &TokenHash, previous: &TokenHash) -> Result<()>;
     /// Records that a token was used at `at`.
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()>;
 }
@@ -86,6 +97,10 @@ pub trait UserStore: Send + Sync {
     }
     /// `replace_user`, recording `audit` in the same atomic write.
     async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()>;
+    /// `replace_user_with`, refused with `Conflict` if the write would leave the tenant without
+    /// an active super_admin, checked atomically with the write (two super_admins demoting each
+    /// other at once cannot both succeed).
+    async fn replace_user_guarded(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()>;
     /// Deletes a user and its uniqueness claims if the stored version is still `previous.version`.
     async fn delete_user(&self, previous: &User) -> Result<()> {
         self.delete_user_with(previous, None).await
@@ -99,9 +114,14 @@ pub trait UserStore: Send + Sync {
     async fn count_users(&self, tenant: &TenantId) -> Result<u64>;
 }
 
-/// Everything the services need from one store.
-pub trait Store: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + AuditStore {}
-impl<T: TenantStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + AuditStore + ?Sized> Store
+/// The tenant records and the audit trail: what domain verification needs.
+pub trait DomainStore: TenantStore + AuditStore {}
+impl<T: TenantStore + AuditStore + ?Sized> DomainStore for T {}
+
+/// Everything the services need from one store. `Arc<dyn Store>` upcasts to each narrower
+/// port a use case takes.
+pub trait Store: DomainStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + QuotaStore {}
+impl<T: DomainStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + QuotaStore + ?Sized> Store
     for T
 {
 }
@@ -116,7 +136,8 @@ pub trait AuditStore: Send + Sync {
 }
 
 /// Server-side sessions, keyed by the hash of the cookie value, and indexed so that revoking
-/// all sessions of a user, or those of one provider session (`iss`, `sid`), is one query.
+/// all sessions of a user, those of one provider session (`iss`, `sid`), or those a tenant got
+/// from one issuer, is one query.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session) -> Result<()>;
@@ -130,6 +151,9 @@ pub trait SessionStore: Send + Sync {
     async fn delete_user_sessions(&self, tenant: &TenantId, user: &UserId) -> Result<u32>;
     /// Ends the sessions started from one provider session; returns how many there were.
     async fn delete_sid_sessions(&self, issuer: &str, sid: &str) -> Result<u32>;
+    /// Ends every session of a tenant that came from `issuer` (its identity provider was
+    /// replaced); returns how many there were.
+    async fn delete_issuer_sessions(&self, tenant: &TenantId, issuer: &str) -> Result<u32>;
 }
 
 /// Login transactions between the redirect to the provider and the callback.

@@ -148,6 +148,9 @@ pub enum LogoutError {
     /// The identity provider's keys could not be fetched; the provider may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many logout calls for this issuer: retry after the delay. 429.
+    #[error("too many logout calls; retry in {0} seconds")]
+    Throttled(u32),
 }
 
 fn unverified_claim(token: &str, name: &str) -> Option<String> {
@@ -168,16 +171,30 @@ pub struct LogoutService {
     idp: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     revoker: Revoker,
+    /// Logout calls per claimed issuer (they are anonymous until the signature is checked).
+    throttle: Arc<dyn crate::limit::Throttle>,
 }
 
 impl LogoutService {
     pub fn new(store: Arc<dyn Store>, idp: Arc<dyn IdentityProvider>, clock: Arc<dyn Clock>) -> Self {
         let revoker = Revoker::new(store.clone(), clock.clone());
-        LogoutService { store, idp, clock, revoker }
+        LogoutService { store, idp, clock, revoker, throttle: Arc::new(crate::limit::Unlimited) }
     }
 
+    /// Limits logout calls per claimed issuer.
+    pub fn with_throttle(mut self, throttle: Arc<dyn crate::limit::Throttle>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    fn throttled(&self, iss: &str) -> Result<(), LogoutError> {
+        self.throttle.check(&format!("logout:{}", Issuer::lookup_key(iss))).map_err(LogoutError::Throttled)
+    }
+
+    /// The tenant's bound issuer and client: a provider whose binding is not proven yet is
+    /// trusted for no logout message.
     fn sso_of(tenant: &Tenant) -> Option<(Issuer, String)> {
-        tenant.sso.as_ref().map(|s| (s.issuer.clone(), s.client_id.clone()))
+        tenant.sso.as_ref().filter(|s| s.bound_at.is_some()).map(|s| (s.issuer.clone(), s.client_id.clone()))
     }
 
     /// OIDC Back-Channel Logout 1.0 §2.6: validates the logout token and ends the sessions it
@@ -192,6 +209,7 @@ impl LogoutService {
         // The issuer picks the tenant and hence the keys; nothing is trusted before the signature.
         let iss =
             unverified_claim(token, "iss").ok_or_else(|| LogoutError::Invalid("malformed logout token".into()))?;
+        self.throttled(&iss)?;
         let tenant = self
             .store
             .find_tenant_by_issuer(&Issuer::lookup_key(&iss))
@@ -282,24 +300,42 @@ impl LogoutService {
     /// of the user's sessions.
     pub async fn universal_logout(
         &self,
-        tenant_id: &str,
+        tenant_id: Option<&str>,
         authorization: Option<&str>,
         endpoint: &str,
         body: &[u8],
     ) -> Result<Receipt, LogoutError> {
         let signal_at = self.clock.now();
-        let tenant_id = TenantId::parse(tenant_id).ok_or_else(|| LogoutError::NotFound("no such tenant".into()))?;
-        let tenant = self
-            .store
-            .get_tenant(&tenant_id)
-            .await
-            .map_err(|e| LogoutError::Unavailable(e.to_string()))?
-            .ok_or_else(|| LogoutError::NotFound("no such tenant".into()))?;
-        let token = authorization
+        let bearer = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)
-            .ok_or_else(|| LogoutError::Unauthorized("a Bearer token is required".into()))?;
+            .filter(|t| !t.is_empty() && t.len() <= 16 * 1024);
+        let tenant = match tenant_id {
+            Some(id) => {
+                let id = TenantId::parse(id).ok_or_else(|| LogoutError::NotFound("no such tenant".into()))?;
+                self.store
+                    .get_tenant(&id)
+                    .await
+                    .map_err(|e| LogoutError::Unavailable(e.to_string()))?
+                    .ok_or_else(|| LogoutError::NotFound("no such tenant".into()))?
+            }
+            // One endpoint per deployment: the token's issuer (bound issuers are unique) picks
+            // the tenant, whose keys then verify the token; nothing is fetched for an unknown one.
+            None => {
+                let token = bearer.ok_or_else(|| LogoutError::Unauthorized("a Bearer token is required".into()))?;
+                let iss = unverified_claim(token, "iss")
+                    .ok_or_else(|| LogoutError::Unauthorized("the token is not a JWT naming its issuer".into()))?;
+                self.throttled(&iss)?;
+                self.store
+                    .find_tenant_by_issuer(&Issuer::lookup_key(&iss))
+                    .await
+                    .map_err(|e| LogoutError::Unavailable(e.to_string()))?
+                    .ok_or_else(|| {
+                        LogoutError::Unauthorized("the token's issuer is not connected to Butterfly".into())
+                    })?
+            }
+        };
+        let token = bearer.ok_or_else(|| LogoutError::Unauthorized("a Bearer token is required".into()))?;
         let (issuer, client_id) = Self::sso_of(&tenant)
             .ok_or_else(|| LogoutError::Unauthorized("single sign-on is not set up for this tenant".into()))?;
         let claims =

@@ -5,6 +5,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::email::EmailDomain;
 use crate::error::{Error, Result};
 use crate::ids::{TenantId, UserId};
+use crate::limit::{QuotaPolicy, TenantQuota};
 use crate::ports::Store;
 use crate::revocation::{Revoker, Trigger};
 use crate::scim::cursor::{self, CursorError, CursorKey, CursorState};
@@ -29,6 +30,13 @@ const SCAN_PAGE: usize = 500;
 pub struct Caller {
     pub tenant: TenantId,
     pub token: TokenHash,
+}
+
+/// An authenticated write's caller and the user it targets, as read with the token.
+#[derive(Debug, Clone)]
+pub struct WriteTarget {
+    pub caller: Caller,
+    pub user: User,
 }
 
 /// One page of a user listing.
@@ -115,6 +123,7 @@ pub struct ScimService {
     clock: Arc<dyn Clock>,
     cursor_key: CursorKey,
     revoker: Revoker,
+    quota: Arc<TenantQuota>,
 }
 
 /// What an audit event of a SCIM write says about the user (never secrets).
@@ -128,22 +137,27 @@ fn scim_audit(action: AuditAction, u: &User, at: Timestamp) -> AuditEvent {
 }
 
 impl ScimService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cursor_key: CursorKey) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cursor_key: CursorKey, quota: QuotaPolicy) -> Self {
         let revoker = Revoker::new(store.clone(), clock.clone());
-        ScimService { store, clock, cursor_key, revoker }
+        let quota = Arc::new(TenantQuota::new(store.clone(), quota));
+        ScimService { store, clock, cursor_key, revoker, quota }
     }
 
     async fn note_use(&self, rec: &TokenRecord, now: Timestamp) {
         if rec.last_used.is_none() {
             if let Some(old) = &rec.replaces {
-                // Overlap rotation: the new token's first use ends the old one. Best effort: if
-                // this fails, the next request tries again, and the old token's deadline holds.
-                let _ = self.store.retire_token(old).await;
+                // Overlap rotation: the new token's first use ends the old one. If this fails,
+                // the next request tries again, and the old token's deadline holds meanwhile.
+                if let Err(e) = self.store.retire_previous(&rec.tenant, &rec.hash, old).await {
+                    tracing::warn!(error = %e, "the overlapped SCIM token was not retired yet");
+                }
             }
         }
         if rec.last_used_is_stale(now) {
-            // Best effort: a failed last-used update must not fail the request.
-            let _ = self.store.record_token_use(&rec.hash, now).await;
+            // A failed last-used update must not fail the request.
+            if let Err(e) = self.store.record_token_use(&rec.hash, now).await {
+                tracing::warn!(error = %e, "the SCIM token's last use was not recorded");
+            }
         }
     }
 
@@ -154,12 +168,15 @@ impl ScimService {
         }
     }
 
-    /// Authenticates a request from its `Authorization` header.
+    /// Authenticates a request from its `Authorization` header, and spends one request of the
+    /// tenant's SCIM quota.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
         let token = presented_token(authorization)?;
         let hash = token.hash();
         let rec = self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
-        self.note_use(&rec, self.clock.now()).await;
+        let now = self.clock.now();
+        self.quota.admit(&rec.tenant, now).await?;
+        self.note_use(&rec, now).await;
         Ok(Caller { tenant: rec.tenant, token: hash })
     }
 
@@ -174,7 +191,9 @@ impl ScimService {
         };
         let (rec, user) = self.store.resolve_token_and_get_user(&hash, &uid).await?;
         let rec = self.check_record(&hash, rec)?;
-        self.note_use(&rec, self.clock.now()).await;
+        let now = self.clock.now();
+        self.quota.admit(&rec.tenant, now).await?;
+        self.note_use(&rec, now).await;
         let caller = Caller { tenant: rec.tenant, token: hash };
         match user {
             Some(u) if u.tenant == caller.tenant => Ok((caller, u)),
@@ -199,39 +218,35 @@ impl ScimService {
         Ok(user)
     }
 
-    pub async fn replace_user(
-        &self,
-        authorization: Option<&str>,
-        id: &str,
-        body: &Value,
-        if_match: Option<&str>,
-    ) -> Result<User> {
-        let draft = Draft::parse(&normalize(resource_body(body)?))?; // validated before any store call
-        self.modify(authorization, id, if_match, |u| draft.clone().apply_put(u)).await
+    /// Authenticates a write to `/Users/{id}` and reads the user, in one store round trip,
+    /// before anything of the request body is looked at (a bad token is a 401 whatever the body).
+    pub async fn authorize_write(&self, authorization: Option<&str>, id: &str) -> Result<WriteTarget> {
+        let (caller, user) = self.authenticate_with_user(authorization, id).await?;
+        Ok(WriteTarget { caller, user })
     }
 
-    pub async fn patch_user(
-        &self,
-        authorization: Option<&str>,
-        id: &str,
-        body: &Value,
-        if_match: Option<&str>,
-    ) -> Result<User> {
+    pub async fn replace_user(&self, target: WriteTarget, body: &Value, if_match: Option<&str>) -> Result<User> {
+        let draft = Draft::parse(&normalize(resource_body(body)?))?; // validated before any store write
+        self.modify(target, if_match, |u| draft.clone().apply_put(u)).await
+    }
+
+    pub async fn patch_user(&self, target: WriteTarget, body: &Value, if_match: Option<&str>) -> Result<User> {
         let ops = patch::parse_request(body)?;
-        self.modify(authorization, id, if_match, |u| patch::apply_to_user(u, &ops)).await
+        self.modify(target, if_match, |u| patch::apply_to_user(u, &ops)).await
     }
 
     /// Read, change, write with a version condition. With `If-Match` a concurrent change is a
     /// 412; without, the change is re-applied to the newer version.
     async fn modify(
         &self,
-        authorization: Option<&str>,
-        id: &str,
+        target: WriteTarget,
         if_match: Option<&str>,
         change: impl Fn(&mut User) -> Result<()>,
     ) -> Result<User> {
         let pre = Precondition::from_header(if_match);
-        let (caller, mut current) = self.authenticate_with_user(authorization, id).await?;
+        let WriteTarget { caller, user: mut current } = target;
+        let id = current.id.to_string();
+        let id = id.as_str();
         for attempt in 1..=WRITE_ATTEMPTS {
             pre.check(&current)?;
             let mut next = current.clone();
@@ -251,9 +266,15 @@ impl ScimService {
             match self.store.replace_user_with(&current, &next, Some(&audit)).await {
                 Ok(()) => {
                     if deactivated {
-                        self.revoker
+                        // The write committed and its cut-off already kills every session; a
+                        // failure of the bookkeeping after it is logged, not answered.
+                        if let Err(e) = self
+                            .revoker
                             .revoke_user(Trigger::ScimDeactivation, &next.tenant, &next.id, "scim", now)
-                            .await?;
+                            .await
+                        {
+                            tracing::error!(user = %next.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
+                        }
                     }
                     return Ok(next);
                 }
@@ -502,7 +523,24 @@ impl AdminService {
                 "{d} is a public mailbox provider; only domains your organisation owns can route sign-ins"
             )));
         }
-        let t = Tenant { id: TenantId::generate(), name, domains, created: self.clock.now(), sso: None, version: 1 };
+        let now = self.clock.now();
+        let mut t = Tenant {
+            id: TenantId::generate(),
+            name,
+            domains: vec![],
+            domain_records: vec![],
+            verification_token: None,
+            created: now,
+            sso: None,
+            version: 1,
+        };
+        // Domains named by the operator at creation are verified on the operator's word.
+        t.set_domain_records(
+            domains
+                .into_iter()
+                .map(|d| crate::tenant::DomainRecord::verified(d, crate::tenant::VerifiedBy::Operator, now))
+                .collect(),
+        );
         self.store.create_tenant(&t).await?;
         Ok(t)
     }
@@ -541,54 +579,77 @@ impl AdminService {
         })?;
         let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::ScimTokenIssue, "operator")
             .details(serde_json::json!({ "display_prefix": issued.record.display_prefix }));
-        let _ = self.store.record_audit(&event).await;
+        self.audit(event).await;
         Ok(issued)
     }
 
-    /// Replaces the tenant's SCIM token; the old one stops working at once.
+    async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(action = event.action.as_str(), error = %e, "audit event not recorded");
+        }
+    }
+
+    /// Replaces the tenant's SCIM token; every old one stops working at once.
     pub async fn rotate_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
         self.rotate_token_with(tenant, RotationMode::Immediate, "operator").await
     }
 
-    /// Issues the first token, or rotates: `Immediate` kills the old token in the same write
-    /// (the lost-token case); `Overlap` keeps it working until the new token is first used or
-    /// the deadline passes, whichever comes first (no provisioning gap while the admin pastes
-    /// the new token into Okta).
+    /// Issues the first token, or rotates. A tenant has two live tokens at most, ever:
+    /// `Immediate` ends every other token in the same write (the lost-token case); `Overlap`
+    /// keeps only the current one working beside the new one, until the new one is first used
+    /// or the deadline passes, whichever comes first (no provisioning gap while the admin pastes
+    /// the new token into Okta), and ends any older one in the same write.
     pub async fn rotate_token_with(&self, tenant: &TenantId, mode: RotationMode, actor: &str) -> Result<IssuedToken> {
         self.tenant(tenant).await?;
-        let current = self.store.current_token(tenant).await?;
+        let slots = self.store.token_slots(tenant).await?;
+        let current = match &slots {
+            Some(s) => self.store.resolve_token(&s.current).await?,
+            None => None,
+        };
         let mut issued = self.new_token(tenant)?;
         let now = self.clock.now();
-        let (action, details) = match (&current, mode) {
+        let (action, details) = match (&slots, mode) {
             (None, _) => {
                 self.store.install_token(&issued.record, None).await?;
                 (AuditAction::ScimTokenIssue, serde_json::json!({ "display_prefix": issued.record.display_prefix }))
             }
-            (Some(c), RotationMode::Immediate) => {
-                self.store.install_token(&issued.record, Some(&c.hash)).await?;
+            (Some(s), RotationMode::Immediate) => {
+                self.store.install_token(&issued.record, Some(s)).await?;
                 (
                     AuditAction::ScimTokenRotate,
                     serde_json::json!({ "mode": "immediate", "display_prefix": issued.record.display_prefix,
-                                        "previous_prefix": c.display_prefix }),
+                                        "previous_prefix": current.as_ref().map(|c| c.display_prefix.clone()),
+                                        "tokens_ended": 1 + usize::from(s.previous.is_some()) }),
                 )
             }
-            (Some(c), RotationMode::Overlap { secs }) => {
+            (Some(s), RotationMode::Overlap { secs }) => {
                 let secs = secs.clamp(60, MAX_OVERLAP_SECS);
                 let until = now.plus_secs(secs);
-                issued.record.replaces = Some(c.hash);
-                self.store.install_token_with_overlap(&issued.record, &c.hash, until).await?;
+                issued.record.replaces = Some(s.current);
+                self.store.install_token_with_overlap(&issued.record, s, until).await?;
                 (
                     AuditAction::ScimTokenRotate,
                     serde_json::json!({ "mode": "overlap", "display_prefix": issued.record.display_prefix,
-                                        "previous_prefix": c.display_prefix, "previous_expires": until.to_rfc3339() }),
+                                        "previous_prefix": current.as_ref().map(|c| c.display_prefix.clone()),
+                                        "previous_expires": until.to_rfc3339(),
+                                        "tokens_ended": usize::from(s.previous.is_some()) }),
                 )
             }
         };
-        let _ = self.store.record_audit(&AuditEvent::new(tenant, now, action, actor).details(details)).await;
+        self.audit(AuditEvent::new(tenant, now, action, actor).details(details)).await;
         Ok(issued)
     }
 
-    pub async fn token_metadata(&self, tenant: &TenantId) -> Result<Option<TokenRecord>> {
-        self.store.current_token(tenant).await
+    /// The tenant's live tokens, current first (never the tokens themselves).
+    pub async fn live_tokens(&self, tenant: &TenantId) -> Result<Vec<TokenRecord>> {
+        let Some(slots) = self.store.token_slots(tenant).await? else { return Ok(vec![]) };
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for h in std::iter::once(slots.current).chain(slots.previous) {
+            if let Some(r) = self.store.resolve_token(&h).await?.filter(|r| r.is_live(now)) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 }

@@ -11,7 +11,6 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::net::IpAddr;
 
 /// The scopes Butterfly asks for (the only ones an OIN app may use).
 pub const SCOPES: &str = "openid email profile";
@@ -42,7 +41,7 @@ impl Issuer {
         if url.query().is_some() || url.fragment().is_some() {
             return Err("the issuer must not have a query or fragment".into());
         }
-        check_endpoint(&url, allow_loopback_http)?;
+        crate::egress::check_url(&url, allow_loopback_http)?;
         let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         if let Some(p) = url.port() {
             out.push_str(&format!(":{p}"));
@@ -71,74 +70,6 @@ impl fmt::Display for Issuer {
 impl fmt::Debug for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Issuer({})", self.0)
-    }
-}
-
-/// Whether an address may be fetched on a tenant's behalf: public unicast only, plus loopback
-/// where allowed (the local stack). Private, link-local (cloud metadata), unspecified,
-/// multicast, documentation and carrier-grade NAT ranges are refused.
-pub fn ip_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_loopback;
-    }
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return ip_allowed(IpAddr::V4(v4), allow_loopback);
-            }
-            let seg = v6.segments();
-            !(v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-                || seg[0] == 0x2001 && seg[1] == 0x0db8)
-        }
-    }
-}
-
-fn is_loopback_host(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// Checks a URL we are about to fetch for a tenant (issuer, token endpoint, JWKS): https, or
-/// http on loopback where allowed; an IP-literal host must be an allowed address. Host names
-/// are checked again after DNS resolution by the HTTP client.
-pub fn check_endpoint(url: &url::Url, allow_loopback_http: bool) -> Result<(), String> {
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_loopback_http && is_loopback_host(url) => {}
-        "http" => return Err(format!("{url} must use https")),
-        other => return Err(format!("{url} has the unsupported scheme {other:?}")),
-    }
-    match url.host() {
-        None => Err(format!("{url} has no host")),
-        Some(url::Host::Ipv4(ip)) if !ip_allowed(IpAddr::V4(ip), allow_loopback_http) => {
-            Err(format!("{url} points at a private, loopback or link-local address"))
-        }
-        Some(url::Host::Ipv6(ip)) if !ip_allowed(IpAddr::V6(ip), allow_loopback_http) => {
-            Err(format!("{url} points at a private, loopback or link-local address"))
-        }
-        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") && !allow_loopback_http => {
-            Err(format!("{url} points at a loopback address"))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -206,6 +137,19 @@ pub struct SsoConfig {
     pub client_id: String,
     pub enabled: bool,
     pub updated: Timestamp,
+    /// When the issuer was bound to the tenant: a super_admin completed a test sign-in through
+    /// it, or the operator set it. Until then the issuer is not claimed, routes no sign-in and
+    /// is trusted for no logout token. Settings saved before binding existed count as bound.
+    #[serde(default = "bound_before_binding_existed")]
+    pub bound_at: Option<Timestamp>,
+    /// While this issuer waits for its binding: the issuer bound before it, whose sessions end
+    /// when this one is bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Issuer>,
+}
+
+fn bound_before_binding_existed() -> Option<Timestamp> {
+    Some(Timestamp(0))
 }
 
 /// The user's identity at the tenant's provider: (`iss`, `sub`), unique within a tenant.
@@ -215,10 +159,30 @@ pub struct Subject {
     pub sub: String,
 }
 
+/// Why a login was started: what the callback may do with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginPurpose {
+    /// From our login page: the user typed their email here.
+    #[default]
+    SignIn,
+    /// Started by the provider (a dashboard tile, `/sso/initiate`): it must never silently
+    /// replace a session the browser already has.
+    ProviderInitiated,
+    /// A super_admin's test of the tenant's SSO settings: every check runs and is reported,
+    /// nobody is signed in, and a not yet bound issuer is bound if all pass.
+    Test,
+}
+
 /// A login in progress between the start (redirect to the provider) and the callback. Stored
 /// server side under the hash of `state`, consumed once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginTransaction {
+    #[serde(default)]
+    pub purpose: LoginPurpose,
+    /// For a test: the super_admin who started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tester: Option<UserId>,
     pub state_hash: TokenHash,
     /// Hash of the random value held in the browser's transaction cookie.
     pub binding_hash: TokenHash,
@@ -251,12 +215,27 @@ pub struct Session {
     pub last_seen: Timestamp,
     /// Absolute expiry: the session ends then whatever the activity.
     pub expires: Timestamp,
+    /// `false` for a provider-initiated sign-in waiting for the user to confirm that it may
+    /// replace the session the browser had: such a session authenticates nothing.
+    #[serde(default = "confirmed_by_default", skip_serializing_if = "is_true")]
+    pub confirmed: bool,
 }
+
+fn confirmed_by_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// How long an unconfirmed (provider-initiated) sign-in waits for the user's answer.
+pub const CONFIRMATION_TTL_SECS: i64 = 300;
 
 impl Session {
     /// Whether the session is still valid at `now` with an idle timeout of `idle_secs`.
     pub fn is_live(&self, now: Timestamp, idle_secs: i64) -> bool {
-        now < self.expires && now < self.last_seen.plus_secs(idle_secs)
+        self.confirmed && now < self.expires && now < self.last_seen.plus_secs(idle_secs)
     }
 }
 
@@ -315,6 +294,9 @@ pub struct VerifiedIdToken {
     pub issuer: String,
     pub subject: String,
     pub email: Option<String>,
+    /// The provider's `email_verified` claim (from the ID token, else from userinfo); absent
+    /// means not verified.
+    pub email_verified: Option<bool>,
     pub preferred_username: Option<String>,
     pub name: Option<String>,
     pub given_name: Option<String>,
@@ -378,9 +360,16 @@ pub enum SsoError {
     /// Settings were refused (bad issuer, discovery failed, domain taken, ...).
     #[error("{0}")]
     Settings(String),
+    /// An identity was not linked to an existing account (unverified email, look-alike
+    /// address, a link to another identity): nobody was signed in, nothing was created.
+    #[error("{0}")]
+    LinkRefused(String),
     /// The provider could not be reached or answered nonsense.
     #[error("the identity provider could not be reached: {0}")]
     ProviderUnavailable(String),
+    /// Too many sign-in starts for this email domain or issuer; retry after the delay.
+    #[error("too many sign-in attempts; retry in {0} seconds")]
+    Throttled(u32),
     /// A store failure (or a domain error from a store call).
     #[error(transparent)]
     Store(#[from] crate::Error),
@@ -400,7 +389,9 @@ impl SsoError {
             SsoError::Deactivated => "user_deactivated",
             SsoError::Unauthenticated => "unauthenticated",
             SsoError::Settings(_) => "invalid_settings",
+            SsoError::LinkRefused(_) => "account_link_refused",
             SsoError::ProviderUnavailable(_) => "provider_unavailable",
+            SsoError::Throttled(_) => "throttled",
             SsoError::Store(_) => "store_error",
         }
     }
@@ -502,6 +493,7 @@ mod tests {
             created: Timestamp(0),
             last_seen: Timestamp(1_000),
             expires: Timestamp(100_000),
+            confirmed: true,
         };
         assert!(s.is_live(Timestamp(10_000), 60));
         assert!(!s.is_live(Timestamp(61_000), 60));

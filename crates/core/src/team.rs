@@ -50,7 +50,8 @@ impl TeamService {
         Ok((page, next))
     }
 
-    /// Sets a member's role by hand. Refuses to demote the tenant's last active super_admin.
+    /// Sets a member's role by hand. Refuses to demote the tenant's last active super_admin,
+    /// atomically with the write (the store counts them in the same transaction).
     pub async fn change_role(&self, tenant: &TenantId, actor: &UserId, target: &str, role: &str) -> Result<RoleChange> {
         let role = Role::parse(role).ok_or_else(|| {
             Error::InvalidValue(format!(
@@ -63,14 +64,6 @@ impl TeamService {
             let current =
                 self.store.get_user(tenant, &id).await?.ok_or_else(|| Error::NotFound("no such member".into()))?;
             let from = current.effective_role();
-            if from == Role::SuperAdmin && role != Role::SuperAdmin && current.active {
-                let others = self.other_active_super_admins(tenant, &id).await?;
-                if others == 0 {
-                    return Err(Error::Conflict(
-                        "this is the last super_admin: make someone else super_admin first".into(),
-                    ));
-                }
-            }
             let warning = (current.role_source == Some(RoleSource::Scim)).then(|| {
                 "your identity provider manages this role over SCIM and will overwrite it on its next push; \
                  change it there to make it stick"
@@ -88,26 +81,12 @@ impl TeamService {
             let audit = AuditEvent::new(tenant, now, AuditAction::RoleChange, format!("user:{actor}"))
                 .target(id)
                 .details(json!({ "from": from.as_str(), "to": role.as_str(), "previous_source": current.role_source }));
-            match self.store.replace_user_with(&current, &next, Some(&audit)).await {
+            match self.store.replace_user_guarded(&current, &next, Some(&audit)).await {
                 Ok(()) => return Ok(RoleChange { user: next, warning }),
                 Err(Error::PreconditionFailed(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Conflict("the member changed concurrently; retry".into()))
-    }
-
-    /// Active super_admins other than `except` (pages through the tenant: admin path only).
-    async fn other_active_super_admins(&self, tenant: &TenantId, except: &UserId) -> Result<usize> {
-        let mut n = 0;
-        let mut after: Option<UserId> = None;
-        loop {
-            let page = self.store.list_users(tenant, after.as_ref(), 0, 500).await?;
-            n += page.iter().filter(|u| &u.id != except && u.active && u.effective_role() == Role::SuperAdmin).count();
-            match page.last() {
-                Some(last) if page.len() == 500 => after = Some(last.id),
-                _ => return Ok(n),
-            }
-        }
     }
 }

@@ -3,16 +3,79 @@
 use crate::clock::Timestamp;
 use crate::email::EmailDomain;
 use crate::ids::TenantId;
-use crate::sso::SsoConfig;
+use crate::sso::{Issuer, SsoConfig};
 use serde::{Deserialize, Serialize};
+
+/// How a domain came to be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifiedBy {
+    /// The tenant's verification token was found in the domain's DNS.
+    Dns,
+    /// Butterfly's operator vouched for it (tenant creation, `butterfly domain verify --force`).
+    Operator,
+}
+
+/// An email domain a tenant added, with its verification state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    pub domain: EmailDomain,
+    pub added: Timestamp,
+    /// Set once verified; a verified domain routes sign-ins and is claimed by this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<VerifiedBy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Timestamp>,
+    /// The last DNS check (at verification, and by the scheduled re-check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Timestamp>,
+    /// Consecutive DNS checks that did not find the record (a verified domain is withdrawn
+    /// after [`crate::domain::MISSES_BEFORE_WITHDRAWAL`]).
+    #[serde(default)]
+    pub misses: u32,
+    /// Why the last check did not verify it (our words, never DNS data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl DomainRecord {
+    pub fn pending(domain: EmailDomain, at: Timestamp) -> Self {
+        DomainRecord {
+            domain,
+            added: at,
+            verified_by: None,
+            verified_at: None,
+            checked_at: None,
+            misses: 0,
+            last_error: None,
+        }
+    }
+
+    pub fn verified(domain: EmailDomain, by: VerifiedBy, at: Timestamp) -> Self {
+        DomainRecord { verified_by: Some(by), verified_at: Some(at), checked_at: Some(at), ..Self::pending(domain, at) }
+    }
+
+    pub fn is_verified(&self) -> bool {
+        self.verified_by.is_some()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
-    /// Email domains whose users sign in through this tenant's identity provider.
+    /// The **verified** email domains: they route sign-ins to this tenant's identity provider
+    /// and are claimed by it (one tenant per domain). Always the verified subset of
+    /// `domain_records`; stores claim exactly these.
     #[serde(default)]
     pub domains: Vec<EmailDomain>,
+    /// Every domain the tenant added, verified or not, with its state. Tenants saved before
+    /// verification existed have none: their `domains` count as verified by the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_records: Vec<DomainRecord>,
+    /// The value this tenant publishes in its domains' verification TXT records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_token: Option<String>,
     pub created: Timestamp,
     /// Single sign-on settings, once an admin has saved them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,5 +96,35 @@ impl Tenant {
             return Err("tenant name must not contain control characters".into());
         }
         Ok(n.to_string())
+    }
+
+    /// Every domain with its state (tenants from before verification: their domains, verified
+    /// by the operator).
+    pub fn domain_records(&self) -> Vec<DomainRecord> {
+        if self.domain_records.is_empty() {
+            return self
+                .domains
+                .iter()
+                .map(|d| DomainRecord::verified(d.clone(), VerifiedBy::Operator, self.created))
+                .collect();
+        }
+        self.domain_records.clone()
+    }
+
+    /// Replaces the domain records, and `domains` with their verified subset.
+    pub fn set_domain_records(&mut self, records: Vec<DomainRecord>) {
+        self.domains = records.iter().filter(|r| r.is_verified()).map(|r| r.domain.clone()).collect();
+        self.domain_records = records;
+    }
+
+    /// Whether `domain` is verified for this tenant (routes sign-ins, may vouch for emails).
+    pub fn has_verified_domain(&self, domain: &EmailDomain) -> bool {
+        self.domains.contains(domain)
+    }
+
+    /// The issuer this tenant has claimed: its SSO issuer once bound (a test sign-in through it
+    /// succeeded, or the operator bound it). Stores keep this one unique across tenants.
+    pub fn claimed_issuer(&self) -> Option<&Issuer> {
+        self.sso.as_ref().filter(|s| s.bound_at.is_some()).map(|s| &s.issuer)
     }
 }

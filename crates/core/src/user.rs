@@ -45,6 +45,12 @@ pub struct User {
 
 impl User {
     /// The role in force: the assigned one, else `read_only`.
+    /// Whether this user counts towards the tenant's active super_admins (the last one may not
+    /// be demoted by hand).
+    pub fn counts_as_super_admin(&self) -> bool {
+        self.active && self.effective_role() == Role::SuperAdmin
+    }
+
     pub fn effective_role(&self) -> Role {
         self.role.unwrap_or(Role::ReadOnly)
     }

@@ -9,7 +9,8 @@ use butterfly_core::clock::Timestamp;
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::{
-    AuditStore, LoginStore, OnceStore, SecretStore, SessionStore, TenantStore, TokenStore, UserStore,
+    AuditStore, LoginStore, OnceStore, QuotaStore, SecretStore, SessionStore, TenantStore, TokenSlots, TokenStore,
+    UserStore,
 };
 use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
@@ -49,6 +50,8 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 const SESSION_INDEX: TableDefinition<&str, ()> = TableDefinition::new("session_index");
 /// Login transactions by the hash of their `state`.
 const LOGINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("logins");
+/// Shared request counters: `key \x1f window start (ms)` → requests granted in that window.
+const QUOTAS: TableDefinition<&str, u64> = TableDefinition::new("quotas");
 /// Audit events: `tenant \x1f event id` (UUIDv7, time-ordered) → event.
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
@@ -84,6 +87,36 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(store_err)
 }
 
+/// Makes the data directory `0700` and the data file (created empty if new) `0600`.
+#[cfg(unix)]
+fn restrict(dir: &Path, file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if !file.exists() {
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file)?;
+    }
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict(_dir: &Path, _file: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The refusal of a write that would leave a tenant without an active super_admin.
+pub const LAST_SUPER_ADMIN: &str = "this is the last super_admin: make someone else super_admin first";
+
+/// Every user of a tenant (a contiguous key range), for checks inside a write transaction.
+fn tenant_users<'a>(
+    users: &'a impl ReadableTable<&'static [u8], &'static [u8]>,
+    tenant: &TenantId,
+) -> Result<impl Iterator<Item = User> + 'a> {
+    let start = tenant.as_str().as_bytes().to_vec();
+    let end = tenant_prefix_end(tenant);
+    let rows = users.range::<&[u8]>(start.as_slice()..end.as_slice()).map_err(store_err)?;
+    Ok(rows.filter_map(|row| row.ok().and_then(|(_, v)| dec::<User>(v.value()).ok())))
+}
+
 fn user_key(tenant: &TenantId, id: &UserId) -> Vec<u8> {
     let mut k = Vec::with_capacity(52);
     k.extend_from_slice(tenant.as_str().as_bytes());
@@ -109,6 +142,24 @@ fn sub_key(tenant: &TenantId, s: &Subject) -> String {
     format!("{}\x1fs\x1f{}\x1f{}", tenant.as_str(), s.issuer, s.sub)
 }
 
+/// The tenant-token pointer: the current token's hash, then the overlapped one's if any.
+fn encode_slots(s: &TokenSlots) -> Vec<u8> {
+    let mut v = s.current.as_bytes().to_vec();
+    if let Some(p) = &s.previous {
+        v.extend_from_slice(p.as_bytes());
+    }
+    v
+}
+
+fn decode_slots(b: &[u8]) -> Option<TokenSlots> {
+    let hash = |s: &[u8]| <[u8; 32]>::try_from(s).ok().map(TokenHash::from_bytes);
+    match b.len() {
+        32 => Some(TokenSlots { current: hash(b)?, previous: None }),
+        64 => Some(TokenSlots { current: hash(&b[..32])?, previous: Some(hash(&b[32..])?) }),
+        _ => None,
+    }
+}
+
 fn user_sessions_prefix(tenant: &TenantId, user: &UserId) -> String {
     format!("u\x1f{}\x1f{}\x1f", tenant.as_str(), user)
 }
@@ -117,9 +168,16 @@ fn sid_sessions_prefix(issuer: &str, sid: &str) -> String {
     format!("s\x1f{issuer}\x1f{sid}\x1f")
 }
 
+fn issuer_sessions_prefix(tenant: &TenantId, issuer: &str) -> String {
+    format!("i\x1f{}\x1f{issuer}\x1f", tenant.as_str())
+}
+
 fn session_index_keys(s: &Session) -> Vec<String> {
     let hex = s.hash.to_hex();
-    let mut keys = vec![format!("{}{hex}", user_sessions_prefix(&s.tenant, &s.user))];
+    let mut keys = vec![
+        format!("{}{hex}", user_sessions_prefix(&s.tenant, &s.user)),
+        format!("{}{hex}", issuer_sessions_prefix(&s.tenant, &s.issuer)),
+    ];
     if let Some(sid) = &s.sid {
         keys.push(format!("{}{hex}", sid_sessions_prefix(&s.issuer, sid)));
     }
@@ -157,6 +215,7 @@ fn init_tables(db: &Database) -> Result<()> {
         tx.open_table(ISSUERS).map_err(store_err)?;
         tx.open_table(SESSIONS).map_err(store_err)?;
         tx.open_table(SESSION_INDEX).map_err(store_err)?;
+        tx.open_table(QUOTAS).map_err(store_err)?;
         tx.open_table(LOGINS).map_err(store_err)?;
         tx.open_table(AUDIT).map_err(store_err)?;
     }
@@ -165,9 +224,12 @@ fn init_tables(db: &Database) -> Result<()> {
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` (file `butterfly.redb`).
+    /// Opens (or creates) the store in `dir`. The directory is created `0700` and the file
+    /// `0600`: it holds the tenants' OIDC client secrets.
     pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
         std::fs::create_dir_all(dir).map_err(|source| OpenError::Dir { path: dir.to_path_buf(), source })?;
         let path = dir.join("butterfly.redb");
+        restrict(dir, &path).map_err(|source| OpenError::Dir { path: dir.to_path_buf(), source })?;
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse(dir.to_path_buf()),
             other => OpenError::Other { path: path.clone(), message: other.to_string() },
@@ -176,6 +238,83 @@ impl EmbeddedStore {
         init_tables(&db).map_err(|e| OpenError::Other { path: path.clone(), message: e.to_string() })?;
         let writer = Writer::start(db.clone()).map_err(|e| OpenError::Other { path, message: e.to_string() })?;
         Ok(EmbeddedStore { db, writer: Arc::new(writer) })
+    }
+
+    /// Deletes what has expired by `now`: login transactions, single-use keys, sessions (with
+    /// their index entries). Reads already treat these as absent; this keeps the file from
+    /// growing with every anonymous sign-in start. Returns how many items went.
+    pub async fn sweep_expired(&self, now: Timestamp) -> Result<u64> {
+        self.write(move |tx| {
+            let mut removed = 0u64;
+            {
+                let mut logins = tx.open_table(LOGINS).map_err(store_err)?;
+                let expired: Vec<Vec<u8>> = logins
+                    .iter()
+                    .map_err(store_err)?
+                    .filter_map(|row| row.ok())
+                    .filter(|(_, v)| dec::<LoginTransaction>(v.value()).is_ok_and(|t| t.expires <= now))
+                    .map(|(k, _)| k.value().to_vec())
+                    .collect();
+                for k in expired {
+                    logins.remove(k.as_slice()).map_err(store_err)?;
+                    removed += 1;
+                }
+            }
+            {
+                let mut once = tx.open_table(ONCE).map_err(store_err)?;
+                let expired: Vec<String> = once
+                    .iter()
+                    .map_err(store_err)?
+                    .filter_map(|row| row.ok())
+                    .filter(|(_, v)| v.value() <= now.millis())
+                    .map(|(k, _)| k.value().to_string())
+                    .collect();
+                for k in expired {
+                    once.remove(k.as_str()).map_err(store_err)?;
+                    removed += 1;
+                }
+            }
+            {
+                // Counters of windows that ended more than a minute ago.
+                let mut quotas = tx.open_table(QUOTAS).map_err(store_err)?;
+                let old: Vec<String> = quotas
+                    .iter()
+                    .map_err(store_err)?
+                    .filter_map(|row| row.ok())
+                    .map(|(k, _)| k.value().to_string())
+                    .filter(|k| {
+                        k.rsplit('\x1f')
+                            .next()
+                            .and_then(|w| w.parse::<i64>().ok())
+                            .is_some_and(|w| w + 120_000 <= now.millis())
+                    })
+                    .collect();
+                for k in old {
+                    quotas.remove(k.as_str()).map_err(store_err)?;
+                    removed += 1;
+                }
+            }
+            {
+                let mut sessions = tx.open_table(SESSIONS).map_err(store_err)?;
+                let mut index = tx.open_table(SESSION_INDEX).map_err(store_err)?;
+                let expired: Vec<(Vec<u8>, Session)> = sessions
+                    .iter()
+                    .map_err(store_err)?
+                    .filter_map(|row| row.ok())
+                    .filter_map(|(k, v)| dec::<Session>(v.value()).ok().map(|s| (k.value().to_vec(), s)))
+                    .filter(|(_, s)| s.expires <= now)
+                    .collect();
+                for (k, s) in expired {
+                    sessions.remove(k.as_slice()).map_err(store_err)?;
+                    for ik in session_index_keys(&s) {
+                        index.remove(ik.as_str()).map_err(store_err)?;
+                    }
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     /// Runs a write in the next group commit and waits until it is durable. `f` may run more
@@ -260,7 +399,9 @@ impl TenantStore for EmbeddedStore {
                 }
                 for d in &tenant.domains {
                     if domains.get(d.as_str()).map_err(store_err)?.is_some() {
-                        return Err(Error::Uniqueness(format!("the domain {d} already belongs to another tenant")));
+                        return Err(Error::Uniqueness(format!(
+                            "the domain {d} is already verified by another Butterfly organisation"
+                        )));
                     }
                     domains.insert(d.as_str(), tenant.id.as_str()).map_err(store_err)?;
                 }
@@ -302,7 +443,9 @@ impl TenantStore for EmbeddedStore {
                 for d in &next.domains {
                     let owner = domains.get(d.as_str()).map_err(store_err)?.map(|v| v.value().to_string());
                     if owner.is_some_and(|o| o != id) {
-                        return Err(Error::Uniqueness(format!("the domain {d} already belongs to another tenant")));
+                        return Err(Error::Uniqueness(format!(
+                            "the domain {d} is already verified by another Butterfly organisation"
+                        )));
                     }
                 }
                 for d in previous.domains.iter().filter(|d| !next.domains.contains(d)) {
@@ -311,14 +454,14 @@ impl TenantStore for EmbeddedStore {
                 for d in &next.domains {
                     domains.insert(d.as_str(), id).map_err(store_err)?;
                 }
-                let old_iss = previous.sso.as_ref().map(|s| s.issuer.as_str().to_string());
-                let new_iss = next.sso.as_ref().map(|s| s.issuer.as_str().to_string());
+                let old_iss = previous.claimed_issuer().map(|i| i.as_str().to_string());
+                let new_iss = next.claimed_issuer().map(|i| i.as_str().to_string());
                 if old_iss != new_iss {
                     if let Some(i) = &new_iss {
                         let owner = issuers.get(i.as_str()).map_err(store_err)?.map(|v| v.value().to_string());
                         if owner.is_some_and(|o| o != id) {
                             return Err(Error::Uniqueness(format!(
-                                "the issuer {i} is already connected to another tenant"
+                                "the issuer {i} is already connected to another Butterfly organisation"
                             )));
                         }
                         issuers.insert(i.as_str(), id).map_err(store_err)?;
@@ -373,42 +516,42 @@ impl TokenStore for EmbeddedStore {
         .await
     }
 
-    async fn current_token(&self, tenant: &TenantId) -> Result<Option<TokenRecord>> {
+    async fn token_slots(&self, tenant: &TenantId) -> Result<Option<TokenSlots>> {
         let tenant = tenant.clone();
         self.run(move |db| {
             let tx = db.begin_read().map_err(store_err)?;
             let ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
-            let tokens = tx.open_table(TOKENS).map_err(store_err)?;
-            let Some(h) = ptr.get(tenant.as_str()).map_err(store_err)? else {
-                return Ok(None);
-            };
-            match tokens.get(h.value()).map_err(store_err)? {
-                Some(v) => Ok(Some(dec(v.value())?)),
+            match ptr.get(tenant.as_str()).map_err(store_err)? {
+                Some(v) => Ok(decode_slots(v.value())),
                 None => Ok(None),
             }
         })
         .await
     }
 
-    async fn install_token(&self, new: &TokenRecord, replacing: Option<&TokenHash>) -> Result<()> {
+    async fn install_token(&self, new: &TokenRecord, expected: Option<&TokenSlots>) -> Result<()> {
         let new = new.clone();
-        let replacing = replacing.copied();
+        let expected = expected.copied();
         self.write(move |tx| {
             {
                 let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
-                let current: Option<Vec<u8>> =
-                    ptr.get(new.tenant.as_str()).map_err(store_err)?.map(|v| v.value().to_vec());
-                match (&current, replacing) {
+                let stored = ptr.get(new.tenant.as_str()).map_err(store_err)?.and_then(|v| decode_slots(v.value()));
+                match (stored, expected) {
                     (None, None) => {}
-                    (Some(cur), Some(old)) if cur.as_slice() == old.as_bytes().as_slice() => {
-                        tokens.remove(cur.as_slice()).map_err(store_err)?;
+                    (Some(cur), Some(exp)) if cur == exp => {
+                        // Every live token of the tenant stops working in this write.
+                        tokens.remove(cur.current.as_bytes().as_slice()).map_err(store_err)?;
+                        if let Some(p) = cur.previous {
+                            tokens.remove(p.as_bytes().as_slice()).map_err(store_err)?;
+                        }
                     }
                     (Some(_), None) => return Err(Error::Conflict("the tenant already has a SCIM token".into())),
                     _ => return Err(Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into())),
                 }
                 tokens.insert(new.hash.as_bytes().as_slice(), enc(&new)?.as_slice()).map_err(store_err)?;
-                ptr.insert(new.tenant.as_str(), new.hash.as_bytes().as_slice()).map_err(store_err)?;
+                let slots = TokenSlots { current: new.hash, previous: None };
+                ptr.insert(new.tenant.as_str(), encode_slots(&slots).as_slice()).map_err(store_err)?;
             }
             Ok(())
         })
@@ -418,52 +561,48 @@ impl TokenStore for EmbeddedStore {
     async fn install_token_with_overlap(
         &self,
         new: &TokenRecord,
-        old: &TokenHash,
+        expected: &TokenSlots,
         old_expires: Timestamp,
     ) -> Result<()> {
-        let (new, old) = (new.clone(), *old);
+        let (new, expected) = (new.clone(), *expected);
         self.write(move |tx| {
             {
                 let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
-                let current: Option<Vec<u8>> =
-                    ptr.get(new.tenant.as_str()).map_err(store_err)?.map(|v| v.value().to_vec());
-                if current.as_deref() != Some(old.as_bytes().as_slice()) {
+                let stored = ptr.get(new.tenant.as_str()).map_err(store_err)?.and_then(|v| decode_slots(v.value()));
+                if stored != Some(expected) {
                     return Err(Error::Conflict("the tenant's SCIM token changed meanwhile; retry".into()));
                 }
+                let old = expected.current;
                 let mut old_rec: TokenRecord = match tokens.get(old.as_bytes().as_slice()).map_err(store_err)? {
                     Some(v) => dec(v.value())?,
                     None => return Err(Error::Conflict("the current SCIM token is gone; retry".into())),
                 };
                 old_rec.expires = Some(old_rec.expires.map_or(old_expires, |e| e.min(old_expires)));
+                if let Some(p) = expected.previous {
+                    tokens.remove(p.as_bytes().as_slice()).map_err(store_err)?;
+                }
                 tokens.insert(old.as_bytes().as_slice(), enc(&old_rec)?.as_slice()).map_err(store_err)?;
                 tokens.insert(new.hash.as_bytes().as_slice(), enc(&new)?.as_slice()).map_err(store_err)?;
-                ptr.insert(new.tenant.as_str(), new.hash.as_bytes().as_slice()).map_err(store_err)?;
+                let slots = TokenSlots { current: new.hash, previous: Some(old) };
+                ptr.insert(new.tenant.as_str(), encode_slots(&slots).as_slice()).map_err(store_err)?;
             }
             Ok(())
         })
         .await
     }
 
-    async fn retire_token(&self, hash: &TokenHash) -> Result<()> {
-        let hash = *hash;
+    async fn retire_previous(&self, tenant: &TenantId, current: &TokenHash, previous: &TokenHash) -> Result<()> {
+        let (tenant, current, previous) = (tenant.clone(), *current, *previous);
         self.write(move |tx| {
             {
-                let ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
+                let mut ptr = tx.open_table(TENANT_TOKEN).map_err(store_err)?;
                 let mut tokens = tx.open_table(TOKENS).map_err(store_err)?;
-                let rec: Option<TokenRecord> = match tokens.get(hash.as_bytes().as_slice()).map_err(store_err)? {
-                    Some(v) => Some(dec(v.value())?),
-                    None => None,
-                };
-                if let Some(rec) = rec {
-                    let is_current = ptr
-                        .get(rec.tenant.as_str())
-                        .map_err(store_err)?
-                        .is_some_and(|v| v.value() == hash.as_bytes().as_slice());
-                    // Only a superseded token (one with a deadline) is retired; the current one stays.
-                    if !is_current && rec.expires.is_some() {
-                        tokens.remove(hash.as_bytes().as_slice()).map_err(store_err)?;
-                    }
+                let stored = ptr.get(tenant.as_str()).map_err(store_err)?.and_then(|v| decode_slots(v.value()));
+                if stored == Some(TokenSlots { current, previous: Some(previous) }) {
+                    tokens.remove(previous.as_bytes().as_slice()).map_err(store_err)?;
+                    let slots = TokenSlots { current, previous: None };
+                    ptr.insert(tenant.as_str(), encode_slots(&slots).as_slice()).map_err(store_err)?;
                 }
             }
             Ok(())
@@ -583,58 +722,11 @@ impl UserStore for EmbeddedStore {
     }
 
     async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
-        let (previous, next) = (previous.clone(), next.clone());
-        let audit = audit.cloned();
-        self.write(move |tx| {
-            write_audit(tx, audit.as_ref())?;
-            {
-                let mut users = tx.open_table(USERS).map_err(store_err)?;
-                let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
-                let key = user_key(&previous.tenant, &previous.id);
-                let Some(stored) = read_user(&users, &key)? else {
-                    return Err(Error::NotFound(format!("User {} not found", previous.id)));
-                };
-                if stored.version != previous.version {
-                    return Err(Error::PreconditionFailed("version changed".into()));
-                }
-                let t = &next.tenant;
-                if previous.user_name.folded() != next.user_name.folded() {
-                    let nk = uname_key(t, next.user_name.folded());
-                    if unique.get(nk.as_str()).map_err(store_err)?.is_some() {
-                        return Err(Error::Uniqueness("userName".into()));
-                    }
-                    unique.remove(uname_key(t, previous.user_name.folded()).as_str()).map_err(store_err)?;
-                    unique.insert(nk.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
-                }
-                if previous.external_id != next.external_id {
-                    if let Some(e) = &next.external_id {
-                        let ek = ext_key(t, e);
-                        if unique.get(ek.as_str()).map_err(store_err)?.is_some() {
-                            return Err(Error::Uniqueness("externalId".into()));
-                        }
-                        unique.insert(ek.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
-                    }
-                    if let Some(e) = &previous.external_id {
-                        unique.remove(ext_key(t, e).as_str()).map_err(store_err)?;
-                    }
-                }
-                if previous.subject != next.subject {
-                    if let Some(sub) = &next.subject {
-                        let sk = sub_key(t, sub);
-                        if unique.get(sk.as_str()).map_err(store_err)?.is_some() {
-                            return Err(Error::Uniqueness("subject".into()));
-                        }
-                        unique.insert(sk.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
-                    }
-                    if let Some(sub) = &previous.subject {
-                        unique.remove(sub_key(t, sub).as_str()).map_err(store_err)?;
-                    }
-                }
-                users.insert(key.as_slice(), enc(&next)?.as_slice()).map_err(store_err)?;
-            }
-            Ok(())
-        })
-        .await
+        self.replace_user_in_tx(previous, next, audit, false).await
+    }
+
+    async fn replace_user_guarded(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
+        self.replace_user_in_tx(previous, next, audit, true).await
     }
 
     async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
@@ -767,6 +859,33 @@ impl OnceStore for EmbeddedStore {
 }
 
 #[async_trait]
+impl QuotaStore for EmbeddedStore {
+    async fn take_quota(
+        &self,
+        k: &str,
+        window_start: Timestamp,
+        _window_secs: i64,
+        want: u32,
+        limit: u32,
+    ) -> Result<u32> {
+        let k = format!("{k}\x1f{}", window_start.millis());
+        self.write(move |tx| {
+            let granted = {
+                let mut t = tx.open_table(QUOTAS).map_err(store_err)?;
+                let used = t.get(k.as_str()).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
+                let granted = u64::from(want).min(u64::from(limit).saturating_sub(used));
+                if granted > 0 {
+                    t.insert(k.as_str(), used + granted).map_err(store_err)?;
+                }
+                granted
+            };
+            Ok(granted as u32)
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl SecretStore for EmbeddedStore {
     async fn put_client_secret(&self, tenant: &TenantId, secret: &Secret) -> Result<()> {
         let (tenant, secret) = (tenant.clone(), secret.clone());
@@ -878,9 +997,85 @@ impl SessionStore for EmbeddedStore {
     async fn delete_sid_sessions(&self, issuer: &str, sid: &str) -> Result<u32> {
         self.delete_indexed_sessions(sid_sessions_prefix(issuer, sid)).await
     }
+
+    async fn delete_issuer_sessions(&self, tenant: &TenantId, issuer: &str) -> Result<u32> {
+        self.delete_indexed_sessions(issuer_sessions_prefix(tenant, issuer)).await
+    }
 }
 
 impl EmbeddedStore {
+    /// Replaces a user in one write transaction: version check, claim moves and, with
+    /// `keep_a_super_admin`, the tenant's active super_admins counted in the same transaction
+    /// (writes are serialised, so two demotions cannot both see the other one).
+    async fn replace_user_in_tx(
+        &self,
+        previous: &User,
+        next: &User,
+        audit: Option<&AuditEvent>,
+        keep_a_super_admin: bool,
+    ) -> Result<()> {
+        let (previous, next) = (previous.clone(), next.clone());
+        let audit = audit.cloned();
+        self.write(move |tx| {
+            write_audit(tx, audit.as_ref())?;
+            {
+                let mut users = tx.open_table(USERS).map_err(store_err)?;
+                let mut unique = tx.open_table(UNIQUE).map_err(store_err)?;
+                let key = user_key(&previous.tenant, &previous.id);
+                let Some(stored) = read_user(&users, &key)? else {
+                    return Err(Error::NotFound(format!("User {} not found", previous.id)));
+                };
+                if stored.version != previous.version {
+                    return Err(Error::PreconditionFailed("version changed".into()));
+                }
+                if keep_a_super_admin && stored.counts_as_super_admin() && !next.counts_as_super_admin() {
+                    let others = tenant_users(&users, &previous.tenant)?
+                        .filter(|u| u.id != previous.id && u.counts_as_super_admin())
+                        .count();
+                    if others == 0 {
+                        return Err(Error::Conflict(LAST_SUPER_ADMIN.into()));
+                    }
+                }
+                let t = &next.tenant;
+                if previous.user_name.folded() != next.user_name.folded() {
+                    let nk = uname_key(t, next.user_name.folded());
+                    if unique.get(nk.as_str()).map_err(store_err)?.is_some() {
+                        return Err(Error::Uniqueness("userName".into()));
+                    }
+                    unique.remove(uname_key(t, previous.user_name.folded()).as_str()).map_err(store_err)?;
+                    unique.insert(nk.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
+                }
+                if previous.external_id != next.external_id {
+                    if let Some(e) = &next.external_id {
+                        let ek = ext_key(t, e);
+                        if unique.get(ek.as_str()).map_err(store_err)?.is_some() {
+                            return Err(Error::Uniqueness("externalId".into()));
+                        }
+                        unique.insert(ek.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
+                    }
+                    if let Some(e) = &previous.external_id {
+                        unique.remove(ext_key(t, e).as_str()).map_err(store_err)?;
+                    }
+                }
+                if previous.subject != next.subject {
+                    if let Some(sub) = &next.subject {
+                        let sk = sub_key(t, sub);
+                        if unique.get(sk.as_str()).map_err(store_err)?.is_some() {
+                            return Err(Error::Uniqueness("subject".into()));
+                        }
+                        unique.insert(sk.as_str(), next.id.as_bytes().as_slice()).map_err(store_err)?;
+                    }
+                    if let Some(sub) = &previous.subject {
+                        unique.remove(sub_key(t, sub).as_str()).map_err(store_err)?;
+                    }
+                }
+                users.insert(key.as_slice(), enc(&next)?.as_slice()).map_err(store_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes the sessions an index prefix lists, with all their index entries, in one write.
     async fn delete_indexed_sessions(&self, prefix: String) -> Result<u32> {
         self.write(move |tx| {

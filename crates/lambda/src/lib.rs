@@ -13,8 +13,10 @@ use butterfly_api::AppParts;
 use butterfly_aws::SecretsManagerStore;
 use butterfly_aws::{DynamoStore, RequestCounter};
 use butterfly_core::clock::SystemClock;
+use butterfly_core::csrf::CsrfKey;
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::sso_service::SsoPolicy;
+use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLookup};
 use lambda_http::RequestExt;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -28,6 +30,8 @@ pub enum InitError {
     Secret { id: String, message: String },
     #[error("{0}")]
     Http(String),
+    #[error("environment variable {0} must be a whole number from 1 to 1000000")]
+    NotANumber(&'static str),
 }
 
 /// The configuration every function reads from its environment, once.
@@ -37,11 +41,17 @@ pub struct Config {
     pub table: String,
     /// `PUBLIC_BASE_URL`: the custom domain's origin, if any; otherwise each request's own.
     pub public_base_url: Option<String>,
-    /// `CURSOR_KEY_SECRET_ID`: the Secrets Manager secret whose value signs SCIM paging
-    /// cursors. Only `scim-users` pages, so only it is given one (and reads it at init).
+    /// `CURSOR_KEY_SECRET_ID`: the deployment's server secret (Secrets Manager). Keys derived
+    /// from it sign SCIM paging cursors and the CSRF tokens of signed-in browsers, so only the
+    /// functions that page or serve browser sessions are given it (and read it at init).
     pub cursor_key_secret_id: Option<String>,
     /// `SECRETS_PREFIX`: tenants' OIDC client secrets are `{prefix}/tenants/{id}/oidc-client-secret`.
     pub secrets_prefix: String,
+    /// `SCIM_RATE_LIMIT_PER_MINUTE`: SCIM requests a minute per tenant, across instances.
+    pub scim_per_minute: u32,
+    /// `ANONYMOUS_LIMIT_PER_MINUTE`: requests a minute per client address to the anonymous
+    /// sign-in and logout endpoints (per instance).
+    pub anonymous_per_minute: u32,
 }
 
 impl Config {
@@ -51,7 +61,9 @@ impl Config {
             table: var("TABLE_NAME").ok_or(InitError::Missing("TABLE_NAME"))?,
             public_base_url: var("PUBLIC_BASE_URL"),
             cursor_key_secret_id: var("CURSOR_KEY_SECRET_ID"),
-            secrets_prefix: var("SECRETS_PREFIX").unwrap_or_else(|| "butterfly".to_string()),
+            secrets_prefix: var("SECRETS_PREFIX").ok_or(InitError::Missing("SECRETS_PREFIX"))?,
+            scim_per_minute: number(var("SCIM_RATE_LIMIT_PER_MINUTE"), "SCIM_RATE_LIMIT_PER_MINUTE", 1200)?,
+            anonymous_per_minute: number(var("ANONYMOUS_LIMIT_PER_MINUTE"), "ANONYMOUS_LIMIT_PER_MINUTE", 120)?,
         })
     }
 
@@ -61,6 +73,26 @@ impl Config {
             None => BaseUrl::FromRequest,
         }
     }
+}
+
+fn number(v: Option<String>, name: &'static str, default: u32) -> Result<u32, InitError> {
+    match v {
+        None => Ok(default),
+        Some(s) => {
+            s.trim().parse::<u32>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or(InitError::NotANumber(name))
+        }
+    }
+}
+
+/// The abuse limits this function applies.
+pub fn limits(cfg: &Config) -> butterfly_api::Limits {
+    butterfly_api::Limits::new(
+        butterfly_api::limits::AnonymousLimits {
+            per_address_per_minute: cfg.anonymous_per_minute,
+            per_domain_per_minute: cfg.anonymous_per_minute * 5,
+        },
+        butterfly_core::limit::QuotaPolicy::per_minute(cfg.scim_per_minute),
+    )
 }
 
 /// JSON logs on stdout (CloudWatch), filtered by `BUTTERFLY_LOG` (default `info`). Each line
@@ -76,12 +108,19 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The keys derived from the deployment's server secret.
+#[derive(Clone)]
+pub struct ServerKeys {
+    pub cursor: CursorKey,
+    pub csrf: CsrfKey,
+}
+
 /// What the functions need from AWS, built once.
 pub struct Aws {
     pub store: DynamoStore,
     pub counter: RequestCounter,
-    /// The SCIM cursor key, when the function was given `CURSOR_KEY_SECRET_ID`.
-    pub cursor_key: Option<CursorKey>,
+    /// The server keys, when the function was given `CURSOR_KEY_SECRET_ID`.
+    pub keys: Option<ServerKeys>,
     pub secrets: aws_sdk_secretsmanager::Client,
 }
 
@@ -94,41 +133,61 @@ pub async fn connect(cfg: &Config) -> Result<Aws, InitError> {
     let secrets = butterfly_aws::secretsmanager_client(&sdk);
     let read_key = async {
         match &cfg.cursor_key_secret_id {
-            Some(id) => butterfly_aws::secrets::read_cursor_key(&secrets, id)
+            Some(id) => butterfly_aws::secrets::read_server_secret(&secrets, id)
                 .await
-                .map(Some)
+                .map(|v| Some(ServerKeys { cursor: CursorKey::derive(&v), csrf: CsrfKey::derive(v.as_bytes()) }))
                 .map_err(|message| InitError::Secret { id: id.clone(), message }),
             None => Ok(None),
         }
     };
-    let ((), key) = tokio::join!(store.warm_up(), read_key);
-    let cursor_key = key?;
+    let ((), keys) = tokio::join!(store.warm_up(), read_key);
+    let keys = keys?;
     counter.take();
-    Ok(Aws { store, counter, cursor_key, secrets })
+    Ok(Aws { store, counter, keys, secrets })
+}
+
+/// Whether a function serves browser sessions (and so needs the server secret's CSRF key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    /// Sets or checks session cookies and CSRF tokens: refuses to start without the key.
+    Served,
+    /// Never issues or checks a CSRF token (the login start, provider logout calls).
+    NotServed,
 }
 
 /// The routers' parts over AWS: the table, Secrets Manager for client secrets, the OIDC
-/// adapter (https only, its caches live as long as the Lambda instance), `__Host-` cookies.
-pub fn app_parts(cfg: &Config, aws: &Aws) -> Result<AppParts, InitError> {
-    let idp = butterfly_api::oidc::OidcProvider::new(false).map_err(InitError::Http)?;
+/// adapter over the guarded client (https only, public addresses only; its caches live as long
+/// as the Lambda instance), the system's DNS, `__Host-` cookies.
+pub fn app_parts(cfg: &Config, aws: &Aws, sessions: Sessions) -> Result<AppParts, InitError> {
+    let http = GuardedHttp::new(&DnsServers::System, false, Limits::default()).map_err(InitError::Http)?;
+    let dns = TxtLookup::new(&DnsServers::System).map_err(InitError::Http)?;
+    let csrf = match (&aws.keys, sessions) {
+        (Some(k), _) => k.csrf.clone(),
+        (None, Sessions::Served) => return Err(InitError::Missing("CURSOR_KEY_SECRET_ID")),
+        // Never used by this function's routers; a random key keeps any token it could see invalid.
+        (None, Sessions::NotServed) => CsrfKey::random().map_err(InitError::Http)?,
+    };
     Ok(AppParts {
         store: Arc::new(aws.store.clone()),
         secrets: Arc::new(SecretsManagerStore::new(aws.secrets.clone(), cfg.secrets_prefix.clone())),
-        idp: Arc::new(idp),
+        idp: Arc::new(OidcProvider::new(http)),
         clock: Arc::new(SystemClock),
         base_url: cfg.base_url(),
         cookies: CookiePolicy { secure: true },
         sso_policy: SsoPolicy::default(),
+        csrf,
+        dns: Arc::new(dns),
+        limits: limits(cfg),
     })
 }
 
 /// The whole `main` of a function serving routers built from [`AppParts`]: logging, typed
 /// config, AWS clients (warm), the parts, then `router` as this Lambda.
-pub async fn serve(router: impl FnOnce(&AppParts) -> Router) -> Result<(), lambda_http::Error> {
+pub async fn serve(sessions: Sessions, router: impl FnOnce(&AppParts) -> Router) -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = Config::from_env()?;
     let aws = connect(&cfg).await?;
-    let parts = app_parts(&cfg, &aws)?;
+    let parts = app_parts(&cfg, &aws, sessions)?;
     run(router(&parts), aws).await
 }
 
@@ -147,6 +206,14 @@ pub fn lambda_layers(router: Router, counter: RequestCounter) -> Router {
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     req.headers_mut().insert(butterfly_api::REQUEST_ID, v);
                 }
+            }
+            // The caller's address as API Gateway saw it, for the per-address limits.
+            let source = match req.request_context_ref() {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => c.http.source_ip.clone(),
+                _ => None,
+            };
+            if let Some(ip) = source.and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(ip, 0)));
             }
             counter.take();
             let resp: Response = next.run(req).await;

@@ -1,10 +1,10 @@
 //! The command line. Every command takes `--data-dir`; `--json` prints one JSON object.
 
 use crate::serve::{serve, Backend, ServeOptions};
-use butterfly_api::oidc::OidcProvider;
 use butterfly_aws::DynamoStore;
 use butterfly_aws::SecretsManagerStore;
 use butterfly_core::clock::SystemClock;
+use butterfly_core::domain::DomainService;
 use butterfly_core::ids::TenantId;
 use butterfly_core::ports::{SecretStore, Store};
 use butterfly_core::service::{AdminService, RotationMode};
@@ -13,6 +13,7 @@ use butterfly_core::tenant::Tenant;
 use butterfly_core::token::Secret;
 use butterfly_core::token::TokenRecord;
 use butterfly_embedded::EmbeddedStore;
+use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLookup};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -40,6 +41,10 @@ pub struct Cli {
     /// embedded store, off for DynamoDB.
     #[arg(long, global = true, env = "BUTTERFLY_ALLOW_LOOPBACK_ISSUER")]
     pub allow_loopback_issuer: Option<bool>,
+    /// The DNS server for identity-provider host names and domain-verification TXT records:
+    /// `system` (resolv.conf) or `IP:PORT`.
+    #[arg(long, global = true, default_value = "system", env = "BUTTERFLY_DNS_SERVER")]
+    pub dns_server: String,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -64,6 +69,9 @@ pub enum Command {
     /// A tenant's single sign-on (OIDC) settings.
     #[command(subcommand)]
     Sso(SsoCmd),
+    /// Email-domain verification (DNS TXT records).
+    #[command(subcommand)]
+    Domain(DomainCmd),
     /// The DynamoDB table itself (for DynamoDB Local and test setups; on AWS the stack creates it).
     #[command(subcommand)]
     Table(TableCmd),
@@ -140,6 +148,29 @@ pub enum TokenCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Check a tenant's domain now (its `_butterfly-verification` TXT record); with `--force`,
+    /// mark it verified on the operator's word instead (audited).
+    Verify {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        domain: String,
+        /// Vouch for the domain without DNS (audited as the operator's decision).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-check every DNS-verified domain due for it, and every pending one (what the scheduled
+    /// job does).
+    Recheck {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SsoCmd {
     /// Save the tenant's SSO settings. The issuer is checked by OIDC discovery first.
     Set {
@@ -200,6 +231,7 @@ fn token_meta_json(r: &TokenRecord) -> serde_json::Value {
         "display_prefix": r.display_prefix,
         "created": r.created.to_rfc3339(),
         "last_used": r.last_used.map(|t| t.to_rfc3339()),
+        "expires": r.expires.map(|t| t.to_rfc3339()),
     })
 }
 
@@ -257,14 +289,56 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 allow_loopback_issuer: cli.allow_loopback_issuer.unwrap_or(false),
             },
         };
-        return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo }).await;
+        let dns = DnsServers::parse(&cli.dns_server)?;
+        return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo, dns }).await;
     }
     let (store, secrets, dynamo) = open_store(&cli).await?;
     let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
     let allow_loopback = cli.allow_loopback_issuer.unwrap_or(cli.store == StoreKind::Embedded);
     match command {
+        Command::Domain(cmd) => {
+            let dns = DnsServers::parse(&cli.dns_server)?;
+            let domains = DomainService::new(store.clone(), Arc::new(TxtLookup::new(&dns)?), Arc::new(SystemClock));
+            match cmd {
+                DomainCmd::Verify { tenant, domain, force, json } => {
+                    let tenant = parse_tenant(&tenant)?;
+                    let r = if force {
+                        domains.mark_verified(&tenant, &domain).await
+                    } else {
+                        domains.verify(&tenant, &domain, &butterfly_core::actor::Actor::Operator).await
+                    }
+                    .map_err(|e| e.to_string())?;
+                    if json {
+                        println!(
+                            "{}",
+                            json!({ "domain": r.domain.as_str(), "verified": r.is_verified(), "verified_by": r.verified_by, "last_error": r.last_error })
+                        );
+                    } else if r.is_verified() {
+                        println!("{} is verified", r.domain);
+                    } else {
+                        println!("{} is not verified: {}", r.domain, r.last_error.unwrap_or_default());
+                    }
+                }
+                DomainCmd::Recheck { json } => {
+                    let sum = domains.recheck_all().await.map_err(|e| e.to_string())?;
+                    if json {
+                        println!(
+                            "{}",
+                            json!({ "checked": sum.checked, "still_verified": sum.still_verified, "withdrawn": sum.withdrawn, "unanswered": sum.unanswered })
+                        );
+                    } else {
+                        println!(
+                            "checked {} domains: {} verified, {} withdrawn, {} without a DNS answer",
+                            sum.checked, sum.still_verified, sum.withdrawn, sum.unanswered
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Sso(cmd) => {
-            let idp = OidcProvider::new(allow_loopback)?;
+            let dns = DnsServers::parse(&cli.dns_server)?;
+            let idp = OidcProvider::new(GuardedHttp::new(&dns, allow_loopback, Limits::default())?);
             let policy = SsoPolicy { allow_loopback_http: allow_loopback, ..SsoPolicy::default() };
             let sso = SsoService::new(store, secrets, Arc::new(idp), Arc::new(SystemClock), policy);
             match cmd {
@@ -338,16 +412,28 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             };
             let tenant = parse_tenant(tenant)?;
             let Some(rotate) = rotate else {
-                let meta = admin.token_metadata(&tenant).await.map_err(|e| e.to_string())?;
-                match (meta, json_out) {
-                    (Some(m), true) => println!("{}", token_meta_json(&m)),
-                    (None, true) => println!("{}", json!({"tenant_id": tenant.as_str(), "token": null})),
-                    (Some(m), false) => println!(
-                        "Token {}… created {}, last used {}",
-                        m.display_prefix,
-                        m.created.to_rfc3339(),
-                        m.last_used.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into())
-                    ),
+                let live = admin.live_tokens(&tenant).await.map_err(|e| e.to_string())?;
+                match (live.first(), json_out) {
+                    (Some(m), true) => {
+                        let mut v = token_meta_json(m);
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("tokens".into(), json!(live.iter().map(token_meta_json).collect::<Vec<_>>()));
+                        }
+                        println!("{v}");
+                    }
+                    (None, true) => println!("{}", json!({"tenant_id": tenant.as_str(), "token": null, "tokens": []})),
+                    (Some(_), false) => {
+                        for (i, m) in live.iter().enumerate() {
+                            println!(
+                                "{} token {}… created {}, last used {}{}",
+                                if i == 0 { "Current" } else { "Previous" },
+                                m.display_prefix,
+                                m.created.to_rfc3339(),
+                                m.last_used.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
+                                m.expires.map(|t| format!(", stops working at {}", t.to_rfc3339())).unwrap_or_default()
+                            );
+                        }
+                    }
                     (None, false) => {
                         println!("Tenant {tenant} has no SCIM token: butterfly scim-token issue --tenant {tenant}")
                     }

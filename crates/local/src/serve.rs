@@ -4,11 +4,13 @@
 
 use butterfly_aws::{DynamoStore, SecretsManagerStore};
 use butterfly_core::clock::SystemClock;
+use butterfly_core::csrf::CsrfKey;
 use butterfly_core::ports::{SecretStore, Store};
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
 use butterfly_core::sso_service::SsoPolicy;
 use butterfly_embedded::EmbeddedStore;
+use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLookup};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,14 +35,50 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     pub public_url: Option<String>,
     pub demo: bool,
+    /// Where host names and domain-verification TXT records are looked up.
+    pub dns: DnsServers,
 }
 
+/// Logs on stderr: text lines (or JSON with `BUTTERFLY_LOG_FORMAT=json`), one line per event.
+/// Text lines go through [`OneLineWriter`], so no value in an event (a header, a provider's
+/// words) can start a line of its own or drive the terminal; JSON escapes by itself.
 fn init_logging() {
     let filter = EnvFilter::try_from_env("BUTTERFLY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("BUTTERFLY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let _ = if json {
+        builder.with_writer(std::io::stderr).json().try_init()
+    } else {
+        builder.with_writer(|| OneLineWriter(std::io::stderr())).try_init()
+    };
+}
+
+/// Writes one formatted event (the formatter hands over a whole line at once) with every
+/// control character but the final newline escaped as `\u{…}`.
+pub struct OneLineWriter<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> std::io::Write for OneLineWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        let mut out = String::with_capacity(body.len() + 1);
+        for c in body.chars() {
+            if butterfly_core::text::is_unsafe(c) {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            } else {
+                out.push(c);
+            }
+        }
+        if body.len() != text.len() {
+            out.push('\n');
+        }
+        self.0.write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// What `serve` needs from a backend.
@@ -48,6 +86,7 @@ struct Opened {
     store: Arc<dyn Store>,
     secrets: Arc<dyn SecretStore>,
     cursor_key: CursorKey,
+    csrf: CsrfKey,
     /// The embedded store, when the demo tenant may be created in it.
     embedded: Option<EmbeddedStore>,
     allow_loopback_http: bool,
@@ -60,10 +99,12 @@ async fn open(backend: &Backend) -> Result<Opened, String> {
             let store = EmbeddedStore::open(dir).map_err(|e| e.to_string())?;
             let key = store.server_secret("cursor-key").await.map_err(|e| e.to_string())?;
             let cursor_key = CursorKey::from_slice(&key).ok_or("the stored cursor key is corrupt")?;
+            let csrf = CsrfKey::derive(&key);
             Ok(Opened {
                 store: Arc::new(store.clone()),
                 secrets: Arc::new(store.clone()),
                 cursor_key,
+                csrf,
                 embedded: Some(store),
                 // The local stack may talk to a provider on loopback over http (a test provider).
                 allow_loopback_http: true,
@@ -74,14 +115,17 @@ async fn open(backend: &Backend) -> Result<Opened, String> {
             let cfg = butterfly_aws::sdk_config().await;
             let store = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), table.clone());
             let secrets = butterfly_aws::secretsmanager_client(&cfg);
-            let (warm, key) =
-                tokio::join!(store.warm_up(), butterfly_aws::secrets::read_cursor_key(&secrets, cursor_key_secret_id));
+            let (warm, key) = tokio::join!(
+                store.warm_up(),
+                butterfly_aws::secrets::read_server_secret(&secrets, cursor_key_secret_id)
+            );
             let () = warm;
-            let cursor_key = key.map_err(|e| format!("cannot read the cursor key {cursor_key_secret_id}: {e}"))?;
+            let secret = key.map_err(|e| format!("cannot read the server secret {cursor_key_secret_id}: {e}"))?;
             Ok(Opened {
                 store: Arc::new(store),
                 secrets: Arc::new(SecretsManagerStore::new(secrets, secrets_prefix.clone())),
-                cursor_key,
+                cursor_key: CursorKey::derive(&secret),
+                csrf: CsrfKey::derive(secret.as_bytes()),
                 embedded: None,
                 allow_loopback_http: *allow_loopback_issuer,
                 describe: format!("DynamoDB table {table}"),
@@ -116,23 +160,116 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
     println!("Sign-in page: {public_url}/login (once 'butterfly sso set' has configured a tenant)");
     println!("Butterfly local stack listening on {public_url} (SCIM at {scim_base}, {})", opened.describe);
     tracing::info!(addr = %o.addr, backend = %opened.describe, "listening");
-    let idp = butterfly_api::oidc::OidcProvider::new(opened.allow_loopback_http)?;
+    let http = GuardedHttp::new(&o.dns, opened.allow_loopback_http, Limits::default())?;
+    let dns = Arc::new(TxtLookup::new(&o.dns)?);
     let parts = butterfly_api::AppParts {
         store: opened.store,
         secrets: opened.secrets,
-        idp: Arc::new(idp),
+        idp: Arc::new(OidcProvider::new(http)),
         clock: Arc::new(SystemClock),
         base_url: butterfly_api::scim::BaseUrl::Fixed(public_url.clone().into()),
         // Browsers keep Secure and __Host- cookies only over https.
         cookies: butterfly_api::sso::CookiePolicy { secure: public_url.starts_with("https://") },
         sso_policy: SsoPolicy { allow_loopback_http: opened.allow_loopback_http, ..SsoPolicy::default() },
+        csrf: opened.csrf,
+        dns,
+        limits: butterfly_api::Limits::default(),
     };
-    axum::serve(listener, butterfly_api::app(&parts, opened.cursor_key))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    // The scheduled domain re-check (on AWS a scheduled function does it): hourly here.
+    let domains = parts.domain_service();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match domains.recheck_all().await {
+                Ok(sum) => tracing::info!(checked = sum.checked, withdrawn = sum.withdrawn, "domain re-check"),
+                Err(e) => tracing::warn!(error = %e, "domain re-check failed"),
+            }
+        }
+    });
+    if let Some(store) = opened.embedded.clone() {
+        // Expired sign-in transactions, replay-cache keys and sessions leave the file.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                match store.sweep_expired(butterfly_core::clock::Clock::now(&SystemClock)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired items swept"),
+                    Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                }
+            }
+        });
+    }
+    let app = butterfly_api::app(&parts, opened.cursor_key).layer(
+        tower::ServiceBuilder::new()
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
+    );
+    serve_connections(listener, app, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often expired items are swept from the embedded store.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// A client must send a request's whole header within this, and an idle keep-alive connection
+/// is closed after it (hyper's header-read timer also runs while waiting for the next request).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A request body must arrive within this.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// The largest request body accepted (SCIM bodies are a few KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Serves `app` on `listener` with HTTP/1.1 and the timeouts above (axum's own `serve` sets
+/// none: a client sending a byte a second held a connection forever). Each request carries
+/// the peer's address (`ConnectInfo`), for the per-address limits. Stops accepting at
+/// `shutdown` and lets the open connections finish their current request.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let svc = hyper::service::service_fn({
+            let app = app.clone();
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let app = app.clone();
+                async move { tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await }
+            }
+        });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
 }
 
 async fn shutdown_signal() {
@@ -151,4 +288,20 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OneLineWriter;
+    use std::io::Write;
+
+    #[test]
+    fn one_event_stays_one_line() {
+        let mut w = OneLineWriter(Vec::new());
+        w.write_all(b"INFO refused detail=x\n2026-11-30 INFO role changed to super_admin\x1b[2J\r\n").unwrap();
+        let out = String::from_utf8(w.0).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(out.ends_with('\n'));
+        assert!(out.contains("\\u{a}2026") && out.contains("\\u{1b}") && out.contains("\\u{d}"), "{out}");
+    }
 }

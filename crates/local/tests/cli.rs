@@ -124,7 +124,10 @@ fn tenant_and_token_commands() {
 
     // Clear errors, non-zero exit.
     for (args, needle) in [
-        (vec!["tenant", "create", "--name", "Other", "--domains", "acme.com"], "already belongs"),
+        (
+            vec!["tenant", "create", "--name", "Other", "--domains", "acme.com"],
+            "already verified by another Butterfly organisation",
+        ),
         (vec!["tenant", "create", "--name", "Gmail users", "--domains", "gmail.com"], "public mailbox"),
         (vec!["tenant", "create", "--name", "Bad", "--domains", "not a domain"], "not valid"),
         (vec!["tenant", "create", "--name", "   "], "1 to 200"),
@@ -226,7 +229,10 @@ fn operator_commands_on_dynamodb() {
     let t = json_out(&dyn_run(&["tenant", "create", "--name", "Dyn Corp", "--domains", "dyn.example", "--json"]));
     let tenant = t["tenant_id"].as_str().unwrap().to_string();
     let o = dyn_run(&["tenant", "create", "--name", "Dup", "--domains", "DYN.example"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("already belongs"));
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("already verified by another Butterfly organisation")
+    );
 
     let issued = json_out(&dyn_run(&["scim-token", "issue", "--tenant", &tenant, "--json"]));
     let token = issued["token"].as_str().unwrap().to_string();
@@ -465,4 +471,64 @@ async fn sso_settings_commands_on_both_stores() {
         .await
         .unwrap();
     assert_eq!(got.secret_string(), Some(secret));
+}
+
+/// A client sending a byte a second held a connection of the local stack open forever (75 s
+/// and counting): a header not complete within the header timeout, or an idle keep-alive
+/// connection, is closed; so is a request whose body trickles in.
+#[test]
+fn slow_clients_are_disconnected() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--no-demo"]);
+    let closed_within = |mut s: std::net::TcpStream, drip: &[u8], limit: Duration| -> Duration {
+        let started = Instant::now();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 4096];
+        for b in drip.iter().cycle() {
+            assert!(started.elapsed() < limit, "still open after {:?}", started.elapsed());
+            if s.write_all(&[*b]).is_err() {
+                return started.elapsed();
+            }
+            match s.read(&mut buf) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return started.elapsed(),
+            }
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        unreachable!()
+    };
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // A header sent a byte a second.
+    let t = closed_within(
+        connect(),
+        b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        Duration::from_secs(25),
+    );
+    assert!(t <= Duration::from_secs(14), "header: closed after {t:?}");
+    // A body sent a byte a second.
+    let mut s = connect();
+    s.write_all(b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\nContent-Length: 500\r\n\r\n")
+        .unwrap();
+    let t = closed_within(s, b"{", Duration::from_secs(30));
+    assert!(t <= Duration::from_secs(19), "body: closed after {t:?}");
+    // An idle keep-alive connection after a complete request.
+    let mut s = connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("idle connection still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() <= Duration::from_secs(14), "idle: closed after {:?}", started.elapsed());
+    server.stop();
 }

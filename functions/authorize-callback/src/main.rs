@@ -2,5 +2,8 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(|parts| butterfly_api::sso::callback_router(parts.sso_state())).await
+    butterfly_lambda::serve(butterfly_lambda::Sessions::Served, |parts| {
+        butterfly_api::sso::callback_router(parts.sso_state())
+    })
+    .await
 }

@@ -3,5 +3,8 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(|parts| butterfly_api::logout::logout_router(parts.logout_state())).await
+    butterfly_lambda::serve(butterfly_lambda::Sessions::NotServed, |parts| {
+        butterfly_api::logout::logout_router(parts.logout_state())
+    })
+    .await
 }

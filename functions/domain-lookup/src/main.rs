@@ -2,5 +2,8 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(|parts| butterfly_api::sso::login_router(parts.sso_state())).await
+    butterfly_lambda::serve(butterfly_lambda::Sessions::NotServed, |parts| {
+        butterfly_api::sso::login_router(parts.sso_state())
+    })
+    .await
 }

@@ -41,3 +41,24 @@ async fn domain_lookup_serves_through_the_lambda_runtime() {
         .await;
     f.print_figures("domain-lookup", &bin, first_response, mean_ms);
 }
+
+/// On Lambda the per-address limit keys on API Gateway's source IP: one address over its
+/// limit gets 429 with an integer Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_over_its_limit_gets_429() {
+    let bin = std::env::var("DOMAIN_LOOKUP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_domain-lookup").to_string());
+    let f = LambdaProcess::start_with(&bin, "domain-lookup", &[("ANONYMOUS_LIMIT_PER_MINUTE", "60")]).await;
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..30 {
+        let (status, h, _, _) = f
+            .call("POST", "/sso/lookup", &[("content-type", "application/json")], Some(r#"{"email":"a@unknown.test"}"#))
+            .await;
+        statuses.push(status);
+        if status == 429 {
+            retry = h.get("retry-after").cloned();
+        }
+    }
+    assert!(statuses.iter().filter(|s| **s == 200).count() <= 8, "{statuses:?}");
+    assert!(retry.is_some_and(|r| r.parse::<u32>().is_ok_and(|n| n >= 1)), "integer Retry-After");
+}

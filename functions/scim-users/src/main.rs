@@ -9,7 +9,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = Config::from_env()?;
     let aws = connect(&cfg).await?;
-    let cursor_key = aws.cursor_key.clone().ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?;
-    let app = butterfly_api::scim_app(Arc::new(aws.store), Arc::new(SystemClock), cursor_key, cfg.base_url());
+    let cursor_key = aws.keys.as_ref().map(|k| k.cursor.clone()).ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?;
+    let quota = butterfly_lambda::limits(&cfg).scim;
+    let app = butterfly_api::scim_app(Arc::new(aws.store), Arc::new(SystemClock), cursor_key, cfg.base_url(), quota);
     lambda_http::run(lambda_layers(app, aws.counter)).await
 }

@@ -205,7 +205,8 @@ fn function_command(bin: &str, runtime: &RuntimeApi, table: &str) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_ENDPOINT_URL_DYNAMODB", butterfly_tests::aws::dynamodb_endpoint())
         .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", secretsmanager_endpoint())
-        .env("TABLE_NAME", table);
+        .env("TABLE_NAME", table)
+        .env("SECRETS_PREFIX", "butterfly/test");
     c
 }
 

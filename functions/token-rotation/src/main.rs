@@ -3,5 +3,8 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(|parts| butterfly_api::admin::token_rotation_router(parts.admin_state())).await
+    butterfly_lambda::serve(butterfly_lambda::Sessions::Served, |parts| {
+        butterfly_api::admin::token_rotation_router(parts.admin_state())
+    })
+    .await
 }

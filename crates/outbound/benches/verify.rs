@@ -9,9 +9,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use butterfly_api::oidc::OidcProvider;
 use butterfly_core::sso::{IdTokenExpectations, IdentityProvider, Issuer, JwtKind};
 use butterfly_core::token::Secret;
+use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider};
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -62,7 +62,9 @@ fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let f = fixture();
     let issuer = Issuer::parse(ISSUER, false).unwrap();
-    let provider = OidcProvider::new(false).unwrap();
+    let provider = rt.block_on(async {
+        OidcProvider::new(GuardedHttp::new(&DnsServers::System, false, Limits::default()).unwrap())
+    });
     let metadata = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/v1/authorize"),
@@ -74,7 +76,7 @@ fn benches(c: &mut Criterion) {
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
     });
-    rt.block_on(provider.insert_discovery(&issuer, &metadata.to_string(), &f.jwks.to_string())).unwrap();
+    provider.insert_discovery(&issuer, &metadata.to_string(), &f.jwks.to_string()).unwrap();
     let t = now();
 
     let nonce = Secret::new("n-0S6_WzA2Mj");

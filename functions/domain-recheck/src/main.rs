@@ -1,0 +1,37 @@
+//! Lambda `domain-recheck` (an EventBridge schedule, daily): re-checks every DNS-verified email
+//! domain's `_butterfly-verification` TXT record, and every pending one. A verified domain
+//! whose record is missing at two consecutive checks stops routing sign-ins (audited).
+
+use butterfly_core::clock::SystemClock;
+use butterfly_core::domain::DomainService;
+use butterfly_lambda::{connect, init_logging, Config};
+use butterfly_outbound::{DnsServers, TxtLookup};
+use lambda_http::{lambda_runtime, service_fn, LambdaEvent};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_logging();
+    let cfg = Config::from_env()?;
+    let aws = connect(&cfg).await?;
+    let dns = TxtLookup::new(&DnsServers::System).map_err(butterfly_lambda::InitError::Http)?;
+    let service = Arc::new(DomainService::new(Arc::new(aws.store), Arc::new(dns), Arc::new(SystemClock)));
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        let service = service.clone();
+        async move {
+            let sum = service.recheck_all().await?;
+            tracing::info!(
+                checked = sum.checked,
+                still_verified = sum.still_verified,
+                withdrawn = sum.withdrawn,
+                unanswered = sum.unanswered,
+                "domain re-check"
+            );
+            Ok::<_, lambda_http::Error>(serde_json::json!({
+                "checked": sum.checked, "still_verified": sum.still_verified,
+                "withdrawn": sum.withdrawn, "unanswered": sum.unanswered,
+            }))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,232 @@
+//! Abuse limits, expiry and small hardening items of the SCIM/store-side security review, each
+//! as the attack that worked before: anonymous floods of login starts, a tenant flooding SCIM,
+//! unbounded growth of the embedded store, look-alike userNames, a 400 that told an
+//! unauthenticated caller about the body, an unsafe client request id, world-readable data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use butterfly_api::limits::AnonymousLimits;
+use butterfly_api::Limits;
+use butterfly_core::clock::{Clock, SystemClock};
+use butterfly_core::limit::QuotaPolicy;
+use butterfly_core::sso_service::{SsoPolicy, SsoSettingsInput};
+use butterfly_core::token::Secret;
+use butterfly_tests::hostile::FakeIdp;
+use butterfly_tests::{expect_error, okta_user, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn with_sso(app: &TestApp, idp: &FakeIdp) {
+    idp.serve_good("/t");
+    app.sso
+        .configure(
+            &app.tenant,
+            SsoSettingsInput {
+                issuer: idp.issuer("/t"),
+                client_id: "butterfly".into(),
+                client_secret: Some(Secret::new("s")),
+                domains: Some("acme.test".into()),
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+    app.store.take();
+}
+
+fn retry_after(r: &reqwest::Response) -> u64 {
+    r.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no integer Retry-After: {:?}", r.headers().get("retry-after")))
+}
+
+/// 4,000 anonymous login starts ran at ~800/s and wrote 4,000 items. Now one address gets its
+/// burst, then 429 with an integer Retry-After, and the refused ones write nothing.
+#[tokio::test]
+async fn anonymous_login_starts_are_limited_per_address() {
+    let limits = Limits::new(
+        AnonymousLimits { per_address_per_minute: 60, per_domain_per_minute: 100_000 },
+        QuotaPolicy::default(),
+    );
+    let app = TestApp::spawn_with_limits(limits).await;
+    let idp = FakeIdp::start().await;
+    with_sso(&app, &idp).await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (mut ok, mut limited, mut last) = (0, 0, None);
+    for i in 0..200 {
+        let r =
+            c.post(format!("{}/login", app.origin)).form(&[("email", format!("u{i}@acme.test"))]).send().await.unwrap();
+        match r.status() {
+            StatusCode::SEE_OTHER => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                limited += 1;
+                last = Some(r);
+            }
+            s => panic!("{s}"),
+        }
+    }
+    assert!(ok <= 10, "{ok} starts passed a burst of 6");
+    assert!(limited >= 190);
+    let r = last.unwrap();
+    assert!(retry_after(&r) >= 1);
+    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let (_, ops) = app.store.take();
+    let writes = ops.iter().filter(|o| **o == "put_login").count();
+    assert_eq!(writes, ok, "refused starts wrote items: {ops:?}");
+    // The JSON lookup answers 429 the OAuth way too.
+    let r = c.post(format!("{}/sso/lookup", app.origin)).json(&json!({"email": "x@acme.test"})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&r) >= 1);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "slow_down");
+}
+
+/// Starts for one email domain (or one issuer) are limited whatever address they come from.
+#[tokio::test]
+async fn login_starts_are_limited_per_domain() {
+    let limits = Limits::new(
+        AnonymousLimits { per_address_per_minute: 1_000_000, per_domain_per_minute: 30 },
+        QuotaPolicy::default(),
+    );
+    let app = TestApp::spawn_with_limits(limits).await;
+    let idp = FakeIdp::start().await;
+    with_sso(&app, &idp).await;
+    let c = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let r = c
+            .post(format!("{}/sso/lookup", app.origin))
+            .json(&json!({"email": format!("p{i}@acme.test")}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status());
+    }
+    assert!(statuses.iter().filter(|s| **s == StatusCode::OK).count() <= 5, "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS));
+    // Another domain is not affected.
+    let r = c.post(format!("{}/sso/lookup", app.origin)).json(&json!({"email": "q@other.test"})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A tenant's SCIM client over its per-minute quota gets 429, an integer Retry-After and a
+/// SCIM error body; another tenant is not affected; the shared counter costs one store round
+/// trip per lease, not per request.
+#[tokio::test]
+async fn scim_is_limited_per_tenant_with_retry_after() {
+    let limits = Limits::new(AnonymousLimits::default(), QuotaPolicy::per_minute(40));
+    let app = TestApp::spawn_with_limits(limits).await;
+    let (_, other_token) = app.other_tenant().await;
+    app.store.take();
+    let mut codes = Vec::new();
+    let mut limited = None;
+    for _ in 0..60 {
+        let r = app.get("/Users?count=1").await;
+        codes.push(r.status());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS && limited.is_none() {
+            limited = Some(r);
+        }
+    }
+    // Near the window's end a second window may start in the middle of the run.
+    let ok = codes.iter().filter(|c| **c == StatusCode::OK).count();
+    assert!((40..=80).contains(&ok), "{ok} admitted: {codes:?}");
+    let r = limited.expect("never limited");
+    let wait = retry_after(&r);
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body = expect_error(r, StatusCode::TOO_MANY_REQUESTS, None).await;
+    assert_eq!(body["status"], "429");
+    let (_, ops) = app.store.take();
+    // Leases of 2 (a twentieth of 40): ~20 round trips for 40 admitted requests, then one or two
+    // to learn the window is used up; the refused requests cost no quota round trip at all.
+    let leases = ops.iter().filter(|o| **o == "take_quota").count();
+    assert!(leases <= 2 * (40 / 2 + 2), "{leases} quota round trips for 60 requests: {ops:?}");
+    // The other tenant has its own quota.
+    let r = app.req_as(Method::GET, "/Users?count=1", &other_token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// The embedded store grew 1.2 KB per anonymous lookup: expired transactions, replay-cache
+/// keys and sessions are now swept.
+#[tokio::test]
+async fn expired_items_are_swept_from_the_embedded_store() {
+    let app =
+        TestApp::spawn_with(SsoPolicy { transaction_ttl_secs: 1, allow_loopback_http: true, ..SsoPolicy::default() })
+            .await;
+    let idp = FakeIdp::start().await;
+    with_sso(&app, &idp).await;
+    let c = reqwest::Client::new();
+    for i in 0..50 {
+        let r = c
+            .post(format!("{}/sso/lookup", app.origin))
+            .json(&json!({"email": format!("s{i}@acme.test")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let removed = app.store.inner().sweep_expired(SystemClock.now()).await.unwrap();
+    assert!(removed >= 50, "{removed} swept");
+    assert_eq!(app.store.inner().sweep_expired(SystemClock.now()).await.unwrap(), 0, "nothing left to sweep");
+}
+
+/// The data file holds OIDC client secrets: it is created 0600 in a 0700 directory.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    let dir = std::fs::metadata(app.data_dir()).unwrap().permissions().mode() & 0o777;
+    let file = std::fs::metadata(app.data_dir().join("butterfly.redb")).unwrap().permissions().mode() & 0o777;
+    assert_eq!((dir, file), (0o700, 0o600));
+}
+
+/// userNames with zero-width, bidi-control or fullwidth characters were accepted next to
+/// their ASCII twins.
+#[tokio::test]
+async fn look_alike_user_names_are_refused() {
+    let app = TestApp::spawn().await;
+    app.create_user(&okta_user("admin@acme.test", "A", "D")).await;
+    for bad in
+        ["ad\u{200b}min@acme.test", "\u{ff41}dmin@acme.test", "admin\u{202e}@acme.test", "\u{0430}dmin@acme.test"]
+    {
+        let r = app.send_json(Method::POST, "/Users", &okta_user(bad, "E", "V")).await;
+        let body = expect_error(r, StatusCode::BAD_REQUEST, Some("invalidValue")).await;
+        assert!(body["detail"].as_str().unwrap().contains("userName"), "{body}");
+    }
+}
+
+/// PUT and PATCH parsed the body before the token check: a bad token now gets 401 whatever
+/// the body is.
+#[tokio::test]
+async fn scim_writes_authenticate_before_reading_the_body() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user(&okta_user("w@acme.test", "W", "X")).await;
+    let id = created["id"].as_str().unwrap();
+    let forged = butterfly_core::token::ScimToken::generate().unwrap();
+    for method in [Method::PUT, Method::PATCH] {
+        let r = app
+            .req_as(method.clone(), &format!("/Users/{id}"), forged.secret().expose())
+            .header("content-type", "application/scim+json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::UNAUTHORIZED, None).await;
+    }
+}
+
+/// A client request id is used only when it looks like one; anything else is replaced.
+#[tokio::test]
+async fn unsafe_client_request_ids_are_replaced() {
+    let app = TestApp::spawn().await;
+    let c = reqwest::Client::new();
+    let r = c.get(format!("{}/healthz", app.origin)).header("x-request-id", "okta-req_1.2:3").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "okta-req_1.2:3");
+    for bad in ["a b", "x\tINFO role changed", &"a".repeat(65), "é"] {
+        let r = c.get(format!("{}/healthz", app.origin)).header("x-request-id", bad).send().await.unwrap();
+        let echoed = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_ne!(echoed, bad);
+        assert_eq!(echoed.len(), 36, "a UUID: {echoed}");
+    }
+}
