@@ -121,6 +121,7 @@ step "run: ${LIMITS[*]}"
 run_one() {
   local t=$1 dirs=("$FUZZ/corpus/$1")
   mkdir -p "$FUZZ/corpus/$t"
+  rm -f "$ART/fuzz/$t.log" "$ART/fuzz/$t.rc"
   [ -d "$SEEDS/$t" ] && dirs+=("$SEEDS/$t")
   [ -d "$FUZZ/seeds/$t" ] && dirs+=("$FUZZ/seeds/$t")
   nice -n 10 cargo +nightly fuzz run "${FUZZ_FLAGS[@]}" "$t" "${dirs[@]}" -- "${LIMITS[@]}" >"$ART/fuzz/$t.log" 2>&1
@@ -157,7 +158,7 @@ for t in "${LIST[@]}"; do
     status=ok
     if [ -n "$RUNS" ] && [ "$runs" -lt "$RUNS" ]; then status="stopped at the time cap"; fi
   else
-    status="FAILED (exit $rc): $(grep -m1 -E 'panicked at|==ERROR|deadly signal|Test unit written' "$log" | cut -c1-160)"
+    status="FAILED (exit $rc): $(grep -m1 -E 'panicked at|ERROR: libFuzzer|deadly signal|run interrupted' "$log" | cut -c1-160)"
     FAILED+=("$t")
     artifact=$(sed -nE 's/.*Test unit written to (.*)$/\1/p' "$log" | tail -1)
     [ -n "$artifact" ] && status="$status; reproducer $artifact"
