@@ -50,7 +50,7 @@ bf_cmd() {
     BF_CMD=(env "AWS_ENDPOINT_URL_DYNAMODB=$BUTTERFLY_DYNAMODB_ENDPOINT"
       "AWS_ENDPOINT_URL_SECRETS_MANAGER=$BUTTERFLY_SECRETSMANAGER_ENDPOINT"
       AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-      "$BIN/butterfly" --store dynamodb --table "$BENCH_TABLE")
+      "$BIN/butterfly" --store dynamodb --table "$BENCH_TABLE" --secrets-prefix "$BENCH_TABLE")
   fi
 }
 

@@ -37,7 +37,11 @@ use tokio::task::JoinHandle;
 /// Limits no functional test reaches (the limit tests set their own).
 pub fn generous_limits() -> butterfly_api::Limits {
     butterfly_api::Limits::new(
-        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, per_domain_per_minute: 1_000_000 },
+        butterfly_api::limits::AnonymousLimits {
+            per_address_per_minute: 1_000_000,
+            per_domain_per_minute: 1_000_000,
+            settings_per_minute: 1_000_000,
+        },
         butterfly_core::limit::QuotaPolicy::per_minute(1_000_000),
     )
 }
@@ -414,7 +418,9 @@ impl TestApp {
 
     /// Another tenant in the same store, with its own token.
     pub async fn other_tenant(&self) -> (TenantId, String) {
-        let t = self.admin.create_tenant("Other Corp", "").await.expect("tenant");
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!("Other Corp {}", N.fetch_add(1, Ordering::SeqCst));
+        let t = self.admin.create_tenant(&name, "").await.expect("tenant");
         let issued = self.admin.issue_token(&t.id).await.expect("token");
         (t.id, issued.token.secret().expose().to_string())
     }

@@ -46,7 +46,7 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 #[tokio::test]
 async fn anonymous_login_starts_are_limited_per_address() {
     let limits = Limits::new(
-        AnonymousLimits { per_address_per_minute: 60, per_domain_per_minute: 100_000 },
+        AnonymousLimits { per_address_per_minute: 60, per_domain_per_minute: 100_000, settings_per_minute: 10 },
         QuotaPolicy::default(),
     );
     let app = TestApp::spawn_with_limits(limits).await;
@@ -85,7 +85,7 @@ async fn anonymous_login_starts_are_limited_per_address() {
 #[tokio::test]
 async fn login_starts_are_limited_per_domain() {
     let limits = Limits::new(
-        AnonymousLimits { per_address_per_minute: 1_000_000, per_domain_per_minute: 30 },
+        AnonymousLimits { per_address_per_minute: 1_000_000, per_domain_per_minute: 30, settings_per_minute: 10 },
         QuotaPolicy::default(),
     );
     let app = TestApp::spawn_with_limits(limits).await;

@@ -16,7 +16,10 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let app = TestApp::spawn().await;
+    rig_with(TestApp::spawn().await).await
+}
+
+async fn rig_with(app: TestApp) -> Rig {
     let op = TestOp::start(
         0,
         json!([{"prefix": "/t1", "kid": "k1", "clients": [client_spec("acme-app", "acme-secret", &app.origin)]}]),
@@ -330,4 +333,58 @@ async fn the_audit_trail_tells_what_happened_newest_first() {
         assert!(rest.len() <= 4, "a token in the audit trail: bfy_scim_{rest}");
     }
     assert!(text.contains("previous_prefix"));
+}
+
+/// Each settings save fetches the named provider afresh: a super_admin saving issuer after
+/// issuer used to make one outbound fetch per request without limit. Now a tenant's members get
+/// a minute's allowance at once, then 429 with an integer Retry-After (nothing saved, nothing
+/// fetched); the operator's CLI is not limited.
+#[tokio::test]
+async fn settings_saves_are_limited_per_tenant() {
+    let limits = butterfly_api::Limits::new(
+        butterfly_api::limits::AnonymousLimits {
+            per_address_per_minute: 1_000_000,
+            per_domain_per_minute: 1_000_000,
+            settings_per_minute: 4,
+        },
+        butterfly_core::limit::QuotaPolicy::default(),
+    );
+    let rig = rig_with(TestApp::spawn_with_limits(limits).await).await;
+    let boss = member(&rig, "boss@acme.test", Some("super_admin")).await;
+    let issuer = rig._op.issuer("/t1");
+    let save = |n: usize| json!({"issuer": issuer, "client_id": format!("acme-app-{n}"), "domains": "acme.test"});
+    for n in 0..4 {
+        let (s, v) = boss.call(&rig, Method::PUT, "/admin/sso", Some(save(n))).await;
+        assert_eq!(s, StatusCode::OK, "save {n} of the allowance: {v}");
+    }
+    let r = boss
+        .b
+        .client
+        .put(format!("{}/admin/sso", rig.app.origin))
+        .header("x-csrf-token", &boss.csrf)
+        .json(&save(99))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "slow_down");
+    let (_, current) = boss.call(&rig, Method::GET, "/admin/sso", None).await;
+    assert_eq!(current["client_id"], "acme-app-3", "a refused save was stored: {current}");
+    // The operator is not limited.
+    rig.app
+        .sso
+        .configure(
+            &rig.app.tenant,
+            SsoSettingsInput {
+                issuer: rig._op.issuer("/t1"),
+                client_id: "acme-app".into(),
+                client_secret: None,
+                domains: Some("acme.test".into()),
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
 }

@@ -12,10 +12,20 @@ fn attr<'a>(schema: &'a Value, name: &str) -> &'a Value {
 async fn discovery_documents() {
     let app = TestApp::spawn().await;
     let spc = expect_json(app.get("/ServiceProviderConfig").await, StatusCode::OK).await;
-    // The documentation it points at is served.
+    // The documentation it points at is the customer's configuration guide: a page with the
+    // Okta admin's steps only (no operator commands, no test material).
     let docs = reqwest::get(spc["documentationUri"].as_str().unwrap()).await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.unwrap().contains("SCIM"));
+    assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = docs.text().await.unwrap();
+    for must in
+        ["Client secret", "API token", "Rotate Token", "Universal Logout", "_butterfly-verification", "Retry-After"]
+    {
+        assert!(page.contains(must), "the guide lacks {must}");
+    }
+    for never in ["cargo", "butterfly sso set", "--store", "tests/", "oidc-provider", "DynamoDB"] {
+        assert!(!page.contains(never), "the customer guide shows {never:?}");
+    }
     assert_eq!(spc["patch"]["supported"], true);
     assert_eq!(spc["filter"]["supported"], true);
     assert_eq!(spc["etag"]["supported"], true);

@@ -360,3 +360,56 @@ async fn forged_or_malformed_universal_logout_requests_are_refused_without_side_
     assert_eq!(post_gtr(&url, Some(&jwt), &body).await, StatusCode::UNAUTHORIZED, "replayed jti");
     assert_eq!(me_status(&rig, &again).await, StatusCode::OK);
 }
+
+/// The one Universal Logout endpoint per deployment (`POST /sso/universal-logout`, the URL the
+/// OIN Wizard holds for every customer): the tenant is found from the JWT's `iss`, then the JWT
+/// is verified with that tenant's provider keys, audience = this URL. Each tenant's provider
+/// ends only its own users' sessions.
+#[tokio::test]
+async fn one_universal_logout_endpoint_finds_the_tenant_by_issuer() {
+    let rig = rig().await;
+    let url = format!("{}/sso/universal-logout", rig.app.origin);
+    let claims = |prefix: &str| {
+        let mut c = gtr_claims(&rig);
+        c["iss"] = json!(rig.op.issuer(prefix));
+        c["sub"] = json!(if prefix == "/t1" { "acme-app" } else { "globex-app" });
+        c["aud"] = json!(url);
+        c
+    };
+    let (_, bob) = signed_in(&rig, "bob@acme.test").await;
+    let (_, gina) = signed_in(&rig, "gina@globex.test").await;
+    let bob_body = json!({"sub_id": {"format": "email", "email": "bob@acme.test"}});
+    let gina_body = json!({"sub_id": {"format": "email", "email": "gina@globex.test"}});
+
+    // Refused, nothing ended: an issuer no tenant uses; the per-tenant audience at the shared
+    // URL; one tenant's issuer signed with the other tenant's key; not a JWT at all.
+    let mut unknown = claims("/t1");
+    unknown["iss"] = json!("https://idp.unknown.example");
+    let mut per_tenant_aud = claims("/t1");
+    per_tenant_aud["aud"] = json!(gtr_endpoint(&rig));
+    let refused = [
+        ("unknown issuer", rig.op.sign("/t1", gtr_header(), unknown, false).await),
+        ("per-tenant audience", rig.op.sign("/t1", gtr_header(), per_tenant_aud, false).await),
+        ("another tenant's key", rig.op.sign("/t2", gtr_header(), claims("/t1"), false).await),
+        ("not a JWT", "x".to_string()),
+    ];
+    for (name, jwt) in &refused {
+        assert_eq!(post_gtr(&url, Some(jwt), &bob_body).await, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    assert_eq!(me_status(&rig, &bob).await, StatusCode::OK);
+    // Globex's provider cannot end an Acme user's sessions: in Globex that user does not exist.
+    let jwt = rig.op.sign("/t2", gtr_header(), claims("/t2"), false).await;
+    assert_eq!(post_gtr(&url, Some(&jwt), &bob_body).await, StatusCode::NOT_FOUND);
+    assert_eq!(me_status(&rig, &bob).await, StatusCode::OK);
+
+    // Each provider ends its own user's sessions, and only those.
+    let jwt = rig.op.sign("/t1", gtr_header(), claims("/t1"), false).await;
+    assert_eq!(post_gtr(&url, Some(&jwt), &bob_body).await, StatusCode::NO_CONTENT);
+    assert_eq!(me_status(&rig, &bob).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&rig, &gina).await, StatusCode::OK);
+    let jwt = rig.op.sign("/t2", gtr_header(), claims("/t2"), false).await;
+    assert_eq!(post_gtr(&url, Some(&jwt), &gina_body).await, StatusCode::NO_CONTENT);
+    assert_eq!(me_status(&rig, &gina).await, StatusCode::UNAUTHORIZED);
+    let receipt = audit(&rig).await.into_iter().find(|e| e["action"] == "revocation").unwrap();
+    assert_eq!(receipt["details"]["trigger"], "universal_logout");
+}

@@ -9,7 +9,7 @@ use butterfly_core::actor::Actor;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::sso_service::{verification_name, verification_value, SsoSettingsInput};
 use butterfly_core::token::Secret;
-use butterfly_tests::op::{client_spec, location, set_cookies, Browser, TestOp};
+use butterfly_tests::op::{client_spec, client_spec_with_logout, location, set_cookies, Browser, TestOp};
 use butterfly_tests::{okta_user, TestApp};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -36,7 +36,7 @@ async fn rig() -> Rig {
     let op = TestOp::start(
         0,
         json!([
-            {"prefix": "/t1", "kid": "t1", "clients": [client_spec("acme", "acme-secret", &app.origin)]},
+            {"prefix": "/t1", "kid": "t1", "clients": [client_spec_with_logout("acme", "acme-secret", &app.origin)]},
             {"prefix": "/t2", "kid": "t2", "clients": [client_spec("globex", "globex-secret", &app.origin)]},
             {"prefix": "/t3", "kid": "t3", "clients": [
                 client_spec("acme-new", "acme-new-secret", &app.origin),
@@ -63,6 +63,41 @@ async fn me(b: &Browser, rig: &Rig) -> (StatusCode, Value) {
     let r = b.get(&format!("{}/me", rig.app.origin)).await;
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A session started through the tenant's previous provider (/t1) while a new one is pending:
+/// made directly in the store, as sign-ins through /t1 cannot start any more.
+async fn sign_in_before_switch(rig: &Rig, b: &Browser) -> StatusCode {
+    use butterfly_core::ports::{SessionStore, UserStore};
+    use butterfly_core::sso::{hash_secret, random_secret, Session};
+    let now = butterfly_core::clock::Clock::now(&butterfly_core::clock::SystemClock);
+    let user = rig.app.store.find_user_by_user_name(&rig.app.tenant, "ops@acme.test").await.unwrap().unwrap();
+    let secret = random_secret().unwrap();
+    rig.app
+        .store
+        .create_session(&Session {
+            hash: hash_secret(secret.expose()),
+            tenant: rig.app.tenant.clone(),
+            user: user.id,
+            issuer: rig.op.issuer("/t1"),
+            subject: "ops@acme.test".into(),
+            sid: None,
+            id_token: None,
+            created: now,
+            last_seen: now,
+            expires: now.plus_secs(3600),
+            confirmed: true,
+        })
+        .await
+        .unwrap();
+    // The back-channel logout names the user by (iss, sub): link them as a sign-in would have.
+    let mut linked = user.clone();
+    linked.subject = Some(butterfly_core::sso::Subject { issuer: rig.op.issuer("/t1"), sub: "ops@acme.test".into() });
+    linked.version += 1;
+    rig.app.store.replace_user(&user, &linked).await.unwrap();
+    let url = url::Url::parse(&rig.app.origin).unwrap();
+    b.jar.add_cookie_str(&format!("bfy_session={}; Path=/", secret.expose()), &url);
+    me(b, rig).await.0
 }
 
 async fn scim_user(rig: &Rig, email: &str, role: &str, external_id: Option<&str>) -> Value {
@@ -438,6 +473,13 @@ async fn an_issuer_is_bound_only_by_a_successful_test_sign_in() {
     assert!(v.issuer_bound_at.is_none());
     let r = b.get(&format!("{}/sso/initiate?iss={}", rig.app.origin, rig.op.issuer("/t3"))).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an unbound issuer started a sign-in");
+    // Until the new issuer is bound, the old provider's logout messages are still trusted: a
+    // back-channel logout from it ends the sessions it started (here another user's).
+    let other = Browser::new();
+    scim_user(&rig, "ops@acme.test", "admin", None).await;
+    assert_eq!(sign_in_before_switch(&rig, &other).await, StatusCode::OK);
+    rig.op.backchannel_logout("/t1", "acme", "ops@acme.test", None).await;
+    assert_eq!(me(&other, &rig).await.0, StatusCode::UNAUTHORIZED, "the old provider's logout was refused");
     // The test sign-in, from the admin API, in the admin's browser.
     let start =
         b.client.post(format!("{}/admin/sso/test", rig.app.origin)).header("x-csrf-token", &csrf).send().await.unwrap();

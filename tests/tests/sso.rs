@@ -486,7 +486,7 @@ async fn a_code_from_another_tenants_issuer_is_refused() {
     let globex_back = reach_callback(&rig, &other, "oscar@globex.test").await;
     let swapped = replace_param(&acme_back, "code", param(&globex_back, "code").as_deref());
     let r = b.get(&swapped).await;
-    assert_refused(&rig, &b, r, StatusCode::BAD_REQUEST, "refused the code").await;
+    assert_refused(&rig, &b, r, StatusCode::BAD_REQUEST, "refused the sign-in").await;
     let _ = rig.other;
 }
 

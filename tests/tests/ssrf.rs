@@ -282,3 +282,84 @@ async fn installed_documents_pass_the_same_checks() {
     assert!(p.insert_discovery(&iss, &doc("http://169.254.169.254/keys"), r#"{"keys":[]}"#).is_err());
     assert!(p.insert_discovery(&iss, &doc("https://evil.test/keys"), r#"{"keys":[]}"#).is_err());
 }
+
+/// A tenant admin naming issuer after issuer (each with a huge key set) took the process to
+/// 432 MB: key sets are capped, and the cache forgets the least recently used issuers.
+#[tokio::test]
+async fn the_provider_cache_is_bounded() {
+    let dns = TestDns::start(&["test"]).await;
+    let idp = FakeIdp::start().await;
+    let p = OidcProvider::new(client(&dns, true, Limits::default()));
+    // A key set with more keys than any provider has is refused.
+    let key = |i: usize| json!({"kty": "RSA", "kid": format!("k{i}"), "use": "sig", "alg": "RS256", "n": "sXch", "e": "AQAB"});
+    idp.answer("/big/.well-known/openid-configuration", Answer::json(&idp.discovery("/big", json!({}))));
+    idp.answer("/big/keys", Answer::json(&json!({"keys": (0..51).map(key).collect::<Vec<_>>()})));
+    let big = Issuer::parse(&idp.issuer("/big"), true).unwrap();
+    let e = butterfly_core::sso::IdentityProvider::discover(&p, &big, true).await.unwrap_err();
+    assert!(e.to_string().contains("more than 50 keys"), "{e}");
+    // 700 issuers named one after the other: at most MAX_ISSUERS stay.
+    for i in 0..700 {
+        let prefix = format!("/i{i}");
+        idp.serve_good(&prefix);
+        let iss = Issuer::parse(&idp.issuer(&prefix), true).unwrap();
+        butterfly_core::sso::IdentityProvider::discover(&p, &iss, true).await.unwrap();
+    }
+    let n = p.cached_issuers();
+    assert!(n <= butterfly_outbound::oidc::MAX_ISSUERS, "{n} issuers cached");
+}
+
+/// Our view of internal names is not shown to a tenant admin: a refusal names no address.
+#[tokio::test]
+async fn refusals_do_not_reveal_what_dns_answered() {
+    let app = TestApp::spawn().await;
+    app.dns.add_ip("internal.test", "10.20.30.40".parse().unwrap()).await;
+    app.dns.add_ip("db.internal.test", "fd00::5".parse().unwrap()).await;
+    for issuer in ["https://internal.test", "https://db.internal.test", "https://missing.internal.test"] {
+        let e = app.sso.configure(&app.tenant, settings(issuer)).await.unwrap_err().to_string();
+        for leak in ["10.20.30.40", "fd00", "no record", "NXDOMAIN", "NoRecordsFound"] {
+            assert!(!e.contains(leak), "{issuer}: {e}");
+        }
+    }
+}
+
+/// A provider's words reached the error page (a fake "account suspended, call this number"
+/// notice, 200 KB of text, a bidi override, the JSON parser's complaint about its claims): the
+/// page now says ours only, with an error code only if it looks like one.
+#[tokio::test]
+async fn provider_text_never_reaches_the_page() {
+    use butterfly_tests::op::{location, Browser};
+    let app = TestApp::spawn().await;
+    let idp = FakeIdp::start().await;
+    idp.serve_good("/t");
+    app.sso.configure(&app.tenant, settings(&idp.issuer("/t"))).await.unwrap();
+    let lure = format!(
+        "Your Butterfly account was suspended. Call +1-555-0100 or pay at https://evil.example/pay \u{202e} {}",
+        "x".repeat(200_000)
+    );
+    let unreadable = json!({"access_token": "a", "token_type": "Bearer",
+        "id_token": "eyJhbGciOiJSUzI1NiJ9.eyJlbWFpbF92ZXJpZmllZCI6InRydWUifQ.c2ln"});
+    for answer in [
+        Answer {
+            status: 400,
+            body: json!({"error": lure, "error_description": lure}).to_string().into_bytes(),
+            delay: Duration::ZERO,
+            content_type: "application/json",
+        },
+        Answer::json(&unreadable),
+    ] {
+        idp.answer("/t/token", answer);
+        let b = Browser::new();
+        let start = b.post_form(&format!("{}/login", app.origin), &[("email", "a@evil.test")]).await;
+        let authorize = location(&start).unwrap();
+        let state =
+            url::Url::parse(&authorize).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+        let r = b.get(&format!("{}/sso/callback?code=abc&state={state}", app.origin)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let page = r.text().await.unwrap();
+        assert!(page.len() < 4000, "{} bytes", page.len());
+        for leak in ["evil.example", "555", "\u{202e}", "invalid type", "suspended"] {
+            assert!(!page.contains(leak), "{leak:?} on the page: {page}");
+        }
+        assert!(page.contains("identity provider"), "{page}");
+    }
+}

@@ -171,16 +171,14 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
     let b: RotateBody =
         if body.is_empty() { RotateBody { mode: None, overlap_hours: None } } else { try_resp!(parse_json(&body)) };
-    let mode = match b.mode.as_deref().unwrap_or("overlap") {
-        "immediate" => RotationMode::Immediate,
-        "overlap" => {
-            let hours = b.overlap_hours.unwrap_or(24.0);
-            if !(hours.is_finite() && hours > 0.0 && hours <= 168.0) {
-                return error(StatusCode::BAD_REQUEST, "invalid_request", "overlap_hours must be in (0, 168]");
-            }
-            RotationMode::Overlap { secs: (hours * 3600.0) as i64 }
-        }
-        other => {
+    let mode = match (b.mode.as_deref().unwrap_or("overlap"), b.overlap_hours) {
+        ("immediate", _) => RotationMode::Immediate,
+        ("overlap", None) => RotationMode::default(),
+        ("overlap", Some(hours)) => match RotationMode::overlap_hours(hours) {
+            Ok(m) => m,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("overlap_hours: {e}")),
+        },
+        (other, _) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -320,6 +318,7 @@ async fn update_sso(State(s): State<AdminState>, method: Method, headers: Header
     match s.sso.configure_as(&who.tenant, input, &Actor::User(who.user.id)).await {
         Ok(v) => ok(StatusCode::OK, settings_json(&v)),
         Err(SsoError::Store(e)) => domain_error(e),
+        Err(SsoError::Throttled(wait)) => crate::limits::too_many(wait, false),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
     }
 }

@@ -104,6 +104,9 @@ pub struct AppParts {
 pub struct Limits {
     pub by_address: std::sync::Arc<limits::KeyedThrottle>,
     pub by_domain: std::sync::Arc<limits::KeyedThrottle>,
+    /// SSO settings saves per tenant (each fetches the provider afresh): the whole minute's
+    /// allowance at once (an admin fixing a typo), then one every few seconds.
+    pub settings: std::sync::Arc<limits::KeyedThrottle>,
     pub scim: butterfly_core::limit::QuotaPolicy,
 }
 
@@ -112,6 +115,10 @@ impl Limits {
         Limits {
             by_address: std::sync::Arc::new(limits::KeyedThrottle::per_minute(anonymous.per_address_per_minute)),
             by_domain: std::sync::Arc::new(limits::KeyedThrottle::per_minute(anonymous.per_domain_per_minute)),
+            settings: std::sync::Arc::new(limits::KeyedThrottle::per_minute_with_burst(
+                anonymous.settings_per_minute,
+                anonymous.settings_per_minute,
+            )),
             scim,
         }
     }
@@ -133,6 +140,7 @@ impl AppParts {
             self.sso_policy.clone(),
         )
         .with_throttle(self.limits.by_domain.clone())
+        .with_settings_throttle(self.limits.settings.clone())
     }
 
     pub fn logout_state(&self) -> logout::LogoutState {

@@ -22,11 +22,13 @@ pub struct AnonymousLimits {
     pub per_address_per_minute: u32,
     /// Sign-in starts a minute per email domain or issuer, and logout calls a minute per issuer.
     pub per_domain_per_minute: u32,
+    /// SSO settings saves a minute per tenant (members; each fetches the provider afresh).
+    pub settings_per_minute: u32,
 }
 
 impl Default for AnonymousLimits {
     fn default() -> Self {
-        AnonymousLimits { per_address_per_minute: 120, per_domain_per_minute: 600 }
+        AnonymousLimits { per_address_per_minute: 120, per_domain_per_minute: 600, settings_per_minute: 10 }
     }
 }
 
@@ -38,9 +40,15 @@ pub struct KeyedThrottle {
 }
 
 impl KeyedThrottle {
+    /// `per_minute` on average with a burst of a tenth of it.
     pub fn per_minute(per_minute: u32) -> Self {
+        Self::per_minute_with_burst(per_minute, per_minute / 10)
+    }
+
+    /// `per_minute` on average, `burst` at once (both at least one).
+    pub fn per_minute_with_burst(per_minute: u32, burst: u32) -> Self {
         let rate = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new((per_minute / 10).max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
         KeyedThrottle {
             limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)),
             clock: DefaultClock::default(),
@@ -67,6 +75,21 @@ impl Throttle for KeyedThrottle {
 /// Lambda, from API Gateway's request context.
 pub fn client_address(req: &Request) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The key a client address is limited under: the address for IPv4, its /64 for IPv6 (one
+/// host usually holds a whole /64).
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// A 429 with an integer `Retry-After`: an OAuth-style JSON error, or a page for browsers.
@@ -139,7 +162,7 @@ where
 /// address (none in production: both servers set one) are not limited by address.
 fn refuse(throttle: &KeyedThrottle, req: &Request) -> Option<Response> {
     let ip = client_address(req)?;
-    let wait = throttle.check(&ip.to_string()).err()?;
+    let wait = throttle.check(&address_key(ip)).err()?;
     let path = req.uri().path();
     let page = req.method() == axum::http::Method::GET
         || path == "/login"
@@ -147,4 +170,40 @@ fn refuse(throttle: &KeyedThrottle, req: &Request) -> Option<Response> {
         || path.starts_with("/sso/initiate");
     tracing::info!(client = %ip, path, "client address over its limit");
     Some(too_many(wait, page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_callers_share_their_slash_64_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7");
+        // Rotating through a /64 exhausts one budget.
+        let t = KeyedThrottle::per_minute_with_burst(60, 3);
+        let refused = (0u16..10)
+            .filter(|i| {
+                let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, *i, 0, 0, 1));
+                t.check(&address_key(ip)).is_err()
+            })
+            .count();
+        assert!(refused >= 6, "{refused} of 10 addresses in one /64 were refused");
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_the_rate_holds() {
+        let t = KeyedThrottle::per_minute_with_burst(10, 10);
+        let passed = (0..15).filter(|_| t.check("settings:t").is_ok()).count();
+        assert_eq!(passed, 10);
+        assert!(t.check("settings:other").is_ok(), "another key has its own budget");
+        let wait = t.check("settings:t").err();
+        assert!(matches!(wait, Some(1..=6)), "{wait:?}");
+    }
 }

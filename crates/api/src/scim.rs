@@ -232,12 +232,18 @@ async fn service_provider(State(s): State<ScimState>, headers: HeaderMap) -> Res
     ))
 }
 
-/// `GET /scim/v2/docs`: the integration guide the ServiceProviderConfig's `documentationUri`
-/// points at (public, like any documentation).
+/// `GET /scim/v2/docs`: the customer's configuration guide (what the ServiceProviderConfig's
+/// `documentationUri` and the OIN listing's configuration guide point at): the Okta admin's
+/// steps only, as a page (public, like any documentation).
 async fn documentation() -> Response {
-    let mut resp = (StatusCode::OK, include_str!("../../../docs/scim.md")).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/markdown; charset=utf-8"));
+    let mut resp = (StatusCode::OK, include_str!("okta_guide.html")).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
     resp
 }
 

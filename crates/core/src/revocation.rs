@@ -191,10 +191,11 @@ impl LogoutService {
         self.throttle.check(&format!("logout:{}", Issuer::lookup_key(iss))).map_err(LogoutError::Throttled)
     }
 
-    /// The tenant's bound issuer and client: a provider whose binding is not proven yet is
-    /// trusted for no logout message.
+    /// The provider and client whose logout messages the tenant trusts: the bound one (during an
+    /// issuer change, the one still bound). A provider whose binding is not proven yet is trusted
+    /// for none.
     fn sso_of(tenant: &Tenant) -> Option<(Issuer, String)> {
-        tenant.sso.as_ref().filter(|s| s.bound_at.is_some()).map(|s| (s.issuer.clone(), s.client_id.clone()))
+        tenant.trusted_provider().map(|(i, c)| (i.clone(), c.to_string()))
     }
 
     /// OIDC Back-Channel Logout 1.0 §2.6: validates the logout token and ends the sessions it

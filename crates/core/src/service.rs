@@ -498,12 +498,36 @@ pub enum RotationMode {
 
 /// The longest an old token may overlap with its successor.
 pub const MAX_OVERLAP_SECS: i64 = 7 * 86_400;
+/// The overlap when none is asked for (the admin API's and the CLI's default).
+pub const DEFAULT_OVERLAP_HOURS: f64 = 24.0;
+
+impl RotationMode {
+    /// An overlap of `hours` (more than 0, at most 168), or why not.
+    pub fn overlap_hours(hours: f64) -> std::result::Result<Self, String> {
+        if !(hours.is_finite() && hours > 0.0 && hours * 3600.0 <= MAX_OVERLAP_SECS as f64) {
+            return Err(format!("the overlap must be more than 0 and at most {} hours", MAX_OVERLAP_SECS / 3600));
+        }
+        Ok(RotationMode::Overlap { secs: (hours * 3600.0) as i64 })
+    }
+}
+
+impl Default for RotationMode {
+    /// The current token keeps working until the new one is first used, 24 hours at most: no
+    /// provisioning gap while the admin pastes the new token into Okta.
+    fn default() -> Self {
+        RotationMode::Overlap { secs: (DEFAULT_OVERLAP_HOURS * 3600.0) as i64 }
+    }
+}
 
 /// A token just issued: the secret (show it once) and its record.
 #[derive(Debug)]
 pub struct IssuedToken {
     pub token: ScimToken,
     pub record: TokenRecord,
+    /// Tokens that stopped working in the same write.
+    pub ended: usize,
+    /// The token left working beside the new one (overlap rotation), until its deadline.
+    pub overlapped: Option<TokenRecord>,
 }
 
 impl AdminService {
@@ -517,6 +541,10 @@ impl AdminService {
 
     pub async fn create_tenant(&self, name: &str, domains: &str) -> Result<Tenant> {
         let name = Tenant::check_name(name).map_err(Error::InvalidValue)?;
+        // Operators tell tenants apart by name: two with one name are a mistake waiting to happen.
+        if self.store.list_tenants().await?.iter().any(|t| t.name.to_lowercase() == name.to_lowercase()) {
+            return Err(Error::Conflict(format!("a tenant named {name:?} exists already ('tenant list' shows it)")));
+        }
         let domains = EmailDomain::parse_list(domains).map_err(Error::InvalidValue)?;
         if let Some(d) = domains.iter().find(|d| d.is_consumer()) {
             return Err(Error::InvalidValue(format!(
@@ -564,7 +592,7 @@ impl AdminService {
             expires: None,
             replaces: None,
         };
-        Ok(IssuedToken { token, record })
+        Ok(IssuedToken { token, record, ended: 0, overlapped: None })
     }
 
     /// Issues the tenant's first SCIM token.
@@ -615,6 +643,7 @@ impl AdminService {
             }
             (Some(s), RotationMode::Immediate) => {
                 self.store.install_token(&issued.record, Some(s)).await?;
+                issued.ended = 1 + usize::from(s.previous.is_some());
                 (
                     AuditAction::ScimTokenRotate,
                     serde_json::json!({ "mode": "immediate", "display_prefix": issued.record.display_prefix,
@@ -627,6 +656,8 @@ impl AdminService {
                 let until = now.plus_secs(secs);
                 issued.record.replaces = Some(s.current);
                 self.store.install_token_with_overlap(&issued.record, s, until).await?;
+                issued.ended = usize::from(s.previous.is_some());
+                issued.overlapped = current.clone().map(|c| TokenRecord { expires: Some(until), ..c });
                 (
                     AuditAction::ScimTokenRotate,
                     serde_json::json!({ "mode": "overlap", "display_prefix": issued.record.display_prefix,
@@ -642,6 +673,7 @@ impl AdminService {
 
     /// The tenant's live tokens, current first (never the tokens themselves).
     pub async fn live_tokens(&self, tenant: &TenantId) -> Result<Vec<TokenRecord>> {
+        self.tenant(tenant).await?;
         let Some(slots) = self.store.token_slots(tenant).await? else { return Ok(vec![]) };
         let now = self.clock.now();
         let mut out = Vec::new();

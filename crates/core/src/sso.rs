@@ -142,10 +142,18 @@ pub struct SsoConfig {
     /// is trusted for no logout token. Settings saved before binding existed count as bound.
     #[serde(default = "bound_before_binding_existed")]
     pub bound_at: Option<Timestamp>,
-    /// While this issuer waits for its binding: the issuer bound before it, whose sessions end
-    /// when this one is bound.
+    /// While this issuer waits for its binding: the provider bound before it. It stays claimed by
+    /// the tenant and trusted for its logout messages (its sessions still run) until this one
+    /// is bound; then its sessions end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaces: Option<Issuer>,
+    pub replaces: Option<PreviousProvider>,
+}
+
+/// The provider a pending issuer change replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousProvider {
+    pub issuer: Issuer,
+    pub client_id: String,
 }
 
 fn bound_before_binding_existed() -> Option<Timestamp> {

@@ -13,8 +13,8 @@ use crate::ports::{SecretStore, Store};
 use crate::role::Role;
 use crate::sso::{
     hash_secret, is_secret_shaped, pkce_challenge, random_secret, CodeRedemption, IdTokenExpectations,
-    IdentityProvider, Issuer, LoginPurpose, LoginTransaction, ReturnPath, Session, SsoConfig, SsoError, Subject,
-    VerifiedIdToken, CONFIRMATION_TTL_SECS, SCOPES,
+    IdentityProvider, Issuer, LoginPurpose, LoginTransaction, PreviousProvider, ReturnPath, Session, SsoConfig,
+    SsoError, Subject, VerifiedIdToken, CONFIRMATION_TTL_SECS, SCOPES,
 };
 use crate::tenant::{DomainRecord, Tenant, VerifiedBy};
 use crate::text;
@@ -199,6 +199,8 @@ pub struct SsoService {
     policy: SsoPolicy,
     /// Sign-in starts per email domain or issuer (anonymous requests write a transaction each).
     throttle: Arc<dyn Throttle>,
+    /// Settings saves per tenant (each fetches the named provider afresh).
+    settings_throttle: Arc<dyn Throttle>,
 }
 
 const LINK_ATTEMPTS: usize = 4;
@@ -216,7 +218,21 @@ impl SsoService {
         clock: Arc<dyn Clock>,
         policy: SsoPolicy,
     ) -> Self {
-        SsoService { store, secrets, idp, clock, policy, throttle: Arc::new(Unlimited) }
+        SsoService {
+            store,
+            secrets,
+            idp,
+            clock,
+            policy,
+            throttle: Arc::new(Unlimited),
+            settings_throttle: Arc::new(Unlimited),
+        }
+    }
+
+    /// Limits a tenant's members' settings saves (each one fetches a provider afresh).
+    pub fn with_settings_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.settings_throttle = throttle;
+        self
     }
 
     /// Limits anonymous sign-in starts per email domain and per issuer.
@@ -264,6 +280,9 @@ impl SsoService {
         input: SsoSettingsInput,
         actor: &Actor,
     ) -> Result<SsoSettingsView, SsoError> {
+        if !actor.is_operator() {
+            self.settings_throttle.check(&format!("settings:{tenant}")).map_err(SsoError::Throttled)?;
+        }
         let issuer = Issuer::parse(&input.issuer, self.policy.allow_loopback_http).map_err(SsoError::Settings)?;
         let client_id = input.client_id.trim().to_string();
         if client_id.is_empty() || client_id.len() > 255 || client_id.chars().any(|c| c.is_control() || c == ' ') {
@@ -319,18 +338,18 @@ impl SsoService {
         for _ in 0..LINK_ATTEMPTS {
             let now = self.clock.now();
             let mut next = current.clone();
-            let keeps_binding = current.sso.as_ref().is_some_and(|s| s.issuer == issuer && s.bound_at.is_some());
+            // The provider the tenant trusts now stays bound (also when a pending change is undone).
+            let keeps_binding = current.trusted_provider().is_some_and(|(i, _)| i == &issuer);
             let bound_at = match (keeps_binding, actor.is_operator()) {
-                (true, _) => current.sso.as_ref().and_then(|s| s.bound_at),
+                (true, _) => current.sso.as_ref().and_then(|s| s.bound_at).or(Some(now)),
                 (false, true) => Some(now),
                 (false, false) => None,
             };
-            // The issuer bound before this change (or the one a pending change already replaces).
+            // The provider bound before this change (or the one a pending change already replaces).
             let previously_bound = current
-                .claimed_issuer()
-                .cloned()
-                .or_else(|| current.sso.as_ref().and_then(|s| s.replaces.clone()))
-                .filter(|r| r != &issuer);
+                .trusted_provider()
+                .map(|(i, c)| PreviousProvider { issuer: i.clone(), client_id: c.to_string() })
+                .filter(|r| r.issuer != issuer);
             next.sso = Some(SsoConfig {
                 issuer: issuer.clone(),
                 client_id: client_id.clone(),
@@ -370,7 +389,7 @@ impl SsoService {
                         }));
                     self.audit(event).await;
                     if let (Some(old), Some(_)) = (&previously_bound, bound_at) {
-                        self.end_sessions_from(tenant, old, actor).await?;
+                        self.end_sessions_from(tenant, &old.issuer, actor).await?;
                     }
                     let secret_set =
                         input.client_secret.is_some() || self.secrets.client_secret(tenant).await?.is_some();
@@ -946,9 +965,9 @@ impl SsoService {
             next.version = current.version + 1;
             match self.store.replace_tenant(&current, &next).await {
                 Ok(()) => {
-                    if let Some(old) = replaced.filter(|o| o != issuer) {
+                    if let Some(old) = replaced.filter(|o| &o.issuer != issuer) {
                         let actor = by.map(Actor::User).unwrap_or(Actor::System);
-                        self.end_sessions_from(&tenant.id, &old, &actor).await?;
+                        self.end_sessions_from(&tenant.id, &old.issuer, &actor).await?;
                     }
                     return Ok(());
                 }

@@ -123,8 +123,20 @@ impl Tenant {
     }
 
     /// The issuer this tenant has claimed: its SSO issuer once bound (a test sign-in through it
-    /// succeeded, or the operator bound it). Stores keep this one unique across tenants.
+    /// succeeded, or the operator bound it); while a new issuer waits for its binding, the one
+    /// it replaces. Stores keep this one unique across tenants.
     pub fn claimed_issuer(&self) -> Option<&Issuer> {
-        self.sso.as_ref().filter(|s| s.bound_at.is_some()).map(|s| &s.issuer)
+        self.trusted_provider().map(|(issuer, _)| issuer)
+    }
+
+    /// The provider whose logout messages this tenant trusts, with our client ID there: the
+    /// bound one, or, during an issuer change, the one still bound until the new one is.
+    pub fn trusted_provider(&self) -> Option<(&Issuer, &str)> {
+        let sso = self.sso.as_ref()?;
+        match (&sso.bound_at, &sso.replaces) {
+            (Some(_), _) => Some((&sso.issuer, sso.client_id.as_str())),
+            (None, Some(prev)) => Some((&prev.issuer, prev.client_id.as_str())),
+            (None, None) => None,
+        }
     }
 }

@@ -90,6 +90,7 @@ pub fn limits(cfg: &Config) -> butterfly_api::Limits {
         butterfly_api::limits::AnonymousLimits {
             per_address_per_minute: cfg.anonymous_per_minute,
             per_domain_per_minute: cfg.anonymous_per_minute * 5,
+            settings_per_minute: 10,
         },
         butterfly_core::limit::QuotaPolicy::per_minute(cfg.scim_per_minute),
     )

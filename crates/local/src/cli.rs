@@ -27,14 +27,20 @@ pub struct Cli {
     #[arg(long, global = true, default_value = ".butterfly", env = "BUTTERFLY_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Which store the command works on: the local embedded store, or the DynamoDB table of a
-    /// deployment (AWS credentials and region from the environment).
+    /// deployment (AWS credentials and region from the environment). `--stack` implies dynamodb.
     #[arg(long, global = true, value_enum, default_value = "embedded", env = "BUTTERFLY_STORE")]
     pub store: StoreKind,
-    /// The DynamoDB table (the stack's `TableName` output), with `--store dynamodb`.
+    /// The deployed CloudFormation stack (`sam deploy`'s stack name, e.g. butterfly-identity):
+    /// its Outputs give the table (`TableName`), the secrets prefix (`SecretsPrefix`) and the
+    /// server secret (`CursorKeySecretArn`), so none of them is typed by hand.
+    #[arg(long, global = true, env = "BUTTERFLY_STACK")]
+    pub stack: Option<String>,
+    /// The DynamoDB table, without `--stack` (the stack's `TableName` output).
     #[arg(long, global = true, env = "BUTTERFLY_TABLE")]
     pub table: Option<String>,
-    /// Where OIDC client secrets live in Secrets Manager, with `--store dynamodb` (the stack's
-    /// `SecretsPrefix` output): `{prefix}/tenants/{id}/oidc-client-secret`.
+    /// Where OIDC client secrets live in Secrets Manager, without `--stack` (the stack's
+    /// `SecretsPrefix` output, e.g. butterfly/prod): `{prefix}/tenants/{id}/oidc-client-secret`.
+    /// No default: a wrong prefix would store secrets where the functions cannot read them.
     #[arg(long, global = true, env = "BUTTERFLY_SECRETS_PREFIX")]
     pub secrets_prefix: Option<String>,
     /// Accept `http://` issuers on loopback (a local test provider). On by default for the
@@ -94,26 +100,31 @@ pub struct ServeArgs {
     /// Do not create the demo tenant when the store is empty.
     #[arg(long)]
     pub no_demo: bool,
-    /// With `--store dynamodb`: the Secrets Manager secret that signs paging cursors (the
-    /// stack's `CursorKeySecret` output).
+    /// With `--store dynamodb` and without `--stack`: the deployment's server secret (the
+    /// stack's `CursorKeySecretArn` output), which signs paging cursors and CSRF tokens.
     #[arg(long, env = "BUTTERFLY_CURSOR_KEY_SECRET_ID")]
     pub cursor_key_secret_id: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TenantCmd {
-    /// Create a tenant.
+    /// Create a tenant (a customer organisation). Names are unique (case-insensitive).
     Create {
+        /// The organisation's name, as its admins and users see it.
         #[arg(long)]
         name: String,
-        /// Comma-separated email domains whose users sign in through this tenant.
+        /// Comma-separated email domains whose users sign in through this tenant. Given here,
+        /// they count as verified on the operator's word (audited); domains a customer adds
+        /// in the admin API must be verified by DNS.
         #[arg(long, default_value = "")]
         domains: String,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// List tenants.
     List {
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -123,25 +134,36 @@ pub enum TenantCmd {
 pub enum TokenCmd {
     /// Issue the tenant's first SCIM token (shown once).
     Issue {
+        /// The tenant id (from `tenant create` or `tenant list`).
         #[arg(long)]
         tenant: String,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Replace the tenant's SCIM token (shown once). The old one stops working at once, or with
-    /// --overlap-hours when the new token is first used (or after that many hours at most).
+    /// Replace the tenant's SCIM token (shown once). As in the admin API, the current token keeps
+    /// working until the new one is first used, or for --overlap-hours at most (default 24);
+    /// --immediate ends every other token at once (a lost or leaked token).
     Rotate {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
+        /// How long the current token may keep working, at most (more than 0, at most 168).
+        #[arg(long, conflicts_with = "immediate")]
         overlap_hours: Option<f64>,
+        /// End every other token of the tenant now.
+        #[arg(long)]
+        immediate: bool,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Show when the tenant's token was created and last used (never the token).
+    /// Show the tenant's live tokens: prefix, created, last used, expiry (never the token).
     Show {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -152,19 +174,23 @@ pub enum DomainCmd {
     /// Check a tenant's domain now (its `_butterfly-verification` TXT record); with `--force`,
     /// mark it verified on the operator's word instead (audited).
     Verify {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// The email domain (one the tenant added, or a new one with --force).
         #[arg(long)]
         domain: String,
         /// Vouch for the domain without DNS (audited as the operator's decision).
         #[arg(long)]
         force: bool,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Re-check every DNS-verified domain due for it, and every pending one (what the scheduled
     /// job does).
     Recheck {
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -172,13 +198,16 @@ pub enum DomainCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum SsoCmd {
-    /// Save the tenant's SSO settings. The issuer is checked by OIDC discovery first.
+    /// Save the tenant's SSO settings. The issuer is checked by OIDC discovery first; set by the
+    /// operator, it is bound to the tenant at once (no test sign-in needed).
     Set {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
         /// Okta domain (acme.okta.com, meaning the org authorization server) or issuer URL.
         #[arg(long)]
         issuer: String,
+        /// The client ID of the tenant's Butterfly app in Okta.
         #[arg(long)]
         client_id: String,
         /// Read the client secret from standard input (one line), never from the command line.
@@ -190,13 +219,16 @@ pub enum SsoCmd {
         /// Save the settings with single sign-on turned off.
         #[arg(long)]
         disabled: bool,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Show the tenant's SSO settings (never the secret).
     Show {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -241,22 +273,115 @@ fn parse_tenant(s: &str) -> Result<TenantId, String> {
 
 type Opened = (Arc<dyn Store>, Arc<dyn SecretStore>, Option<DynamoStore>);
 
-/// Opens the store the command works on, and the matching secret store.
+/// A deployment on AWS, as the command found it: from `--stack` (its Outputs) or the flags.
+struct Deployment {
+    table: String,
+    secrets_prefix: Option<String>,
+    server_secret_id: Option<String>,
+}
+
+/// `--store dynamodb` needs a stack or a table, checked before anything else.
+fn require_table_or_stack(cli: &Cli) -> Result<(), String> {
+    if cli.stack.is_none() && cli.table.is_none() {
+        return Err(
+            "--store dynamodb needs --stack NAME (the stack sam deploy created), or --table NAME (its TableName output)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// AWS configuration for the operator's commands: region and credentials must be there, else one
+/// clear sentence (not an SDK error dump) says what is missing.
+async fn aws_config() -> Result<aws_config::SdkConfig, String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let cfg = butterfly_aws::sdk_config().await;
+    if cfg.region().is_none() {
+        return Err("no AWS region: set AWS_REGION (or AWS_PROFILE with a region) for the deployment's account".into());
+    }
+    let provider = cfg.credentials_provider().ok_or(NO_CREDENTIALS)?;
+    provider.provide_credentials().await.map_err(|_| NO_CREDENTIALS.to_string())?;
+    Ok(cfg)
+}
+
+const NO_CREDENTIALS: &str =
+    "no usable AWS credentials (missing or expired): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
+                              AWS_SECRET_ACCESS_KEY, or run `aws sso login`, for the account the stack is deployed in";
+
+/// The deployment the command works on: the stack's Outputs with `--stack`, else the flags.
+async fn deployment(
+    cli: &Cli,
+    cfg: &aws_config::SdkConfig,
+    server_secret: Option<String>,
+) -> Result<Deployment, String> {
+    let Some(stack) = &cli.stack else {
+        let table = cli.table.clone().ok_or(
+            "--store dynamodb needs --stack NAME (the stack sam deploy created), or --table NAME (its TableName output)",
+        )?;
+        return Ok(Deployment { table, secrets_prefix: cli.secrets_prefix.clone(), server_secret_id: server_secret });
+    };
+    let out = crate::stack::outputs(cfg, stack).await?;
+    let get = |k: &str| {
+        out.get(k)
+            .cloned()
+            .ok_or_else(|| format!("the stack {stack} has no {k} output: is it a Butterfly stack (template.yaml)?"))
+    };
+    let table = get("TableName")?;
+    for (flag, given, from_stack) in [
+        ("--table", cli.table.clone(), Some(table.clone())),
+        ("--secrets-prefix", cli.secrets_prefix.clone(), out.get("SecretsPrefix").cloned()),
+    ] {
+        if let (Some(g), Some(s)) = (given, from_stack) {
+            if g != s {
+                return Err(format!("{flag} {g} differs from the stack's output {s}: leave {flag} out with --stack"));
+            }
+        }
+    }
+    Ok(Deployment {
+        table,
+        secrets_prefix: Some(get("SecretsPrefix")?),
+        server_secret_id: Some(server_secret.map_or_else(|| get("CursorKeySecretArn"), Ok)?),
+    })
+}
+
+fn no_prefix() -> String {
+    "this command stores or reads OIDC client secrets: give --stack NAME, or --secrets-prefix PREFIX (the stack's \
+     SecretsPrefix output, e.g. butterfly/prod)"
+        .to_string()
+}
+
+/// Opens the store the command works on, and the matching secret store. On DynamoDB without a
+/// secrets prefix, the secret store refuses every use with a message naming the flag.
 async fn open_store(cli: &Cli) -> Result<Opened, String> {
-    match cli.store {
-        StoreKind::Embedded => {
+    match (cli.store, &cli.stack) {
+        (StoreKind::Embedded, None) => {
             let s = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
             Ok((Arc::new(s.clone()), Arc::new(s), None))
         }
-        StoreKind::Dynamodb => {
-            let table =
-                cli.table.clone().ok_or("--store dynamodb needs --table NAME (the stack's TableName output)")?;
-            let cfg = butterfly_aws::sdk_config().await;
-            let s = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), table);
-            let prefix = cli.secrets_prefix.clone().unwrap_or_else(|| "butterfly".to_string());
-            let secrets = SecretsManagerStore::new(butterfly_aws::secretsmanager_client(&cfg), prefix);
-            Ok((Arc::new(s.clone()), Arc::new(secrets), Some(s)))
+        _ => {
+            require_table_or_stack(cli)?;
+            let cfg = aws_config().await?;
+            let d = deployment(cli, &cfg, None).await?;
+            let s = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), d.table);
+            let secrets: Arc<dyn SecretStore> = match d.secrets_prefix {
+                Some(prefix) => Arc::new(SecretsManagerStore::new(butterfly_aws::secretsmanager_client(&cfg), prefix)),
+                None => Arc::new(NoSecretStore),
+            };
+            Ok((Arc::new(s.clone()), secrets, Some(s)))
         }
+    }
+}
+
+/// The secret store of a DynamoDB command given no secrets prefix: every use is refused.
+struct NoSecretStore;
+
+#[async_trait::async_trait]
+impl SecretStore for NoSecretStore {
+    async fn put_client_secret(&self, _: &TenantId, _: &Secret) -> butterfly_core::Result<()> {
+        Err(butterfly_core::Error::InvalidValue(no_prefix()))
+    }
+    async fn client_secret(&self, _: &TenantId) -> butterfly_core::Result<Option<Secret>> {
+        Err(butterfly_core::Error::InvalidValue(no_prefix()))
     }
 }
 
@@ -278,23 +403,31 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
         cursor_key_secret_id: None,
     }));
     if let Command::Serve(a) = command {
-        let backend = match cli.store {
-            StoreKind::Embedded => Backend::Embedded(cli.data_dir),
-            StoreKind::Dynamodb => Backend::Dynamodb {
-                table: cli.table.ok_or("--store dynamodb needs --table NAME (the stack's TableName output)")?,
-                secrets_prefix: cli.secrets_prefix.unwrap_or_else(|| "butterfly".to_string()),
-                cursor_key_secret_id: a
-                    .cursor_key_secret_id
-                    .ok_or("serving --store dynamodb needs --cursor-key-secret-id (the stack's CursorKeySecret)")?,
-                allow_loopback_issuer: cli.allow_loopback_issuer.unwrap_or(false),
-            },
+        let backend = match (cli.store, &cli.stack) {
+            (StoreKind::Embedded, None) => Backend::Embedded(cli.data_dir),
+            _ => {
+                require_table_or_stack(&cli)?;
+                if cli.stack.is_none() && a.cursor_key_secret_id.is_none() {
+                    return Err("serving --store dynamodb needs --stack NAME, or --cursor-key-secret-id (the stack's \
+                                CursorKeySecretArn output)"
+                        .into());
+                }
+                let cfg = aws_config().await?;
+                let d = deployment(&cli, &cfg, a.cursor_key_secret_id).await?;
+                Backend::Dynamodb {
+                    table: d.table,
+                    secrets_prefix: d.secrets_prefix.ok_or_else(no_prefix)?,
+                    cursor_key_secret_id: d.server_secret_id.ok_or("the stack has no CursorKeySecretArn output")?,
+                    allow_loopback_issuer: cli.allow_loopback_issuer.unwrap_or(false),
+                }
+            }
         };
         let dns = DnsServers::parse(&cli.dns_server)?;
         return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo, dns }).await;
     }
     let (store, secrets, dynamo) = open_store(&cli).await?;
     let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
-    let allow_loopback = cli.allow_loopback_issuer.unwrap_or(cli.store == StoreKind::Embedded);
+    let allow_loopback = cli.allow_loopback_issuer.unwrap_or(dynamo.is_none());
     match command {
         Command::Domain(cmd) => {
             let dns = DnsServers::parse(&cli.dns_server)?;
@@ -402,13 +535,11 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 TokenCmd::Show { tenant, json } => (tenant, *json, None),
             };
             let mode = match &cmd {
+                TokenCmd::Rotate { immediate: true, .. } => RotationMode::Immediate,
                 TokenCmd::Rotate { overlap_hours: Some(h), .. } => {
-                    if !(h.is_finite() && *h > 0.0 && *h <= 168.0) {
-                        return Err("--overlap-hours must be more than 0 and at most 168".into());
-                    }
-                    RotationMode::Overlap { secs: (h * 3600.0) as i64 }
+                    RotationMode::overlap_hours(*h).map_err(|e| format!("--overlap-hours: {e}"))?
                 }
-                _ => RotationMode::Immediate,
+                _ => RotationMode::default(),
             };
             let tenant = parse_tenant(tenant)?;
             let Some(rotate) = rotate else {
@@ -455,12 +586,20 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             } else {
                 println!("SCIM token for tenant {tenant} (shown once, store it in Okta now):");
                 println!("{}", issued.token.secret().expose());
-                match (rotate, mode) {
-                    (true, RotationMode::Immediate) => println!("The previous token no longer works."),
-                    (true, RotationMode::Overlap { .. }) => {
-                        println!("The previous token keeps working until this one is first used (or the overlap ends).")
-                    }
-                    _ => {}
+                if let Some(o) = &issued.overlapped {
+                    println!(
+                        "The previous token {}… keeps working until this one is first used, or until {} at the latest.",
+                        o.display_prefix,
+                        o.expires.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    );
+                }
+                match issued.ended {
+                    0 => {}
+                    1 => println!("The previous token no longer works."),
+                    n => println!("The {n} previous tokens no longer work."),
+                }
+                if rotate && issued.ended == 0 && issued.overlapped.is_none() {
+                    println!("The tenant had no token before: this is its first.");
                 }
             }
             Ok(())

@@ -2,6 +2,7 @@
 
 mod cli;
 mod serve;
+mod stack;
 
 use clap::Parser;
 use std::process::ExitCode;

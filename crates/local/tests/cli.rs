@@ -131,6 +131,9 @@ fn tenant_and_token_commands() {
         (vec!["tenant", "create", "--name", "Gmail users", "--domains", "gmail.com"], "public mailbox"),
         (vec!["tenant", "create", "--name", "Bad", "--domains", "not a domain"], "not valid"),
         (vec!["tenant", "create", "--name", "   "], "1 to 200"),
+        (vec!["tenant", "create", "--name", "ACME corp"], "exists already"),
+        (vec!["scim-token", "show", "--tenant", "00000000-0000-4000-8000-000000000000"], "does not exist"),
+        (vec!["scim-token", "rotate", "--tenant", "00000000-0000-4000-8000-000000000000"], "does not exist"),
         (vec!["scim-token", "issue", "--tenant", "nope"], "not a tenant id"),
         (vec!["scim-token", "issue", "--tenant", "00000000-0000-4000-8000-000000000000"], "does not exist"),
     ] {
@@ -167,18 +170,33 @@ fn tenant_and_token_commands() {
 
     let meta = json_out(&run(d, &["scim-token", "show", "--tenant", &tenant, "--json"]));
     assert!(meta["last_used"].is_string(), "last use recorded: {meta}");
-    let rotated = json_out(&run(d, &["scim-token", "rotate", "--tenant", &tenant, "--json"]));
+    // The default rotation overlaps (as the admin API's): the old token works until the new
+    // one's first use, then stops.
+    let o = run(d, &["scim-token", "rotate", "--tenant", &tenant]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success() && text.contains("keeps working until this one is first used"), "{text}");
+    let overlapping = text.lines().find(|l| l.starts_with("bfy_scim_")).unwrap().to_string();
+    let s = serve(d, &["--no-demo"]);
+    assert_eq!(http_get(s.port, "/scim/v2/Users", &token).0, 200, "the old token overlaps");
+    assert_eq!(http_get(s.port, "/scim/v2/Users", &overlapping).0, 200);
+    assert_eq!(http_get(s.port, "/scim/v2/Users", &token).0, 401, "retired at the new token's first use");
+    s.stop();
+    // --immediate ends every other token at once, and says how many.
+    let o = run(d, &["scim-token", "rotate", "--tenant", &tenant, "--immediate"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("The previous token no longer works."));
+    let rotated = json_out(&run(d, &["scim-token", "rotate", "--tenant", &tenant, "--immediate", "--json"]));
     let new_token = rotated["token"].as_str().unwrap().to_string();
     assert_ne!(new_token, token);
     let s = serve(d, &["--no-demo"]);
     assert_eq!(http_get(s.port, "/scim/v2/Users", &token).0, 401);
+    assert_eq!(http_get(s.port, "/scim/v2/Users", &overlapping).0, 401);
     assert_eq!(http_get(s.port, "/scim/v2/Users", &new_token).0, 200);
     s.stop();
 
     // The token never reaches the store in clear text.
     let mut raw = Vec::new();
     std::fs::File::open(d.join("butterfly.redb")).unwrap().read_to_end(&mut raw).unwrap();
-    for t in [&token, &new_token] {
+    for t in [&token, &overlapping, &new_token] {
         assert!(!raw.windows(t.len()).any(|w| w == t.as_bytes()), "token found in the store file");
     }
 }
@@ -245,6 +263,7 @@ fn operator_commands_on_dynamodb() {
     assert_ne!(rotated["token"], issued["token"]);
     let meta = json_out(&dyn_run(&["scim-token", "show", "--tenant", &tenant, "--json"]));
     assert!(rotated["token"].as_str().unwrap().starts_with(meta["display_prefix"].as_str().unwrap()));
+    assert_eq!(meta["tokens"].as_array().unwrap().len(), 2, "the overlapped token is listed too: {meta}");
     let list = json_out(&dyn_run(&["tenant", "list", "--json"]));
     assert!(list["tenants"].as_array().unwrap().iter().any(|t| t["tenant_id"] == tenant.as_str()));
 
@@ -277,9 +296,10 @@ fn http_send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body
 async fn local_stack_on_dynamodb() {
     let (_, sm) = emulators();
     let table = format!("butterfly-serve-{}", std::process::id());
-    let secret_id = format!("butterfly/servetest-{}/cursor-key", std::process::id());
+    let prefix = format!("butterfly/servetest-{}", std::process::id());
+    let secret_id = format!("{prefix}/cursor-key");
     let cmd = |args: &[&str]| {
-        let mut c = on_dynamodb(&table, &[]);
+        let mut c = on_dynamodb(&table, &["--secrets-prefix", &prefix]);
         c.args(args);
         c
     };
@@ -531,4 +551,86 @@ fn slow_clients_are_disconnected() {
     assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
     assert!(started.elapsed() <= Duration::from_secs(14), "idle: closed after {:?}", started.elapsed());
     server.stop();
+}
+
+/// The operator names the stack once: `--stack` reads the table, the secrets prefix and the
+/// server secret from its Outputs (CloudFormation on moto, the table on DynamoDB Local).
+#[tokio::test]
+async fn operator_commands_by_stack_name() {
+    let (ddb, sm) = emulators();
+    let table = format!("butterfly-stack-{}", std::process::id());
+    let stack = format!("butterfly-test-{}", std::process::id());
+    let cfg = butterfly_tests::aws::local_config(&sm).await;
+    let cf = aws_sdk_cloudformation::Client::new(&cfg);
+    let template = serde_json::json!({
+        "Resources": {"Alarms": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "TableName": {"Value": table},
+            "SecretsPrefix": {"Value": "butterfly/stacktest"},
+            "CursorKeySecretArn": {"Value": "butterfly/stacktest/server-key"},
+        }
+    });
+    cf.create_stack().stack_name(&stack).template_body(template.to_string()).send().await.unwrap();
+    let by_stack = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--stack", &stack])
+            .args(args)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &sm)
+            .env("AWS_ENDPOINT_URL_CLOUDFORMATION", &sm)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap()
+    };
+    let o = on_dynamodb(&table, &[]).args(["table", "create"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = json_out(&by_stack(&["tenant", "create", "--name", "Stack Co", "--json"]));
+    let tenant = t["tenant_id"].as_str().unwrap().to_string();
+    // The same table, seen through --table.
+    let list = json_out(&on_dynamodb(&table, &[]).args(["tenant", "list", "--json"]).output().unwrap());
+    assert!(list["tenants"].as_array().unwrap().iter().any(|x| x["tenant_id"] == tenant.as_str()));
+    // A flag that contradicts the stack is refused; an unknown stack is named.
+    let o = by_stack(&["--table", "another-table", "tenant", "list"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("differs from the stack's output"));
+    let o = Command::new(BIN)
+        .args(["--stack", "no-such-stack", "tenant", "list"])
+        .env("AWS_ENDPOINT_URL_CLOUDFORMATION", &sm)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("no-such-stack"), "{err}");
+}
+
+/// Missing AWS credentials are one clear sentence, not an SDK error dump; and without --stack
+/// the secrets prefix has no silent default.
+#[test]
+fn missing_credentials_and_prefix_are_named() {
+    let home = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["--store", "dynamodb", "--table", "t", "tenant", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(err.contains("no usable AWS credentials") && err.lines().count() == 1, "{err}");
+    assert!(!err.contains("DispatchFailure") && !err.contains("FailedToLoadToken"), "{err}");
+    // With credentials, `sso show` on DynamoDB without --stack or --secrets-prefix names the flag.
+    let table = format!("butterfly-prefix-{}", std::process::id());
+    let o = on_dynamodb(&table, &[]).args(["table", "create"]).output().unwrap();
+    assert!(o.status.success());
+    let t = json_out(&on_dynamodb(&table, &[]).args(["tenant", "create", "--name", "P", "--json"]).output().unwrap());
+    let o =
+        on_dynamodb(&table, &[]).args(["sso", "show", "--tenant", t["tenant_id"].as_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("--secrets-prefix") && err.contains("--stack"), "{err}");
 }

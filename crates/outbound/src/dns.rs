@@ -108,7 +108,10 @@ impl TxtResolver for TxtLookup {
                 })
                 .collect()),
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(vec![]),
-            Err(e) => Err(format!("the DNS lookup of {name} failed: {e}")),
+            Err(e) => {
+                tracing::info!(name, error = %e, "TXT lookup failed");
+                Err(format!("the DNS lookup of {name} did not answer"))
+            }
         }
     }
 }

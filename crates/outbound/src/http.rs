@@ -85,32 +85,39 @@ impl GuardedConnector {
         let host = uri.host().ok_or("the URL has no host")?;
         let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
         let literal = host.trim_start_matches('[').trim_end_matches(']');
+        // What DNS answered stays in our log: error texts reach tenant admins, and our view of
+        // internal names is none of their business.
         let ips: Vec<IpAddr> = match literal.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => self.resolver.addresses(host).await?,
+            Err(_) => self.resolver.addresses(host).await.map_err(|e| {
+                tracing::info!(host, error = %e, "name not resolved");
+                format!("the host name {host} could not be resolved")
+            })?,
         };
         if ips.is_empty() {
-            return Err(format!("{host} has no address").into());
+            return Err(format!("the host name {host} could not be resolved").into());
         }
         if let Some(bad) = ips.iter().find(|ip| !ip_allowed(**ip, self.allow_loopback)) {
-            return Err(Box::new(Refusal(format!(
-                "{host} resolves to {bad}, a private, reserved or loopback address"
-            ))));
+            tracing::info!(host, address = %bad, "refused: a private, reserved or loopback address");
+            return Err(Box::new(Refusal(format!("{host} points at an address Butterfly does not connect to"))));
         }
         let mut last = None;
         for ip in ips {
             let addr = SocketAddr::new(ip, port);
             // Judged again on the exact address being connected to.
             if !ip_allowed(addr.ip(), self.allow_loopback) {
-                return Err(Box::new(Refusal(format!("{addr} is not an allowed address"))));
+                return Err(Box::new(Refusal(format!("{host} points at an address Butterfly does not connect to"))));
             }
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     return Ok(TokioIo::new(stream));
                 }
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(_) => last = Some("connect timed out".into()),
+                Ok(Err(e)) => {
+                    tracing::info!(host, error = %e, "connect failed");
+                    last = Some(format!("cannot connect to {host}"));
+                }
+                Err(_) => last = Some(format!("connecting to {host} timed out")),
             }
         }
         Err(last.unwrap_or_else(|| "no address to connect to".into()).into())

@@ -54,8 +54,10 @@ pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Clock skew allowed on `iat`, `exp` and `nbf`.
 pub const CLOCK_SKEW_SECS: i64 = 60;
-/// Issuers remembered at most (each is a tenant's; the map is pruned beyond this).
-const MAX_ISSUERS: usize = 4096;
+/// Issuers remembered at most (the least recently used are forgotten beyond this).
+pub const MAX_ISSUERS: usize = 512;
+/// Keys a provider's key set may have (Okta publishes two or three).
+pub const MAX_KEYS: usize = 50;
 
 /// Discovery members the crate does not model.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -183,6 +185,13 @@ struct Slot {
     state: Mutex<SlotState>,
     /// Held while this issuer is being fetched: one fetch in flight per issuer.
     fetching: tokio::sync::Mutex<()>,
+    /// When the slot was last asked for (milliseconds since the process started), for eviction.
+    last_used: std::sync::atomic::AtomicU64,
+}
+
+fn process_millis() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl Slot {
@@ -206,23 +215,37 @@ impl OidcProvider {
         OidcProvider { http, slots: Mutex::new(HashMap::new()) }
     }
 
+    /// How many issuers the cache holds (bounded by [`MAX_ISSUERS`]).
+    pub fn cached_issuers(&self) -> usize {
+        self.slots.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
     fn allow_loopback(&self) -> bool {
         self.http.allows_loopback()
     }
 
     fn slot(&self, issuer: &Issuer) -> Arc<Slot> {
+        let now = process_millis();
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slots.get(issuer.as_str()) {
+            s.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
             return s.clone();
         }
         if slots.len() >= MAX_ISSUERS {
-            // Keep issuers with a usable entry or a fetch under way; forget the rest.
-            slots.retain(|_, s| s.fetching.try_lock().is_err() || s.state().entry.is_some());
-            if slots.len() >= MAX_ISSUERS {
-                slots.retain(|_, s| s.fetching.try_lock().is_err());
+            // Forget the least recently used quarter (never one being fetched): memory stays
+            // bounded whatever issuers tenants name.
+            let mut idle: Vec<(String, u64)> = slots
+                .iter()
+                .filter(|(_, s)| s.fetching.try_lock().is_ok())
+                .map(|(k, s)| (k.clone(), s.last_used.load(std::sync::atomic::Ordering::Relaxed)))
+                .collect();
+            idle.sort_by_key(|(_, t)| *t);
+            for (k, _) in idle.into_iter().take(MAX_ISSUERS / 4) {
+                slots.remove(&k);
             }
         }
         let s = Arc::new(Slot::default());
+        s.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
         slots.insert(issuer.as_str().to_string(), s.clone());
         s
     }
@@ -319,7 +342,12 @@ impl OidcProvider {
 
     async fn fetch_keys(&self, url: &url::Url) -> Result<JsonWebKeySet<CoreJsonWebKey>, SsoError> {
         let body = self.fetch_json(url, "the key set").await?;
-        serde_json::from_slice(&body).map_err(|e| unavailable(format!("unreadable key set: {e}")))
+        let keys: JsonWebKeySet<CoreJsonWebKey> =
+            serde_json::from_slice(&body).map_err(|e| unavailable(format!("unreadable key set: {e}")))?;
+        if keys.keys().len() > MAX_KEYS {
+            return Err(SsoError::Settings(format!("the provider's key set has more than {MAX_KEYS} keys")));
+        }
+        Ok(keys)
     }
 
     /// Parses a discovery document and applies the checks above. Nothing is fetched.
@@ -422,9 +450,9 @@ impl OidcProvider {
         expect: &IdTokenExpectations<'_>,
         id_token: &str,
     ) -> Result<VerifiedIdToken, SsoError> {
-        let token = id_token.parse::<OidcIdToken>().map_err(|e| {
-            SsoError::rejected("invalid_id_token", format!("malformed ID token: {}", text::clean(&e.to_string(), 200)))
-        })?;
+        let token = id_token
+            .parse::<OidcIdToken>()
+            .map_err(|_| SsoError::rejected("invalid_id_token", "the ID token is malformed"))?;
         let entry = self.provider(expect.issuer, false).await?;
         self.verify_id(expect, entry, &token).await
     }
@@ -460,7 +488,10 @@ impl OidcProvider {
                 Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
                     return Err(unknown_key())
                 }
-                Err(e) => return Err(SsoError::rejected("invalid_id_token", text::clean(&error_chain(&e), 300))),
+                Err(e) => {
+                    tracing::info!(error = %text::clean(&error_chain(&e), 300), "ID token refused");
+                    return Err(SsoError::rejected("invalid_id_token", id_token_refusal(&e)));
+                }
             }
         };
         if let Some(azp) = claims.authorized_party() {
@@ -520,6 +551,21 @@ impl OidcProvider {
             return None;
         }
         v.get("email_verified").and_then(Value::as_bool)
+    }
+}
+
+/// Why an ID token was refused, in our words (the crate's messages quote claim values the
+/// provider chose).
+fn id_token_refusal(e: &ClaimsVerificationError) -> &'static str {
+    match e {
+        ClaimsVerificationError::Expired(_) => "the ID token has expired",
+        ClaimsVerificationError::InvalidAudience(_) => "the ID token's audience is another client (aud)",
+        ClaimsVerificationError::InvalidIssuer(_) => "the ID token names another issuer",
+        ClaimsVerificationError::InvalidNonce(_) => "the ID token does not carry this sign-in's nonce",
+        ClaimsVerificationError::SignatureVerification(_) => "the ID token's signature is not valid",
+        ClaimsVerificationError::InvalidSubject(_) => "the ID token has no usable subject",
+        ClaimsVerificationError::Unsupported(_) => "the ID token's signature algorithm is not accepted",
+        _ => "the ID token failed verification",
     }
 }
 
@@ -589,17 +635,28 @@ impl IdentityProvider for OidcProvider {
             .request_async(&http)
             .await
             .map_err(|e| match e {
-                RequestTokenError::ServerResponse(resp) => SsoError::rejected(
-                    "code_exchange_failed",
-                    // The provider's own words stay in our logs (bounded); the code is a registered one.
-                    format!(
-                        "the provider refused the code: {}{}",
-                        resp.error().as_ref(),
-                        resp.error_description().map(|d| format!(" ({})", text::clean(d, 200))).unwrap_or_default()
-                    ),
-                ),
+                RequestTokenError::ServerResponse(resp) => {
+                    // The provider's words go to our log (bounded, cleaned); the page says ours,
+                    // with the error code only if it looks like one.
+                    let code = text::code(resp.error().as_ref()).unwrap_or_else(|| "invalid".into());
+                    tracing::info!(
+                        code = %code,
+                        description = %text::clean(resp.error_description().map(String::as_str).unwrap_or(""), 200),
+                        "the identity provider refused the authorization code"
+                    );
+                    SsoError::rejected(
+                        "code_exchange_failed",
+                        format!("the identity provider refused the sign-in ({code})"),
+                    )
+                }
                 RequestTokenError::Request(e) => unavailable(format!("token endpoint: {e}")),
-                other => SsoError::rejected("code_exchange_failed", text::clean(&error_chain(&other), 300)),
+                other => {
+                    tracing::info!(error = %text::clean(&error_chain(&other), 300), "unreadable token response");
+                    SsoError::rejected(
+                        "code_exchange_failed",
+                        "the identity provider's token response could not be read",
+                    )
+                }
             })?;
         let id_token = response
             .id_token()
@@ -659,7 +716,7 @@ impl IdentityProvider for OidcProvider {
             }
         }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-            .map_err(|e| jwt_rejected(format!("the JWT failed verification: {}", text::clean(&e.to_string(), 200))))?;
+            .map_err(|e| jwt_rejected(format!("the JWT failed verification ({:?})", e.kind())))?;
         if let Some(iat) = data.claims.get("iat") {
             match iat.as_i64() {
                 Some(t) if t <= now_secs() + CLOCK_SKEW_SECS => {}

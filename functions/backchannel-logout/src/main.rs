@@ -1,5 +1,6 @@
-//! Lambda `backchannel-logout`: `POST /sso/backchannel-logout` (OIDC Back-Channel Logout 1.0) and
-//! `POST /sso/universal-logout/{tenant}` (Okta Universal Logout), over DynamoDB.
+//! Lambda `backchannel-logout`: `POST /sso/backchannel-logout` (OIDC Back-Channel Logout 1.0),
+//! `POST /sso/universal-logout` and `POST /sso/universal-logout/{tenant}` (Okta Universal
+//! Logout), over DynamoDB.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -31,6 +31,19 @@ async fn backchannel_logout_serves_through_the_lambda_runtime() {
         )
         .await;
     assert_eq!(status, 404);
+    // The one endpoint per deployment (the OIN Wizard's URL): no tenant in the path, the JWT's
+    // issuer names it; one that is not a JWT is refused with a Bearer challenge.
+    let (status, h, v, _) = f
+        .call(
+            "POST",
+            "/sso/universal-logout",
+            &[("authorization", "Bearer x"), ("content-type", "application/json")],
+            Some(r#"{"sub_id":{"format":"email","email":"a@b.test"}}"#),
+        )
+        .await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_token")), "{v}");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h.get("www-authenticate").is_some_and(|w| w.starts_with("Bearer")), "{h:?}");
     f.assert_logs_carry_request_id();
     // Memory over many requests: the route that reads the table without a signed-in user.
     let mean_ms = f
