@@ -573,6 +573,7 @@ pub async fn login_transactions(f: Fixture) {
         binding_hash: hash_secret("binding"),
         tenant: TenantId::generate(),
         issuer: Issuer::parse("https://a.okta.example", false).unwrap(),
+        client_id: "butterfly-app".into(),
         redirect_uri: "https://id.example/sso/callback".into(),
         pkce_verifier: Secret::new("verifier"),
         nonce: Secret::new("nonce"),

@@ -37,11 +37,7 @@ use tokio::task::JoinHandle;
 /// Limits no functional test reaches (the limit tests set their own).
 pub fn generous_limits() -> butterfly_api::Limits {
     butterfly_api::Limits::new(
-        butterfly_api::limits::AnonymousLimits {
-            per_address_per_minute: 1_000_000,
-            per_domain_per_minute: 1_000_000,
-            settings_per_minute: 1_000_000,
-        },
+        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: 1_000_000 },
         butterfly_core::limit::QuotaPolicy::per_minute(1_000_000),
     )
 }

@@ -342,11 +342,7 @@ async fn the_audit_trail_tells_what_happened_newest_first() {
 #[tokio::test]
 async fn settings_saves_are_limited_per_tenant() {
     let limits = butterfly_api::Limits::new(
-        butterfly_api::limits::AnonymousLimits {
-            per_address_per_minute: 1_000_000,
-            per_domain_per_minute: 1_000_000,
-            settings_per_minute: 4,
-        },
+        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: 4 },
         butterfly_core::limit::QuotaPolicy::default(),
     );
     let rig = rig_with(TestApp::spawn_with_limits(limits).await).await;
@@ -387,4 +383,34 @@ async fn settings_saves_are_limited_per_tenant() {
         )
         .await
         .unwrap();
+}
+
+/// Each "Verify" click asks DNS and rewrites the tenant: a member's loop of clicks was unlimited.
+/// Now they spend the tenant's settings budget and get 429 with an integer Retry-After past it.
+#[tokio::test]
+async fn domain_checks_are_limited_per_tenant() {
+    let limits = butterfly_api::Limits::new(
+        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: 3 },
+        butterfly_core::limit::QuotaPolicy::default(),
+    );
+    let rig = rig_with(TestApp::spawn_with_limits(limits).await).await;
+    let boss = member(&rig, "boss@acme.test", Some("super_admin")).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (s, v) = boss.call(&rig, Method::POST, "/admin/domains/acme.test/verify", None).await;
+        assert_ne!(s, StatusCode::TOO_MANY_REQUESTS, "within the allowance: {v}");
+        statuses.push(s);
+    }
+    let r = boss
+        .b
+        .client
+        .post(format!("{}/admin/domains/acme.test/verify", rig.app.origin))
+        .header("x-csrf-token", &boss.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "after {statuses:?}");
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "slow_down");
 }

@@ -47,6 +47,7 @@ async fn every_expiring_item_carries_the_ttl_attribute() {
             binding_hash: hash_secret("b"),
             tenant: t.clone(),
             issuer: Issuer::parse("https://a.okta.example", false).unwrap(),
+            client_id: "app".into(),
             redirect_uri: "https://x/sso/callback".into(),
             pkce_verifier: Secret::new("v"),
             nonce: Secret::new("n"),

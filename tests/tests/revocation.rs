@@ -21,7 +21,10 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let app = TestApp::spawn().await;
+    rig_with(TestApp::spawn().await).await
+}
+
+async fn rig_with(app: TestApp) -> Rig {
     let op = TestOp::start(
         0,
         json!([
@@ -412,4 +415,103 @@ async fn one_universal_logout_endpoint_finds_the_tenant_by_issuer() {
     assert_eq!(me_status(&rig, &gina).await, StatusCode::UNAUTHORIZED);
     let receipt = audit(&rig).await.into_iter().find(|e| e["action"] == "revocation").unwrap();
     assert_eq!(receipt["details"]["trigger"], "universal_logout");
+}
+
+// ---- no one else can stop a provider's logouts ---------------------------------------------------
+
+/// A budget per issuer on the logout endpoints was spendable by anyone: junk tokens naming a
+/// tenant's issuer, from enough addresses, made the provider's real logouts answer 429, and
+/// sessions outlived their revocation in Okta. Logouts are limited per client address only.
+#[tokio::test]
+async fn junk_logout_tokens_naming_an_issuer_do_not_block_its_real_logouts() {
+    use butterfly_api::limits::AnonymousLimits;
+    let limits = butterfly_api::Limits::new(
+        AnonymousLimits { per_address_per_minute: 60, settings_per_minute: 10 },
+        butterfly_core::limit::QuotaPolicy::default(),
+    );
+    let rig = rig_with(TestApp::spawn_with_limits(limits).await).await;
+    let (_, alice) = signed_in(&rig, "alice@acme.test").await;
+    let (_, bob) = signed_in(&rig, "bob@acme.test").await;
+    // Tokens naming Acme's issuer, signed by a key the provider does not have.
+    let n = now();
+    let junk = rig
+        .op
+        .sign(
+            "/t1",
+            json!({"alg": "RS256", "typ": "logout+jwt"}),
+            json!({"iss": rig.op.issuer("/t1"), "aud": "acme-app", "iat": n, "exp": n + 120, "jti": uuid_like(),
+                   "sub": "alice@acme.test", "events": {EVENT: {}}}),
+            true,
+        )
+        .await;
+    let mut refused = 0;
+    for a in 1..=20u8 {
+        let c = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 40 + a])).build().unwrap();
+        for _ in 0..10 {
+            let r = c
+                .post(format!("{}/sso/backchannel-logout", rig.app.origin))
+                .form(&[("logout_token", junk.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert!([StatusCode::BAD_REQUEST, StatusCode::TOO_MANY_REQUESTS].contains(&r.status()), "{}", r.status());
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 200);
+    assert_eq!(me_status(&rig, &alice).await, StatusCode::OK, "a junk token ended a session");
+    // The provider's own back-channel logout and a Universal Logout still work.
+    rig.op.backchannel_logout("/t1", "acme-app", "alice@acme.test", None).await;
+    assert_eq!(me_status(&rig, &alice).await, StatusCode::UNAUTHORIZED, "the real logout was blocked");
+    let jwt = rig.op.sign("/t1", gtr_header(), gtr_claims(&rig), false).await;
+    let body = json!({"sub_id": {"format": "email", "email": "bob@acme.test"}});
+    assert_eq!(post_gtr(&gtr_endpoint(&rig), Some(&jwt), &body).await, StatusCode::NO_CONTENT);
+    assert_eq!(me_status(&rig, &bob).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A provider whose key set is unreadable: the logout answers 503 (the provider retries) and
+/// none of the provider's text reaches the caller (it quoted the key set before).
+#[tokio::test]
+async fn an_unusable_provider_makes_logouts_retryable_without_echoing_it() {
+    use base64::Engine;
+    use butterfly_tests::hostile::{Answer, FakeIdp};
+    let app = TestApp::spawn().await;
+    let idp = FakeIdp::start().await;
+    idp.serve_good("/p");
+    let issuer = idp.issuer("/p");
+    app.sso
+        .configure(
+            &app.tenant,
+            SsoSettingsInput {
+                issuer: issuer.clone(),
+                client_id: "acme-app".into(),
+                client_secret: Some(Secret::new("s")),
+                domains: Some("acme.test".into()),
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+    let lure = "LURE-call-+1-555-0100-\u{202e}";
+    idp.answer("/p/keys", Answer::json(&json!({"keys": lure})));
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let n = now();
+    let token = format!(
+        "{}.{}.{}",
+        b64(json!({"alg": "RS256", "kid": "rotated", "typ": "logout+jwt"})),
+        b64(json!({"iss": issuer, "aud": "acme-app", "iat": n, "exp": n + 120, "jti": uuid_like(),
+                   "sub": "alice@acme.test", "events": {EVENT: {}}})),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256]),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/sso/backchannel-logout", app.origin))
+        .form(&[("logout_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u32>().ok()).is_some());
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("LURE") && !text.contains("555"), "{text}");
+    assert!(idp.hits("/p/keys") >= 2, "the key set was fetched again for the unknown key");
 }

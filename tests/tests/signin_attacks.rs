@@ -36,7 +36,10 @@ async fn rig() -> Rig {
     let op = TestOp::start(
         0,
         json!([
-            {"prefix": "/t1", "kid": "t1", "clients": [client_spec_with_logout("acme", "acme-secret", &app.origin)]},
+            {"prefix": "/t1", "kid": "t1", "clients": [
+                client_spec_with_logout("acme", "acme-secret", &app.origin),
+                client_spec("acme-second", "acme-second-secret", &app.origin),
+            ]},
             {"prefix": "/t2", "kid": "t2", "clients": [client_spec("globex", "globex-secret", &app.origin)]},
             {"prefix": "/t3", "kid": "t3", "clients": [
                 client_spec("acme-new", "acme-new-secret", &app.origin),
@@ -508,6 +511,57 @@ async fn an_issuer_is_bound_only_by_a_successful_test_sign_in() {
         .unwrap_err();
     let m = e.to_string();
     assert!(m.contains("another Butterfly organisation") && !m.contains(rig.app.tenant.as_str()), "{m}");
+}
+
+/// Saving the bound issuer with another client ID kept the binding: the new app was trusted at
+/// once, untested, and the old app's logout tokens (its client ID is their audience) were
+/// refused from then on, so sessions it started outlived their revocation in Okta. Another
+/// client ID is now a new provider: pending until its test sign-in, the old app's logouts
+/// trusted meanwhile, and the old app's sessions ended when the new one binds.
+#[tokio::test]
+async fn another_client_id_at_the_bound_issuer_waits_for_its_test_and_keeps_the_old_logouts() {
+    let rig = rig().await;
+    scim_user(&rig, "root@acme.test", "super_admin", None).await;
+    let b = Browser::new();
+    assert_eq!(sign_in_as(&rig, &b, "root@acme.test", "root@acme.test").await.status(), StatusCode::SEE_OTHER);
+    let me_v = me(&b, &rig).await.1;
+    let csrf = me_v["csrfToken"].as_str().unwrap().to_string();
+    let root = UserId::parse(me_v["user"]["id"].as_str().unwrap()).unwrap();
+    let v = rig
+        .app
+        .sso
+        .configure_as(
+            &rig.app.tenant,
+            settings(rig.op.issuer("/t1"), "acme-second", "acme-second-secret", "acme.test"),
+            &Actor::User(root),
+        )
+        .await
+        .unwrap();
+    assert!(v.issuer_bound_at.is_none(), "another client ID was trusted without a test sign-in");
+    let r = Browser::new().get(&format!("{}/sso/initiate?iss={}", rig.app.origin, rig.op.issuer("/t1"))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "sign-ins wait for the test");
+    // The old app's back-channel logout (audience "acme") still ends the sessions it started.
+    let other = Browser::new();
+    scim_user(&rig, "ops@acme.test", "admin", None).await;
+    assert_eq!(sign_in_before_switch(&rig, &other).await, StatusCode::OK);
+    rig.op.backchannel_logout("/t1", "acme", "ops@acme.test", None).await;
+    assert_eq!(me(&other, &rig).await.0, StatusCode::UNAUTHORIZED, "the old app's logout was refused");
+    // The test sign-in through the new app binds it and ends the old app's sessions.
+    let start =
+        b.client.post(format!("{}/admin/sso/test", rig.app.origin)).header("x-csrf-token", &csrf).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::OK);
+    let url = start.json::<Value>().await.unwrap()["redirect_url"].as_str().unwrap().to_string();
+    assert!(url.contains("client_id=acme-second"), "{url}");
+    let back = b.sign_in_at_provider(&url, "root@acme.test", &rig.app.origin).await;
+    let page = b.get(&back).await.text().await.unwrap();
+    assert!(page.contains("The test sign-in passed") && page.contains("now bound"), "{page}");
+    let bound = rig.app.sso.settings(&rig.app.tenant).await.unwrap();
+    assert!(bound.issuer_bound_at.is_some());
+    assert_eq!(bound.client_id.as_deref(), Some("acme-second"));
+    assert_eq!(me(&b, &rig).await.0, StatusCode::UNAUTHORIZED, "the old app's session outlived the switch");
+    let b2 = Browser::new();
+    assert_eq!(sign_in_as(&rig, &b2, "root@acme.test", "root@acme.test").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(me(&b2, &rig).await.1["role"], "super_admin");
 }
 
 // ---- 6. smaller ones ------------------------------------------------------------------------------

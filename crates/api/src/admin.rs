@@ -57,6 +57,7 @@ fn domain_error(e: Error) -> Response {
         Error::Unavailable { message, .. } => {
             error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &message)
         }
+        Error::RateLimited { retry_after_secs, .. } => crate::limits::too_many(retry_after_secs, false),
         other => {
             tracing::error!(error = %other, "admin request failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")

@@ -98,14 +98,16 @@ pub struct AppParts {
     pub limits: Limits,
 }
 
-/// The abuse limits of one process: per client address and per domain/issuer on anonymous
-/// endpoints, and the per-tenant SCIM rate (shared across processes through the store).
+/// The abuse limits of one process: per client address on the anonymous endpoints, per tenant
+/// on SSO settings saves and domain checks, and the per-tenant SCIM rate (shared across
+/// processes through the store). Nothing an anonymous caller can spend is shared with others:
+/// a budget per email domain or issuer would let anyone lock a customer out.
 #[derive(Clone)]
 pub struct Limits {
     pub by_address: std::sync::Arc<limits::KeyedThrottle>,
-    pub by_domain: std::sync::Arc<limits::KeyedThrottle>,
-    /// SSO settings saves per tenant (each fetches the provider afresh): the whole minute's
-    /// allowance at once (an admin fixing a typo), then one every few seconds.
+    /// SSO settings saves and domain checks per tenant (each fetches a provider or asks DNS
+    /// afresh): the whole minute's allowance at once (an admin fixing a typo), then one every
+    /// few seconds.
     pub settings: std::sync::Arc<limits::KeyedThrottle>,
     pub scim: butterfly_core::limit::QuotaPolicy,
 }
@@ -114,7 +116,6 @@ impl Limits {
     pub fn new(anonymous: limits::AnonymousLimits, scim: butterfly_core::limit::QuotaPolicy) -> Self {
         Limits {
             by_address: std::sync::Arc::new(limits::KeyedThrottle::per_minute(anonymous.per_address_per_minute)),
-            by_domain: std::sync::Arc::new(limits::KeyedThrottle::per_minute(anonymous.per_domain_per_minute)),
             settings: std::sync::Arc::new(limits::KeyedThrottle::per_minute_with_burst(
                 anonymous.settings_per_minute,
                 anonymous.settings_per_minute,
@@ -139,20 +140,16 @@ impl AppParts {
             self.clock.clone(),
             self.sso_policy.clone(),
         )
-        .with_throttle(self.limits.by_domain.clone())
         .with_settings_throttle(self.limits.settings.clone())
     }
 
     pub fn logout_state(&self) -> logout::LogoutState {
         logout::LogoutState {
-            service: std::sync::Arc::new(
-                butterfly_core::revocation::LogoutService::new(
-                    self.store.clone(),
-                    self.idp.clone(),
-                    self.clock.clone(),
-                )
-                .with_throttle(self.limits.by_domain.clone()),
-            ),
+            service: std::sync::Arc::new(butterfly_core::revocation::LogoutService::new(
+                self.store.clone(),
+                self.idp.clone(),
+                self.clock.clone(),
+            )),
             base_url: self.base_url.clone(),
             by_address: self.limits.by_address.clone(),
         }
@@ -160,6 +157,7 @@ impl AppParts {
 
     pub fn domain_service(&self) -> butterfly_core::domain::DomainService {
         butterfly_core::domain::DomainService::new(self.store.clone(), self.dns.clone(), self.clock.clone())
+            .with_throttle(self.limits.settings.clone())
     }
 
     pub fn admin_state(&self) -> admin::AdminState {

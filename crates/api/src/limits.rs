@@ -1,7 +1,8 @@
 //! Abuse limits at the edge: a per-client-address limit on every anonymous endpoint (a
-//! middleware), and the keyed throttle the sign-in and logout use cases apply per email domain
-//! or issuer. Both are GCRA limiters (`governor`) kept per process; the SCIM per-tenant limit,
-//! which must hold across Lambda instances, is in core (`TenantQuota`).
+//! middleware), and the keyed throttle on a tenant's settings saves and domain checks. Both are
+//! GCRA limiters (`governor`) kept per process; the SCIM per-tenant limit, which must hold
+//! across Lambda instances, is in core (`TenantQuota`). Nothing an anonymous caller can spend
+//! is keyed by anything but its own address.
 
 use crate::auth_response::{no_store, oauth_error};
 use axum::extract::{ConnectInfo, Request};
@@ -20,15 +21,13 @@ use std::sync::Arc;
 pub struct AnonymousLimits {
     /// Requests a minute one client address may make to the anonymous endpoints.
     pub per_address_per_minute: u32,
-    /// Sign-in starts a minute per email domain or issuer, and logout calls a minute per issuer.
-    pub per_domain_per_minute: u32,
     /// SSO settings saves a minute per tenant (members; each fetches the provider afresh).
     pub settings_per_minute: u32,
 }
 
 impl Default for AnonymousLimits {
     fn default() -> Self {
-        AnonymousLimits { per_address_per_minute: 120, per_domain_per_minute: 600, settings_per_minute: 10 }
+        AnonymousLimits { per_address_per_minute: 120, settings_per_minute: 10 }
     }
 }
 

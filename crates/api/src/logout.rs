@@ -62,7 +62,6 @@ async fn back_channel(State(state): State<LogoutState>, headers: HeaderMap, body
             tracing::error!(error = %m, "back-channel logout could not be processed");
             unavailable()
         }
-        Err(LogoutError::Throttled(wait)) => crate::limits::too_many(wait, false),
         Err(e) => {
             // A refused logout may be a lost revocation: say so loudly.
             tracing::warn!(error = %e, "back-channel logout refused");
@@ -122,7 +121,6 @@ async fn universal(
                     oauth_error(StatusCode::UNPROCESSABLE_ENTITY, "logout_failed", "the sessions could not be ended")
                 }
                 LogoutError::Unavailable(_) => unavailable(),
-                LogoutError::Throttled(wait) => crate::limits::too_many(wait, false),
             }
         }
     }

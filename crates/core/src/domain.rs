@@ -10,6 +10,7 @@ use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
 use crate::email::EmailDomain;
 use crate::ids::TenantId;
+use crate::limit::{Throttle, Unlimited};
 use crate::ports::DomainStore;
 use crate::sso_service::{verification_name, verification_value};
 use crate::tenant::{DomainRecord, Tenant, VerifiedBy};
@@ -55,13 +56,22 @@ pub struct DomainService {
     store: Arc<dyn DomainStore>,
     dns: Arc<dyn TxtResolver>,
     clock: Arc<dyn Clock>,
+    /// A member's "Verify" clicks per tenant (each asks DNS and writes the tenant).
+    throttle: Arc<dyn Throttle>,
 }
 
 const ATTEMPTS: usize = 4;
 
 impl DomainService {
     pub fn new(store: Arc<dyn DomainStore>, dns: Arc<dyn TxtResolver>, clock: Arc<dyn Clock>) -> Self {
-        DomainService { store, dns, clock }
+        DomainService { store, dns, clock, throttle: Arc::new(Unlimited) }
+    }
+
+    /// Limits members' checks per tenant, under the key `settings:{tenant}` (the budget the
+    /// tenant's SSO settings saves spend too).
+    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     async fn tenant(&self, id: &TenantId) -> Result<Tenant> {
@@ -82,6 +92,10 @@ impl DomainService {
     /// Checks one domain of a tenant now (an admin's "Verify" click): on success it is verified
     /// and claimed; a verified domain whose record is gone counts a miss.
     pub async fn verify(&self, tenant: &TenantId, domain: &str, actor: &Actor) -> Result<DomainRecord> {
+        self.throttle.check(&format!("settings:{tenant}")).map_err(|retry_after_secs| Error::RateLimited {
+            message: "too many checks for this organisation; retry after the delay".into(),
+            retry_after_secs,
+        })?;
         let domain = EmailDomain::parse(domain).map_err(Error::InvalidValue)?;
         let t = self.tenant(tenant).await?;
         if !t.domain_records().iter().any(|r| r.domain == domain) {

@@ -145,12 +145,10 @@ pub enum LogoutError {
     /// GTR: the user could not be logged out. 422.
     #[error("{0}")]
     Unprocessable(String),
-    /// The identity provider's keys could not be fetched; the provider may retry.
+    /// The identity provider's keys could not be fetched or used; the provider may retry.
+    /// The text is for the log only.
     #[error("{0}")]
     Unavailable(String),
-    /// Too many logout calls for this issuer: retry after the delay. 429.
-    #[error("too many logout calls; retry in {0} seconds")]
-    Throttled(u32),
 }
 
 fn unverified_claim(token: &str, name: &str) -> Option<String> {
@@ -171,24 +169,15 @@ pub struct LogoutService {
     idp: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     revoker: Revoker,
-    /// Logout calls per claimed issuer (they are anonymous until the signature is checked).
-    throttle: Arc<dyn crate::limit::Throttle>,
 }
 
 impl LogoutService {
     pub fn new(store: Arc<dyn Store>, idp: Arc<dyn IdentityProvider>, clock: Arc<dyn Clock>) -> Self {
         let revoker = Revoker::new(store.clone(), clock.clone());
-        LogoutService { store, idp, clock, revoker, throttle: Arc::new(crate::limit::Unlimited) }
-    }
-
-    /// Limits logout calls per claimed issuer.
-    pub fn with_throttle(mut self, throttle: Arc<dyn crate::limit::Throttle>) -> Self {
-        self.throttle = throttle;
-        self
-    }
-
-    fn throttled(&self, iss: &str) -> Result<(), LogoutError> {
-        self.throttle.check(&format!("logout:{}", Issuer::lookup_key(iss))).map_err(LogoutError::Throttled)
+        // No limit per claimed issuer here: the claim is unverified, so anyone could spend a
+        // customer's budget and have its provider's real revocations refused. Callers are
+        // limited per address; fetches per issuer are bounded by the provider cache.
+        LogoutService { store, idp, clock, revoker }
     }
 
     /// The provider and client whose logout messages the tenant trusts: the bound one (during an
@@ -210,7 +199,6 @@ impl LogoutService {
         // The issuer picks the tenant and hence the keys; nothing is trusted before the signature.
         let iss =
             unverified_claim(token, "iss").ok_or_else(|| LogoutError::Invalid("malformed logout token".into()))?;
-        self.throttled(&iss)?;
         let tenant = self
             .store
             .find_tenant_by_issuer(&Issuer::lookup_key(&iss))
@@ -326,7 +314,6 @@ impl LogoutService {
                 let token = bearer.ok_or_else(|| LogoutError::Unauthorized("a Bearer token is required".into()))?;
                 let iss = unverified_claim(token, "iss")
                     .ok_or_else(|| LogoutError::Unauthorized("the token is not a JWT naming its issuer".into()))?;
-                self.throttled(&iss)?;
                 self.store
                     .find_tenant_by_issuer(&Issuer::lookup_key(&iss))
                     .await
@@ -383,7 +370,7 @@ impl LogoutService {
                     other => other,
                 }
             }
-            Some(other) => return Err(LogoutError::Invalid(format!("unsupported sub_id format {other:?}"))),
+            Some(_) => return Err(LogoutError::Invalid("unsupported sub_id format (email or iss_sub)".into())),
             None => return Err(LogoutError::Invalid("sub_id.format is required".into())),
         }
         .map_err(|e| LogoutError::Unprocessable(e.to_string()))?
@@ -397,13 +384,12 @@ impl LogoutService {
     }
 }
 
+/// A refused JWT is the caller's fault, in our words; anything else (the provider's
+/// discovery document or keys unusable, the store) is ours or the provider's to fix, and the
+/// provider may retry. Its text, which may come from the provider, is only logged.
 fn jwt_error(e: SsoError) -> LogoutError {
     match e {
-        SsoError::ProviderUnavailable(m) => LogoutError::Unavailable(m),
-        SsoError::Store(e) => LogoutError::Unavailable(e.to_string()),
-        other => LogoutError::Invalid(match other {
-            SsoError::Rejected { detail, .. } => detail,
-            o => o.to_string(),
-        }),
+        SsoError::Rejected { detail, .. } => LogoutError::Invalid(detail),
+        other => LogoutError::Unavailable(crate::text::clean(&other.to_string(), 300)),
     }
 }

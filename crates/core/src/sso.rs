@@ -196,6 +196,9 @@ pub struct LoginTransaction {
     pub binding_hash: TokenHash,
     pub tenant: TenantId,
     pub issuer: Issuer,
+    /// Our client ID at the provider when the sign-in started (a test binds only that pair).
+    #[serde(default)]
+    pub client_id: String,
     pub redirect_uri: String,
     pub pkce_verifier: Secret,
     pub nonce: Secret,

@@ -197,9 +197,7 @@ pub struct SsoService {
     idp: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     policy: SsoPolicy,
-    /// Sign-in starts per email domain or issuer (anonymous requests write a transaction each).
-    throttle: Arc<dyn Throttle>,
-    /// Settings saves per tenant (each fetches the named provider afresh).
+    /// Settings saves and domain verifications per tenant (each fetches the named provider afresh).
     settings_throttle: Arc<dyn Throttle>,
 }
 
@@ -218,31 +216,15 @@ impl SsoService {
         clock: Arc<dyn Clock>,
         policy: SsoPolicy,
     ) -> Self {
-        SsoService {
-            store,
-            secrets,
-            idp,
-            clock,
-            policy,
-            throttle: Arc::new(Unlimited),
-            settings_throttle: Arc::new(Unlimited),
-        }
+        SsoService { store, secrets, idp, clock, policy, settings_throttle: Arc::new(Unlimited) }
     }
 
     /// Limits a tenant's members' settings saves (each one fetches a provider afresh).
+    /// Sign-in starts have no limit per domain or issuer, only the callers' per-address limit:
+    /// any shared budget an anonymous caller can spend is a way to lock a customer out.
     pub fn with_settings_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
         self.settings_throttle = throttle;
         self
-    }
-
-    /// Limits anonymous sign-in starts per email domain and per issuer.
-    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
-        self.throttle = throttle;
-        self
-    }
-
-    fn throttled(&self, key: &str) -> Result<(), SsoError> {
-        self.throttle.check(key).map_err(SsoError::Throttled)
     }
 
     pub fn policy(&self) -> &SsoPolicy {
@@ -338,8 +320,11 @@ impl SsoService {
         for _ in 0..LINK_ATTEMPTS {
             let now = self.clock.now();
             let mut next = current.clone();
-            // The provider the tenant trusts now stays bound (also when a pending change is undone).
-            let keeps_binding = current.trusted_provider().is_some_and(|(i, _)| i == &issuer);
+            // The provider the tenant trusts now stays bound (also when a pending change is
+            // undone) — the same issuer *and* client ID: another app at the same provider is a
+            // new provider (its tokens carry another audience) and waits for its test sign-in,
+            // while the old app's logout messages stay trusted.
+            let keeps_binding = current.trusted_provider().is_some_and(|(i, c)| i == &issuer && c == client_id);
             let bound_at = match (keeps_binding, actor.is_operator()) {
                 (true, _) => current.sso.as_ref().and_then(|s| s.bound_at).or(Some(now)),
                 (false, true) => Some(now),
@@ -349,7 +334,7 @@ impl SsoService {
             let previously_bound = current
                 .trusted_provider()
                 .map(|(i, c)| PreviousProvider { issuer: i.clone(), client_id: c.to_string() })
-                .filter(|r| r.issuer != issuer);
+                .filter(|r| r.issuer != issuer || r.client_id != client_id);
             next.sso = Some(SsoConfig {
                 issuer: issuer.clone(),
                 client_id: client_id.clone(),
@@ -458,7 +443,6 @@ impl SsoService {
             None => ReturnPath::default(),
         };
         let domain = Self::email_domain(email).ok_or(SsoError::NoSso)?;
-        self.throttled(&format!("domain:{domain}"))?;
         let tenant = self.store.find_tenant_by_domain(&domain).await?.ok_or(SsoError::NoSso)?;
         if !tenant.has_verified_domain(&domain) {
             return Err(SsoError::NoSso);
@@ -490,7 +474,6 @@ impl SsoService {
         if iss.trim().is_empty() || iss.len() > 512 {
             return Err(SsoError::InvalidInput("the iss parameter is required".into()));
         }
-        self.throttled(&format!("issuer:{}", Issuer::lookup_key(iss)))?;
         let tenant =
             self.store.find_tenant_by_issuer(&Issuer::lookup_key(iss)).await?.ok_or(SsoError::UnknownIssuer)?;
         let sso = Self::usable_sso(&tenant)
@@ -542,6 +525,7 @@ impl SsoService {
             binding_hash: hash_secret(binding.expose()),
             tenant: tenant.clone(),
             issuer: sso.issuer.clone(),
+            client_id: sso.client_id.clone(),
             redirect_uri: redirect_uri.to_string(),
             pkce_verifier: verifier.clone(),
             nonce: nonce.clone(),
@@ -918,8 +902,13 @@ impl SsoService {
                 "the email's domain is not one of this organisation's verified domains"
             },
         ));
-        if report.passed() && tenant.sso.as_ref().is_some_and(|s| s.issuer == tx.issuer && s.bound_at.is_none()) {
-            match self.bind_issuer(&tenant, &tx.issuer, tx.tester).await {
+        if report.passed()
+            && tenant
+                .sso
+                .as_ref()
+                .is_some_and(|s| s.issuer == tx.issuer && s.client_id == tx.client_id && s.bound_at.is_none())
+        {
+            match self.bind_issuer(&tenant, &tx.issuer, &tx.client_id, tx.tester).await {
                 Ok(()) => {
                     report.bound_now = true;
                     report.checks.push(check(
@@ -949,14 +938,20 @@ impl SsoService {
         self.audit(e).await;
     }
 
-    /// Binds `issuer` (the tenant's configured one) to the tenant: it is claimed (unique across
-    /// tenants) and sessions from a previously bound issuer end.
-    async fn bind_issuer(&self, tenant: &Tenant, issuer: &Issuer, by: Option<UserId>) -> Result<(), SsoError> {
+    /// Binds `issuer` with `client_id` (the tenant's configured pair) to the tenant: the issuer
+    /// is claimed (unique across tenants) and sessions from a previously bound provider end.
+    async fn bind_issuer(
+        &self,
+        tenant: &Tenant,
+        issuer: &Issuer,
+        client_id: &str,
+        by: Option<UserId>,
+    ) -> Result<(), SsoError> {
         let mut current = tenant.clone();
         for _ in 0..LINK_ATTEMPTS {
             let mut next = current.clone();
             let replaced = match next.sso.as_mut() {
-                Some(s) if &s.issuer == issuer => {
+                Some(s) if &s.issuer == issuer && s.client_id == client_id => {
                     s.bound_at = Some(self.clock.now());
                     s.replaces.take()
                 }
@@ -965,7 +960,10 @@ impl SsoService {
             next.version = current.version + 1;
             match self.store.replace_tenant(&current, &next).await {
                 Ok(()) => {
-                    if let Some(old) = replaced.filter(|o| &o.issuer != issuer) {
+                    // Sessions carry their issuer only: when only the client ID changed, every
+                    // session of that issuer came from the old app, whose logouts are no longer
+                    // trusted, so they end too.
+                    if let Some(old) = replaced.filter(|o| &o.issuer != issuer || o.client_id != client_id) {
                         let actor = by.map(Actor::User).unwrap_or(Actor::System);
                         self.end_sessions_from(&tenant.id, &old.issuer, &actor).await?;
                     }

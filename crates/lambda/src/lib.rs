@@ -32,6 +32,8 @@ pub enum InitError {
     Http(String),
     #[error("environment variable {0} must be a whole number from 1 to 1000000")]
     NotANumber(&'static str),
+    #[error("environment variable {0}: {1}")]
+    Invalid(&'static str, String),
 }
 
 /// The configuration every function reads from its environment, once.
@@ -52,6 +54,9 @@ pub struct Config {
     /// `ANONYMOUS_LIMIT_PER_MINUTE`: requests a minute per client address to the anonymous
     /// sign-in and logout endpoints (per instance).
     pub anonymous_per_minute: u32,
+    /// `DNS_SERVER`: the name server for provider addresses and domain-verification TXT
+    /// records, `IP:PORT`; unset (or `system`) is the system's resolver, as on Lambda.
+    pub dns: DnsServers,
 }
 
 impl Config {
@@ -64,6 +69,10 @@ impl Config {
             secrets_prefix: var("SECRETS_PREFIX").ok_or(InitError::Missing("SECRETS_PREFIX"))?,
             scim_per_minute: number(var("SCIM_RATE_LIMIT_PER_MINUTE"), "SCIM_RATE_LIMIT_PER_MINUTE", 1200)?,
             anonymous_per_minute: number(var("ANONYMOUS_LIMIT_PER_MINUTE"), "ANONYMOUS_LIMIT_PER_MINUTE", 120)?,
+            dns: match var("DNS_SERVER") {
+                Some(s) => DnsServers::parse(&s).map_err(|e| InitError::Invalid("DNS_SERVER", e))?,
+                None => DnsServers::System,
+            },
         })
     }
 
@@ -89,7 +98,6 @@ pub fn limits(cfg: &Config) -> butterfly_api::Limits {
     butterfly_api::Limits::new(
         butterfly_api::limits::AnonymousLimits {
             per_address_per_minute: cfg.anonymous_per_minute,
-            per_domain_per_minute: cfg.anonymous_per_minute * 5,
             settings_per_minute: 10,
         },
         butterfly_core::limit::QuotaPolicy::per_minute(cfg.scim_per_minute),
@@ -158,10 +166,10 @@ pub enum Sessions {
 
 /// The routers' parts over AWS: the table, Secrets Manager for client secrets, the OIDC
 /// adapter over the guarded client (https only, public addresses only; its caches live as long
-/// as the Lambda instance), the system's DNS, `__Host-` cookies.
+/// as the Lambda instance), the configured DNS (the system's by default), `__Host-` cookies.
 pub fn app_parts(cfg: &Config, aws: &Aws, sessions: Sessions) -> Result<AppParts, InitError> {
-    let http = GuardedHttp::new(&DnsServers::System, false, Limits::default()).map_err(InitError::Http)?;
-    let dns = TxtLookup::new(&DnsServers::System).map_err(InitError::Http)?;
+    let http = GuardedHttp::new(&cfg.dns, false, Limits::default()).map_err(InitError::Http)?;
+    let dns = TxtLookup::new(&cfg.dns).map_err(InitError::Http)?;
     let csrf = match (&aws.keys, sessions) {
         (Some(k), _) => k.csrf.clone(),
         (None, Sessions::Served) => return Err(InitError::Missing("CURSOR_KEY_SECRET_ID")),

@@ -27,9 +27,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = ".butterfly", env = "BUTTERFLY_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Which store the command works on: the local embedded store, or the DynamoDB table of a
-    /// deployment (AWS credentials and region from the environment). `--stack` implies dynamodb.
-    #[arg(long, global = true, value_enum, default_value = "embedded", env = "BUTTERFLY_STORE")]
-    pub store: StoreKind,
+    /// deployment (AWS credentials and region from the environment). Without it: dynamodb when
+    /// `--stack`, `--table` or `--secrets-prefix` is given, else embedded.
+    #[arg(long, global = true, value_enum, env = "BUTTERFLY_STORE")]
+    pub store: Option<StoreKind>,
     /// The deployed CloudFormation stack (`sam deploy`'s stack name, e.g. butterfly-identity):
     /// its Outputs give the table (`TableName`), the secrets prefix (`SecretsPrefix`) and the
     /// server secret (`CursorKeySecretArn`), so none of them is typed by hand.
@@ -104,6 +105,14 @@ pub struct ServeArgs {
     /// stack's `CursorKeySecretArn` output), which signs paging cursors and CSRF tokens.
     #[arg(long, env = "BUTTERFLY_CURSOR_KEY_SECRET_ID")]
     pub cursor_key_secret_id: Option<String>,
+    /// SCIM requests a minute per tenant (the stack's ScimRateLimitPerMinute parameter).
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+          env = "BUTTERFLY_SCIM_RATE_LIMIT_PER_MINUTE")]
+    pub scim_rate_limit_per_minute: u32,
+    /// Requests a minute per client address to the anonymous sign-in and logout endpoints.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+          env = "BUTTERFLY_ANONYMOUS_LIMIT_PER_MINUTE")]
+    pub anonymous_limit_per_minute: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,6 +289,25 @@ struct Deployment {
     server_secret_id: Option<String>,
 }
 
+impl Cli {
+    /// The store the command works on. Naming a deployment (`--stack`, `--table`,
+    /// `--secrets-prefix`) means DynamoDB; saying `--store embedded` with one of them is a
+    /// mistake refused here, not a command silently run on the local data.
+    pub fn store_kind(&self) -> Result<StoreKind, String> {
+        let named = [("--stack", &self.stack), ("--table", &self.table), ("--secrets-prefix", &self.secrets_prefix)]
+            .into_iter()
+            .find_map(|(flag, v)| v.as_ref().map(|_| flag));
+        match (self.store, named) {
+            (Some(StoreKind::Embedded), Some(flag)) => Err(format!(
+                "{flag} names a deployment on DynamoDB, but --store embedded was given: leave out one of them"
+            )),
+            (Some(kind), _) => Ok(kind),
+            (None, Some(_)) => Ok(StoreKind::Dynamodb),
+            (None, None) => Ok(StoreKind::Embedded),
+        }
+    }
+}
+
 /// `--store dynamodb` needs a stack or a table, checked before anything else.
 fn require_table_or_stack(cli: &Cli) -> Result<(), String> {
     if cli.stack.is_none() && cli.table.is_none() {
@@ -337,11 +365,32 @@ async fn deployment(
             }
         }
     }
+    if let (Some(given), Some(arn)) = (&server_secret, out.get("CursorKeySecretArn")) {
+        if !same_secret(given, arn) {
+            return Err(format!(
+                "--cursor-key-secret-id {given} differs from the stack's output CursorKeySecretArn {arn}: \
+                 leave --cursor-key-secret-id out with --stack"
+            ));
+        }
+    }
     Ok(Deployment {
         table,
         secrets_prefix: Some(get("SecretsPrefix")?),
         server_secret_id: Some(server_secret.map_or_else(|| get("CursorKeySecretArn"), Ok)?),
     })
+}
+
+/// Whether a secret id given by hand (an ARN or a name) is the secret `arn` names. Secrets
+/// Manager ARNs end in `:secret:{name}-{six random characters}`.
+fn same_secret(given: &str, arn: &str) -> bool {
+    if given == arn {
+        return true;
+    }
+    let Some((_, tail)) = arn.split_once(":secret:") else { return false };
+    match tail.rsplit_once('-') {
+        Some((name, suffix)) => given == name && suffix.len() == 6,
+        None => false,
+    }
 }
 
 fn no_prefix() -> String {
@@ -353,12 +402,12 @@ fn no_prefix() -> String {
 /// Opens the store the command works on, and the matching secret store. On DynamoDB without a
 /// secrets prefix, the secret store refuses every use with a message naming the flag.
 async fn open_store(cli: &Cli) -> Result<Opened, String> {
-    match (cli.store, &cli.stack) {
-        (StoreKind::Embedded, None) => {
+    match cli.store_kind()? {
+        StoreKind::Embedded => {
             let s = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
             Ok((Arc::new(s.clone()), Arc::new(s), None))
         }
-        _ => {
+        StoreKind::Dynamodb => {
             require_table_or_stack(cli)?;
             let cfg = aws_config().await?;
             let d = deployment(cli, &cfg, None).await?;
@@ -401,11 +450,22 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
         public_url: None,
         no_demo: false,
         cursor_key_secret_id: None,
+        scim_rate_limit_per_minute: 1200,
+        anonymous_limit_per_minute: 120,
     }));
     if let Command::Serve(a) = command {
-        let backend = match (cli.store, &cli.stack) {
-            (StoreKind::Embedded, None) => Backend::Embedded(cli.data_dir),
-            _ => {
+        let backend = match cli.store_kind()? {
+            StoreKind::Embedded => {
+                if a.cursor_key_secret_id.is_some() {
+                    return Err(
+                        "--cursor-key-secret-id is for serving a DynamoDB deployment; the embedded store keeps \
+                                its own server secret"
+                            .into(),
+                    );
+                }
+                Backend::Embedded(cli.data_dir)
+            }
+            StoreKind::Dynamodb => {
                 require_table_or_stack(&cli)?;
                 if cli.stack.is_none() && a.cursor_key_secret_id.is_none() {
                     return Err("serving --store dynamodb needs --stack NAME, or --cursor-key-secret-id (the stack's \
@@ -423,7 +483,15 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             }
         };
         let dns = DnsServers::parse(&cli.dns_server)?;
-        return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo, dns }).await;
+        let limits = butterfly_api::Limits::new(
+            butterfly_api::limits::AnonymousLimits {
+                per_address_per_minute: a.anonymous_limit_per_minute,
+                ..Default::default()
+            },
+            butterfly_core::limit::QuotaPolicy::per_minute(a.scim_rate_limit_per_minute),
+        );
+        return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo, dns, limits })
+            .await;
     }
     let (store, secrets, dynamo) = open_store(&cli).await?;
     let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
@@ -604,5 +672,38 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    fn kind(args: &[&str]) -> Result<StoreKind, String> {
+        Cli::try_parse_from(std::iter::once("butterfly").chain(args.iter().copied())).unwrap().store_kind()
+    }
+
+    #[test]
+    fn naming_a_deployment_means_dynamodb() {
+        assert_eq!(kind(&[]), Ok(StoreKind::Embedded));
+        assert_eq!(kind(&["--store", "dynamodb"]), Ok(StoreKind::Dynamodb));
+        for flag in [["--stack", "s"], ["--table", "t"], ["--secrets-prefix", "butterfly/prod"]] {
+            assert_eq!(kind(&flag), Ok(StoreKind::Dynamodb), "{flag:?}");
+            let e = kind(&["--store", "embedded", flag[0], flag[1]]).unwrap_err();
+            assert!(e.contains(flag[0]) && e.contains("--store embedded"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_name_matches_its_arn() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:butterfly/prod/server-key-AbC123";
+        assert!(same_secret(arn, arn));
+        assert!(same_secret("butterfly/prod/server-key", arn));
+        assert!(!same_secret("butterfly/prod/server", arn));
+        assert!(!same_secret("butterfly/staging/server-key", arn));
+        assert!(same_secret("butterfly/x/server-key", "butterfly/x/server-key"));
+        assert!(!same_secret("butterfly/x/other", "butterfly/x/server-key"));
     }
 }

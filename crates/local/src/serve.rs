@@ -37,6 +37,8 @@ pub struct ServeOptions {
     pub demo: bool,
     /// Where host names and domain-verification TXT records are looked up.
     pub dns: DnsServers,
+    /// The abuse limits (per tenant on SCIM, per address on the anonymous endpoints).
+    pub limits: butterfly_api::Limits,
 }
 
 /// Logs on stderr: text lines (or JSON with `BUTTERFLY_LOG_FORMAT=json`), one line per event.
@@ -173,7 +175,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
         sso_policy: SsoPolicy { allow_loopback_http: opened.allow_loopback_http, ..SsoPolicy::default() },
         csrf: opened.csrf,
         dns,
-        limits: butterfly_api::Limits::default(),
+        limits: o.limits.clone(),
     };
     // The scheduled domain re-check (on AWS a scheduled function does it): hourly here.
     let domains = parts.domain_service();

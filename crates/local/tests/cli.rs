@@ -604,6 +604,15 @@ async fn operator_commands_by_stack_name() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success() && err.contains("no-such-stack"), "{err}");
+    // Serving the stack with another server secret than its output is refused (the functions
+    // would not accept the cursors and CSRF tokens this server signs).
+    let o = by_stack(&["serve", "--addr", "127.0.0.1:9", "--cursor-key-secret-id", "butterfly/other/server-key"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("differs from the stack's output CursorKeySecretArn"), "{err}");
+    // `--store embedded` with the stack is a contradiction, not a command run on local data.
+    let o = by_stack(&["--store", "embedded", "tenant", "list"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("--stack") && err.contains("--store embedded"), "{err}");
 }
 
 /// Missing AWS credentials are one clear sentence, not an SDK error dump; and without --stack
@@ -624,6 +633,30 @@ fn missing_credentials_and_prefix_are_named() {
     assert!(!o.status.success());
     assert!(err.contains("no usable AWS credentials") && err.lines().count() == 1, "{err}");
     assert!(!err.contains("DispatchFailure") && !err.contains("FailedToLoadToken"), "{err}");
+    // `--table` alone means DynamoDB (it used to run on the local embedded store, silently).
+    let data = tempfile::tempdir().unwrap();
+    let without_store = |args: &[&str]| {
+        Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = without_store(&["--table", "t", "tenant", "list"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("no usable AWS credentials"), "{err}");
+    let o = without_store(&["--store", "embedded", "--table", "t", "tenant", "list"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("--table") && err.contains("--store embedded"), "{err}");
+    let o = without_store(&["--secrets-prefix", "butterfly/prod", "tenant", "list"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("--stack NAME"), "a prefix alone names no table: {err}");
     // With credentials, `sso show` on DynamoDB without --stack or --secrets-prefix names the flag.
     let table = format!("butterfly-prefix-{}", std::process::id());
     let o = on_dynamodb(&table, &[]).args(["table", "create"]).output().unwrap();

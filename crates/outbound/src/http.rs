@@ -86,27 +86,33 @@ impl GuardedConnector {
         let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         // What DNS answered stays in our log: error texts reach tenant admins, and our view of
-        // internal names is none of their business.
+        // internal names is none of their business. A name that does not resolve and a name
+        // that resolves to an internal address get the same words, so an admin cannot map
+        // which internal names exist.
+        let refused = || -> BoxError {
+            Box::new(Refusal(format!("{host} does not resolve to a public address Butterfly connects to")))
+        };
         let ips: Vec<IpAddr> = match literal.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => self.resolver.addresses(host).await.map_err(|e| {
-                tracing::info!(host, error = %e, "name not resolved");
-                format!("the host name {host} could not be resolved")
+                tracing::info!(host, error = %e, "refused: name not resolved");
+                refused()
             })?,
         };
         if ips.is_empty() {
-            return Err(format!("the host name {host} could not be resolved").into());
+            tracing::info!(host, "refused: no address");
+            return Err(refused());
         }
         if let Some(bad) = ips.iter().find(|ip| !ip_allowed(**ip, self.allow_loopback)) {
             tracing::info!(host, address = %bad, "refused: a private, reserved or loopback address");
-            return Err(Box::new(Refusal(format!("{host} points at an address Butterfly does not connect to"))));
+            return Err(refused());
         }
         let mut last = None;
         for ip in ips {
             let addr = SocketAddr::new(ip, port);
             // Judged again on the exact address being connected to.
             if !ip_allowed(addr.ip(), self.allow_loopback) {
-                return Err(Box::new(Refusal(format!("{host} points at an address Butterfly does not connect to"))));
+                return Err(refused());
             }
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => {

@@ -5,19 +5,22 @@
 use butterfly_core::clock::SystemClock;
 use butterfly_core::domain::DomainService;
 use butterfly_lambda::{connect, init_logging, Config};
-use butterfly_outbound::{DnsServers, TxtLookup};
+use butterfly_outbound::TxtLookup;
 use lambda_http::{lambda_runtime, service_fn, LambdaEvent};
 use std::sync::Arc;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = Config::from_env()?;
     let aws = connect(&cfg).await?;
-    let dns = TxtLookup::new(&DnsServers::System).map_err(butterfly_lambda::InitError::Http)?;
+    let dns = TxtLookup::new(&cfg.dns).map_err(butterfly_lambda::InitError::Http)?;
     let service = Arc::new(DomainService::new(Arc::new(aws.store), Arc::new(dns), Arc::new(SystemClock)));
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let service = service.clone();
+        // Every log line of the run carries the Lambda request id, as the HTTP functions' do.
+        let span = tracing::info_span!("request", request_id = %event.context.request_id);
         async move {
             let sum = service.recheck_all().await?;
             tracing::info!(
@@ -32,6 +35,7 @@ async fn main() -> Result<(), lambda_http::Error> {
                 "withdrawn": sum.withdrawn, "unanswered": sum.unanswered,
             }))
         }
+        .instrument(span)
     }))
     .await
 }
