@@ -335,17 +335,21 @@ async fn the_audit_trail_tells_what_happened_newest_first() {
     assert!(text.contains("previous_prefix"));
 }
 
+/// Limits with the settings budget at `per_minute` (and no per-address limit in the way).
+fn settings_limited_to(per_minute: u32) -> butterfly_api::Limits {
+    butterfly_api::Limits::new(
+        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: per_minute },
+        butterfly_core::limit::QuotaPolicy::default(),
+    )
+}
+
 /// Each settings save fetches the named provider afresh: a super_admin saving issuer after
 /// issuer used to make one outbound fetch per request without limit. Now a tenant's members get
 /// a minute's allowance at once, then 429 with an integer Retry-After (nothing saved, nothing
 /// fetched); the operator's CLI is not limited.
 #[tokio::test]
 async fn settings_saves_are_limited_per_tenant() {
-    let limits = butterfly_api::Limits::new(
-        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: 4 },
-        butterfly_core::limit::QuotaPolicy::default(),
-    );
-    let rig = rig_with(TestApp::spawn_with_limits(limits).await).await;
+    let rig = rig_with(TestApp::spawn_with_limits(settings_limited_to(4)).await).await;
     let boss = member(&rig, "boss@acme.test", Some("super_admin")).await;
     let issuer = rig._op.issuer("/t1");
     let save = |n: usize| json!({"issuer": issuer, "client_id": format!("acme-app-{n}"), "domains": "acme.test"});
@@ -389,11 +393,7 @@ async fn settings_saves_are_limited_per_tenant() {
 /// Now they spend the tenant's settings budget and get 429 with an integer Retry-After past it.
 #[tokio::test]
 async fn domain_checks_are_limited_per_tenant() {
-    let limits = butterfly_api::Limits::new(
-        butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: 3 },
-        butterfly_core::limit::QuotaPolicy::default(),
-    );
-    let rig = rig_with(TestApp::spawn_with_limits(limits).await).await;
+    let rig = rig_with(TestApp::spawn_with_limits(settings_limited_to(3)).await).await;
     let boss = member(&rig, "boss@acme.test", Some("super_admin")).await;
     let mut statuses = Vec::new();
     for _ in 0..3 {

@@ -33,17 +33,20 @@ async fn rig_with(app: TestApp) -> Rig {
         ]),
     )
     .await;
-    let settings = |issuer: String, client: &str, secret: &str, domains: &str| SsoSettingsInput {
+    app.sso.configure(&app.tenant, settings(op.issuer("/t1"), "acme-app", "acme-secret", "acme.test")).await.unwrap();
+    let (other, _) = app.other_tenant().await;
+    app.sso.configure(&other, settings(op.issuer("/t2"), "globex-app", "globex-secret", "globex.test")).await.unwrap();
+    Rig { app, op }
+}
+
+fn settings(issuer: String, client: &str, secret: &str, domains: &str) -> SsoSettingsInput {
+    SsoSettingsInput {
         issuer,
         client_id: client.into(),
         client_secret: Some(Secret::new(secret)),
         domains: Some(domains.into()),
         enabled: true,
-    };
-    app.sso.configure(&app.tenant, settings(op.issuer("/t1"), "acme-app", "acme-secret", "acme.test")).await.unwrap();
-    let (other, _) = app.other_tenant().await;
-    app.sso.configure(&other, settings(op.issuer("/t2"), "globex-app", "globex-secret", "globex.test")).await.unwrap();
-    Rig { app, op }
+    }
 }
 
 fn now() -> i64 {
@@ -479,19 +482,7 @@ async fn an_unusable_provider_makes_logouts_retryable_without_echoing_it() {
     let idp = FakeIdp::start().await;
     idp.serve_good("/p");
     let issuer = idp.issuer("/p");
-    app.sso
-        .configure(
-            &app.tenant,
-            SsoSettingsInput {
-                issuer: issuer.clone(),
-                client_id: "acme-app".into(),
-                client_secret: Some(Secret::new("s")),
-                domains: Some("acme.test".into()),
-                enabled: true,
-            },
-        )
-        .await
-        .unwrap();
+    app.sso.configure(&app.tenant, settings(issuer.clone(), "acme-app", "s", "acme.test")).await.unwrap();
     let lure = "LURE-call-+1-555-0100-\u{202e}";
     idp.answer("/p/keys", Answer::json(&json!({"keys": lure})));
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());

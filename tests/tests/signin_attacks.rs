@@ -442,16 +442,60 @@ async fn dns_verification_grants_and_withdraws_a_domain() {
     assert!(events.iter().any(|e| e.action.as_str() == "domain.withdraw"));
 }
 
+/// Acme's super_admin signed in through the current provider: browser, CSRF token, user id.
+async fn signed_in_root(rig: &Rig) -> (Browser, String, UserId) {
+    scim_user(rig, "root@acme.test", "super_admin", None).await;
+    let b = Browser::new();
+    assert_eq!(sign_in_as(rig, &b, "root@acme.test", "root@acme.test").await.status(), StatusCode::SEE_OTHER);
+    let me_v = me(&b, rig).await.1;
+    let csrf = me_v["csrfToken"].as_str().unwrap().to_string();
+    (b, csrf, UserId::parse(me_v["user"]["id"].as_str().unwrap()).unwrap())
+}
+
+/// Acme's super_admin `root` saves the provider at `prefix` with `client` (secret
+/// `{client}-secret`): saved but pending, and no sign-in starts through it until its test.
+async fn switch_provider_as(rig: &Rig, root: UserId, prefix: &str, client: &str) {
+    let secret = format!("{client}-secret");
+    let v = rig
+        .app
+        .sso
+        .configure_as(
+            &rig.app.tenant,
+            settings(rig.op.issuer(prefix), client, &secret, "acme.test"),
+            &Actor::User(root),
+        )
+        .await
+        .unwrap();
+    assert!(v.issuer_bound_at.is_none(), "{prefix} with {client} was trusted without a test sign-in");
+    let r = Browser::new().get(&format!("{}/sso/initiate?iss={}", rig.app.origin, rig.op.issuer(prefix))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a pending provider started a sign-in");
+}
+
+/// While a new provider is pending, the one it replaces (/t1, client "acme") is still trusted
+/// for logout: its back-channel logout ends a session it started (another user's).
+async fn assert_old_provider_logout_still_ends_sessions(rig: &Rig) {
+    let other = Browser::new();
+    scim_user(rig, "ops@acme.test", "admin", None).await;
+    assert_eq!(sign_in_before_switch(rig, &other).await, StatusCode::OK);
+    rig.op.backchannel_logout("/t1", "acme", "ops@acme.test", None).await;
+    assert_eq!(me(&other, rig).await.0, StatusCode::UNAUTHORIZED, "the old provider's logout was refused");
+}
+
+/// The test sign-in, from the admin API, in the admin's browser `b`: the authorization URL it
+/// was sent to, and the report page's response.
+async fn run_test_sign_in(rig: &Rig, b: &Browser, csrf: &str) -> (String, Response) {
+    let start =
+        b.client.post(format!("{}/admin/sso/test", rig.app.origin)).header("x-csrf-token", csrf).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::OK);
+    let url = start.json::<Value>().await.unwrap()["redirect_url"].as_str().unwrap().to_string();
+    let back = b.sign_in_at_provider(&url, "root@acme.test", &rig.app.origin).await;
+    (url, b.get(&back).await)
+}
+
 #[tokio::test]
 async fn an_issuer_is_bound_only_by_a_successful_test_sign_in() {
     let rig = rig().await;
-    // Acme's super_admin, signed in through the current provider.
-    scim_user(&rig, "root@acme.test", "super_admin", None).await;
-    let b = Browser::new();
-    assert_eq!(sign_in_as(&rig, &b, "root@acme.test", "root@acme.test").await.status(), StatusCode::SEE_OTHER);
-    let me_v = me(&b, &rig).await.1;
-    let csrf = me_v["csrfToken"].as_str().unwrap().to_string();
-    let root = UserId::parse(me_v["user"]["id"].as_str().unwrap()).unwrap();
+    let (b, csrf, root) = signed_in_root(&rig).await;
     // The attacker's tenant names Acme's new provider first: that claims nothing.
     rig.app
         .sso
@@ -463,33 +507,10 @@ async fn an_issuer_is_bound_only_by_a_successful_test_sign_in() {
         .await
         .unwrap();
     // Acme's admin switches to the new provider: saved, not bound, routes nothing yet.
-    let v = rig
-        .app
-        .sso
-        .configure_as(
-            &rig.app.tenant,
-            settings(rig.op.issuer("/t3"), "acme-new", "acme-new-secret", "acme.test"),
-            &Actor::User(root),
-        )
-        .await
-        .unwrap();
-    assert!(v.issuer_bound_at.is_none());
-    let r = b.get(&format!("{}/sso/initiate?iss={}", rig.app.origin, rig.op.issuer("/t3"))).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an unbound issuer started a sign-in");
-    // Until the new issuer is bound, the old provider's logout messages are still trusted: a
-    // back-channel logout from it ends the sessions it started (here another user's).
-    let other = Browser::new();
-    scim_user(&rig, "ops@acme.test", "admin", None).await;
-    assert_eq!(sign_in_before_switch(&rig, &other).await, StatusCode::OK);
-    rig.op.backchannel_logout("/t1", "acme", "ops@acme.test", None).await;
-    assert_eq!(me(&other, &rig).await.0, StatusCode::UNAUTHORIZED, "the old provider's logout was refused");
-    // The test sign-in, from the admin API, in the admin's browser.
-    let start =
-        b.client.post(format!("{}/admin/sso/test", rig.app.origin)).header("x-csrf-token", &csrf).send().await.unwrap();
-    assert_eq!(start.status(), StatusCode::OK);
-    let url = start.json::<Value>().await.unwrap()["redirect_url"].as_str().unwrap().to_string();
-    let back = b.sign_in_at_provider(&url, "root@acme.test", &rig.app.origin).await;
-    let report = b.get(&back).await;
+    switch_provider_as(&rig, root, "/t3", "acme-new").await;
+    // Until the new issuer is bound, the old provider's logout messages are still trusted.
+    assert_old_provider_logout_still_ends_sessions(&rig).await;
+    let (_, report) = run_test_sign_in(&rig, &b, &csrf).await;
     assert_eq!(report.status(), StatusCode::OK);
     assert!(session_cookie(&report).is_none(), "a test signs nobody in");
     let page = report.text().await.unwrap();
@@ -521,39 +542,14 @@ async fn an_issuer_is_bound_only_by_a_successful_test_sign_in() {
 #[tokio::test]
 async fn another_client_id_at_the_bound_issuer_waits_for_its_test_and_keeps_the_old_logouts() {
     let rig = rig().await;
-    scim_user(&rig, "root@acme.test", "super_admin", None).await;
-    let b = Browser::new();
-    assert_eq!(sign_in_as(&rig, &b, "root@acme.test", "root@acme.test").await.status(), StatusCode::SEE_OTHER);
-    let me_v = me(&b, &rig).await.1;
-    let csrf = me_v["csrfToken"].as_str().unwrap().to_string();
-    let root = UserId::parse(me_v["user"]["id"].as_str().unwrap()).unwrap();
-    let v = rig
-        .app
-        .sso
-        .configure_as(
-            &rig.app.tenant,
-            settings(rig.op.issuer("/t1"), "acme-second", "acme-second-secret", "acme.test"),
-            &Actor::User(root),
-        )
-        .await
-        .unwrap();
-    assert!(v.issuer_bound_at.is_none(), "another client ID was trusted without a test sign-in");
-    let r = Browser::new().get(&format!("{}/sso/initiate?iss={}", rig.app.origin, rig.op.issuer("/t1"))).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "sign-ins wait for the test");
+    let (b, csrf, root) = signed_in_root(&rig).await;
+    switch_provider_as(&rig, root, "/t1", "acme-second").await;
     // The old app's back-channel logout (audience "acme") still ends the sessions it started.
-    let other = Browser::new();
-    scim_user(&rig, "ops@acme.test", "admin", None).await;
-    assert_eq!(sign_in_before_switch(&rig, &other).await, StatusCode::OK);
-    rig.op.backchannel_logout("/t1", "acme", "ops@acme.test", None).await;
-    assert_eq!(me(&other, &rig).await.0, StatusCode::UNAUTHORIZED, "the old app's logout was refused");
+    assert_old_provider_logout_still_ends_sessions(&rig).await;
     // The test sign-in through the new app binds it and ends the old app's sessions.
-    let start =
-        b.client.post(format!("{}/admin/sso/test", rig.app.origin)).header("x-csrf-token", &csrf).send().await.unwrap();
-    assert_eq!(start.status(), StatusCode::OK);
-    let url = start.json::<Value>().await.unwrap()["redirect_url"].as_str().unwrap().to_string();
+    let (url, report) = run_test_sign_in(&rig, &b, &csrf).await;
     assert!(url.contains("client_id=acme-second"), "{url}");
-    let back = b.sign_in_at_provider(&url, "root@acme.test", &rig.app.origin).await;
-    let page = b.get(&back).await.text().await.unwrap();
+    let page = report.text().await.unwrap();
     assert!(page.contains("The test sign-in passed") && page.contains("now bound"), "{page}");
     let bound = rig.app.sso.settings(&rig.app.tenant).await.unwrap();
     assert!(bound.issuer_bound_at.is_some());
