@@ -506,3 +506,40 @@ async fn an_unusable_provider_makes_logouts_retryable_without_echoing_it() {
     assert!(!text.contains("LURE") && !text.contains("555"), "{text}");
     assert!(idp.hits("/p/keys") >= 2, "the key set was fetched again for the unknown key");
 }
+
+/// A token naming a random key makes us fetch the provider's key set again, at most once per
+/// 30 s. Anyone could spend that refetch just before a key rotation: the provider's first
+/// logouts signed with its new key were then refused as "unknown key" (400/401: final, not
+/// retried) and sessions outlived their revocation. Now they answer 503 with Retry-After.
+#[tokio::test]
+async fn a_spent_key_refetch_makes_logouts_with_a_new_key_retryable() {
+    use base64::Engine;
+    let rig = rig().await;
+    let (_, bob) = signed_in(&rig, "bob@acme.test").await;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let n = now();
+    let junk = format!(
+        "{}.{}.{}",
+        b64(json!({"alg": "RS256", "kid": format!("random-{}", uuid_like()), "typ": "logout+jwt"})),
+        b64(json!({"iss": rig.op.issuer("/t1"), "aud": "acme-app", "iat": n, "exp": n + 120, "jti": uuid_like(),
+                   "sub": "bob@acme.test", "events": {EVENT: {}}})),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256]),
+    );
+    let (status, _, _) = post_logout_token(&rig, &junk).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a key unknown after a fresh refetch is refused");
+    // The provider rotates its key now, within the refetch interval.
+    let Rig { app, op } = rig;
+    let rig = Rig { op: op.rotate_keys("-rotated").await, app };
+    let jwt = rig.op.sign("/t1", gtr_header(), gtr_claims(&rig), false).await;
+    let body = json!({"sub_id": {"format": "email", "email": "bob@acme.test"}});
+    let r = reqwest::Client::new()
+        .post(gtr_endpoint(&rig))
+        .header("authorization", format!("Bearer {jwt}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "the provider is told to retry, not that it is wrong");
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(me_status(&rig, &bob).await, StatusCode::OK, "nothing ended yet: the retry will");
+}

@@ -2,8 +2,10 @@
 //! adapter (`OidcProvider`, discovery and key set installed offline, keys cached as in a warm
 //! Lambda): an ID token at the SSO callback, an OIDC back-channel logout token, and an Okta
 //! Universal Logout (global token revocation) JWT, each RS256 with a 2048-bit key. The raw
-//! RS256 signature check (jsonwebtoken alone, key already parsed) is the floor they compare to.
-//! `cargo bench -p butterfly-api`; CI runs each once (`cargo test --benches`).
+//! RS256 signature check (jsonwebtoken alone, key already parsed; aws-lc) is the floor they
+//! compare to, and RustCrypto's `rsa` check of the same signature (what openidconnect uses for
+//! ID tokens, and what logout tokens used before) is measured beside it in the same run.
+//! `cargo bench --workspace --bench verify`; CI runs each once (`cargo test --benches`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,6 +30,7 @@ struct Fixture {
     key: EncodingKey,
     jwks: Value,
     decoding: jsonwebtoken::DecodingKey,
+    public: rsa::RsaPublicKey,
 }
 
 fn fixture() -> Fixture {
@@ -44,6 +47,7 @@ fn fixture() -> Fixture {
         key: EncodingKey::from_rsa_der(der.as_bytes()),
         decoding: jsonwebtoken::DecodingKey::from_rsa_components(&n, &e).unwrap(),
         jwks,
+        public,
     }
 }
 
@@ -134,6 +138,17 @@ fn benches(c: &mut Criterion) {
     c.bench_function("jwt: RS256 signature + claims alone (jsonwebtoken, key parsed once)", |b| {
         b.iter(|| jsonwebtoken::decode::<Value>(black_box(&logout), &f.decoding, &v).unwrap())
     });
+    // The peer in the same run: the same RS256 signature checked by RustCrypto's `rsa`.
+    let (signed, signature) = logout.rsplit_once('.').unwrap();
+    let signature = rsa::pkcs1v15::Signature::try_from(URL_SAFE_NO_PAD.decode(signature).unwrap().as_slice()).unwrap();
+    let rustcrypto = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(f.public.clone());
+    {
+        use rsa::signature::Verifier;
+        rustcrypto.verify(signed.as_bytes(), &signature).unwrap();
+        c.bench_function("jwt: RS256 signature alone (RustCrypto rsa, the peer)", |b| {
+            b.iter(|| rustcrypto.verify(black_box(signed.as_bytes()), &signature).unwrap())
+        });
+    }
 }
 
 criterion_group!(verify, benches);

@@ -482,7 +482,7 @@ impl OidcProvider {
                     refetched = true;
                     match self.refetch_keys(want.issuer, &entry).await? {
                         Some(e) => entry = e,
-                        None => return Err(unknown_key()),
+                        None => return Err(key_not_fetched_yet()),
                     }
                 }
                 Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
@@ -571,6 +571,17 @@ fn id_token_refusal(e: &ClaimsVerificationError) -> &'static str {
 
 fn unknown_key() -> SsoError {
     SsoError::rejected("invalid_id_token", "the ID token is signed with an unknown key")
+}
+
+/// A token names a key we do not have, and the key set was fetched again too recently to
+/// fetch it now ([`JWKS_REFETCH_INTERVAL`]). Anyone can send a token naming a random key and
+/// so spend that refetch: a provider that has just rotated its key must then be told to retry
+/// (503), not that its token is bad, or its logout is lost.
+fn key_not_fetched_yet() -> SsoError {
+    unavailable(format!(
+        "the token names a key not in the provider's key set as last fetched; it is fetched again within {} s",
+        JWKS_REFETCH_INTERVAL.as_secs()
+    ))
 }
 
 fn now_secs() -> i64 {
@@ -693,12 +704,13 @@ impl IdentityProvider for OidcProvider {
             let keys = entry.decoding.as_ref().map_err(unavailable)?;
             match keys.get(&kid) {
                 Some(Ok(key)) => break key.clone(),
-                Some(Err(_)) => return Err(jwt_rejected("the JWT is signed with an unusable key")),
+                // The provider's key set is broken: the provider's to fix, and to retry.
+                Some(Err(e)) => return Err(unavailable(e)),
                 None if !refetched => {
                     refetched = true;
                     match self.refetch_keys(issuer, &entry).await? {
                         Some(e) => entry = e,
-                        None => return Err(jwt_rejected("the JWT is signed with an unknown key")),
+                        None => return Err(key_not_fetched_yet()),
                     }
                 }
                 None => return Err(jwt_rejected("the JWT is signed with an unknown key")),
@@ -715,8 +727,16 @@ impl IdentityProvider for OidcProvider {
                 v.set_required_spec_claims(&["iss", "aud", "exp", "nbf"]);
             }
         }
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-            .map_err(|e| jwt_rejected(format!("the JWT failed verification ({:?})", e.kind())))?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                // The provider's key does not suit its own algorithm: not the token's fault.
+                K::InvalidKeyFormat | K::InvalidRsaKey(_) | K::InvalidEcdsaKey => {
+                    unavailable(format!("the provider's key {kid} is unusable ({:?})", e.kind()))
+                }
+                other => jwt_rejected(format!("the JWT failed verification ({other:?})")),
+            }
+        })?;
         if let Some(iat) = data.claims.get("iat") {
             match iat.as_i64() {
                 Some(t) if t <= now_secs() + CLOCK_SKEW_SECS => {}
