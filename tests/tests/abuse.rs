@@ -145,6 +145,31 @@ async fn scim_is_limited_per_tenant_with_retry_after() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// Found by the crash suite: 32 concurrent first requests of a window (the local stack, or
+/// `serve --store dynamodb`) each took a lease of 50 from the shared counter and each
+/// overwrote the instance's lease with its own; the 1,200 a minute were spent on 32 requests,
+/// the last answer (a refused lease) marked the window used up, and the tenant got 429s for
+/// the rest of the minute after 24 requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_requests_do_not_spend_the_tenants_minute() {
+    let limits = Limits::new(AnonymousLimits::default(), QuotaPolicy::per_minute(1200));
+    let app = TestApp::spawn_with_limits(limits).await;
+    for round in 0..3 {
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let req = app.req(Method::GET, "/Users?count=1");
+                tokio::spawn(async move { req.send().await.unwrap().status() })
+            })
+            .collect();
+        let mut codes = Vec::new();
+        for t in tasks {
+            codes.push(t.await.unwrap());
+        }
+        // 96 requests of a 1,200 limit (a window boundary may fall in between: still far below).
+        assert!(codes.iter().all(|c| *c == StatusCode::OK), "round {round}: {codes:?}");
+    }
+}
+
 /// The embedded store grew 1.2 KB per anonymous lookup: expired transactions, replay-cache
 /// keys and sessions are now swept.
 #[tokio::test]
