@@ -129,7 +129,12 @@ impl TenantQuota {
             }
         }
         if granted == 0 {
-            return Err(self.limited(window, now));
+            // The shared counter is used up, maybe by this instance's own concurrent leases:
+            // spend from them before refusing.
+            return match self.spend_local(tenant, window) {
+                Some(true) => Ok(()),
+                _ => Err(self.limited(window, now)),
+            };
         }
         Ok(())
     }
