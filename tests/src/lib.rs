@@ -142,6 +142,27 @@ impl TestApp {
         policy: SsoPolicy,
         limits: Option<butterfly_api::Limits>,
     ) -> TestApp {
+        Self::start_inner(data_dir, tenant, policy, limits, None).await
+    }
+
+    /// A fresh store, with tenants' client secrets kept in `secrets` (Secrets Manager, say)
+    /// instead of the embedded store.
+    pub async fn spawn_with_secrets(secrets: Arc<dyn butterfly_core::ports::SecretStore>) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let policy = SsoPolicy { allow_loopback_http: true, ..SsoPolicy::default() };
+        let mut app = Self::start_inner(&path, None, policy, None, Some(secrets)).await;
+        app.dir = Some(dir);
+        app
+    }
+
+    async fn start_inner(
+        data_dir: &Path,
+        tenant: Option<(TenantId, String)>,
+        policy: SsoPolicy,
+        limits: Option<butterfly_api::Limits>,
+        secrets: Option<Arc<dyn butterfly_core::ports::SecretStore>>,
+    ) -> TestApp {
         let embedded = EmbeddedStore::open(data_dir).expect("open store");
         let key = embedded.server_secret("cursor-key").await.expect("cursor key");
         let store = Arc::new(CountingStore::new(embedded));
@@ -163,7 +184,7 @@ impl TestApp {
         let csrf = butterfly_core::csrf::CsrfKey::derive(&key);
         let parts = butterfly_api::AppParts {
             store: store.clone(),
-            secrets: store.clone(),
+            secrets: secrets.unwrap_or_else(|| store.clone()),
             idp: Arc::new(butterfly_outbound::OidcProvider::new(http)),
             clock: Arc::new(SystemClock),
             base_url: butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
