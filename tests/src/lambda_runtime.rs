@@ -20,6 +20,7 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, String>>>
 
 #[derive(Clone)]
 struct Emu {
+    polls: Arc<AtomicU64>,
     events: Arc<Mutex<mpsc::Receiver<(String, Value)>>>,
     pending: Pending,
     init_error: Arc<Mutex<Option<String>>>,
@@ -32,9 +33,11 @@ pub struct RuntimeApi {
     pending: Pending,
     init_error: Arc<Mutex<Option<String>>>,
     seq: AtomicU64,
+    polls: Arc<AtomicU64>,
 }
 
 async fn next(State(e): State<Emu>) -> Response {
+    e.polls.fetch_add(1, Ordering::SeqCst);
     let Some((id, event)) = e.events.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
@@ -79,7 +82,13 @@ impl RuntimeApi {
         let (tx, rx) = mpsc::channel(16);
         let pending: Pending = Arc::default();
         let init = Arc::new(Mutex::new(None));
-        let emu = Emu { events: Arc::new(Mutex::new(rx)), pending: pending.clone(), init_error: init.clone() };
+        let polls = Arc::new(AtomicU64::new(0));
+        let emu = Emu {
+            polls: polls.clone(),
+            events: Arc::new(Mutex::new(rx)),
+            pending: pending.clone(),
+            init_error: init.clone(),
+        };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
@@ -91,7 +100,12 @@ impl RuntimeApi {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        RuntimeApi { addr, tx, pending, init_error: init, seq: AtomicU64::new(0) }
+        RuntimeApi { addr, tx, pending, init_error: init, seq: AtomicU64::new(0), polls }
+    }
+
+    /// Whether the function has asked for an event (its init finished).
+    pub fn polled(&self) -> bool {
+        self.polls.load(Ordering::SeqCst) > 0
     }
 
     /// Delivers one event and waits (at most 30 s) for the function's answer.
@@ -299,4 +313,85 @@ impl Drop for LambdaProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `bin` as Lambda would, with the environment of [`LambdaProcess::start_with`] changed
+/// by `env` (a value of `""` removes the variable), and waits (30 s at most) for it to exit on
+/// its own: for the init failures. Returns the exit status (`None`: still running at the
+/// deadline, then killed), every non-empty line it wrote (stdout then stderr), and whether it
+/// ever asked the Runtime API for an event.
+pub async fn start_expecting_exit(
+    bin: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Option<std::process::ExitStatus>, Vec<String>, bool) {
+    let (store, _) = crate::aws::dynamo_store(name).await;
+    let runtime = RuntimeApi::start().await;
+    let out = tempfile::NamedTempFile::new().expect("log file");
+    let err = tempfile::NamedTempFile::new().expect("log file");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
+        .env("TABLE_NAME", store.table())
+        .env("SECRETS_PREFIX", "butterfly/test");
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::from(out.reopen().expect("log file")))
+        .stderr(std::process::Stdio::from(err.reopen().expect("log file")))
+        .spawn()
+        .expect("start the function");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lines = [out.path(), err.path()]
+        .iter()
+        .flat_map(|p| std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    // A function that finished its init polls `next`: its event channel would have a receiver waiting.
+    let polled = runtime.polled();
+    (status, lines, polled)
+}
+
+/// What [`start_expecting_exit`] saw is a refused init: the process exited non-zero without
+/// asking for an event, after writing exactly one line — JSON, level ERROR, its message
+/// `the function cannot start: …` containing `needle`. Prints a `LAMBDA_FAILURE_FIGURES` line.
+pub fn assert_refused(
+    case: &str,
+    (status, lines, polled): (Option<std::process::ExitStatus>, Vec<String>, bool),
+    needle: &str,
+) {
+    let status = status.unwrap_or_else(|| panic!("{case}: still running after 30 s: {lines:?}"));
+    assert!(!status.success(), "{case}: exit {status}");
+    assert!(!polled, "{case}: the function finished its init");
+    assert_eq!(lines.len(), 1, "{case}: one log line: {lines:#?}");
+    let v: Value = serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {}", lines[0]));
+    assert_eq!(v["level"], "ERROR", "{case}: {v}");
+    let msg = v["fields"]["message"].as_str().unwrap_or("");
+    assert!(msg.starts_with("the function cannot start: ") && msg.contains(needle), "{case}: {v}");
+    println!("LAMBDA_FAILURE_FIGURES case={case:?} exit={status} line={msg:?}");
 }

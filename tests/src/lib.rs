@@ -4,28 +4,21 @@
 pub mod aws;
 pub mod contract;
 pub mod dns;
+pub mod fault_proxy;
+pub mod faults;
 pub mod hostile;
+pub mod intercept;
 pub mod lambda_runtime;
+pub mod okta_load;
 pub mod op;
 
-use async_trait::async_trait;
-use butterfly_core::audit::AuditEvent;
-use butterfly_core::clock::{SystemClock, Timestamp};
-use butterfly_core::email::EmailDomain;
-use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::ports::{
-    AuditStore, LoginStore, OnceStore, QuotaStore, SecretStore, SessionStore, TenantStore, TokenSlots, TokenStore,
-    UserStore,
-};
+use butterfly_core::clock::SystemClock;
+use butterfly_core::ids::TenantId;
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::service::AdminService;
-use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::sso_service::{SsoPolicy, SsoService};
-use butterfly_core::tenant::Tenant;
-use butterfly_core::token::{Secret, TokenHash, TokenRecord};
-use butterfly_core::user::User;
-use butterfly_core::Result;
 use butterfly_embedded::EmbeddedStore;
+use intercept::{Hook, Intercepted, Verdict};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -42,225 +35,36 @@ pub fn generous_limits() -> butterfly_api::Limits {
     )
 }
 
-/// A store wrapper that counts every port call (one call = one store round trip).
-pub struct CountingStore {
-    inner: EmbeddedStore,
+/// Counts every port call (one call = one store round trip), and logs their names in order.
+#[derive(Default)]
+pub struct OpCounter {
     ops: AtomicU64,
     log: Mutex<Vec<&'static str>>,
 }
 
-impl CountingStore {
-    pub fn new(inner: EmbeddedStore) -> Self {
-        CountingStore { inner, ops: AtomicU64::new(0), log: Mutex::new(Vec::new()) }
-    }
-    fn hit(&self, name: &'static str) {
+impl Hook for OpCounter {
+    fn on_call(&self, op: &'static str) -> Verdict {
         self.ops.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut l) = self.log.lock() {
-            l.push(name);
+            l.push(op);
         }
+        Verdict::Pass
     }
-    /// The store being counted.
-    pub fn inner(&self) -> &EmbeddedStore {
-        &self.inner
+}
+
+/// The embedded store, counting every port call.
+pub type CountingStore = Intercepted<EmbeddedStore, OpCounter>;
+
+impl CountingStore {
+    pub fn new(inner: EmbeddedStore) -> Self {
+        Intercepted::with_hook(inner, OpCounter::default())
     }
 
     /// Resets the counter and returns the operations made since the last reset.
     pub fn take(&self) -> (u64, Vec<&'static str>) {
-        let n = self.ops.swap(0, Ordering::SeqCst);
-        let log = self.log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let n = self.hook().ops.swap(0, Ordering::SeqCst);
+        let log = self.hook().log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
         (n, log)
-    }
-}
-
-#[async_trait]
-impl TenantStore for CountingStore {
-    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
-        self.hit("create_tenant");
-        self.inner.create_tenant(t).await
-    }
-    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
-        self.hit("get_tenant");
-        self.inner.get_tenant(id).await
-    }
-    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        self.hit("list_tenants");
-        self.inner.list_tenants().await
-    }
-    async fn replace_tenant(&self, p: &Tenant, n: &Tenant) -> Result<()> {
-        self.hit("replace_tenant");
-        self.inner.replace_tenant(p, n).await
-    }
-    async fn find_tenant_by_domain(&self, d: &EmailDomain) -> Result<Option<Tenant>> {
-        self.hit("find_tenant_by_domain");
-        self.inner.find_tenant_by_domain(d).await
-    }
-    async fn find_tenant_by_issuer(&self, i: &str) -> Result<Option<Tenant>> {
-        self.hit("find_tenant_by_issuer");
-        self.inner.find_tenant_by_issuer(i).await
-    }
-}
-
-#[async_trait]
-impl SessionStore for CountingStore {
-    async fn create_session(&self, s: &Session) -> Result<()> {
-        self.hit("create_session");
-        self.inner.create_session(s).await
-    }
-    async fn session_with_user(&self, h: &TokenHash) -> Result<Option<(Session, Option<User>)>> {
-        self.hit("session_with_user");
-        self.inner.session_with_user(h).await
-    }
-    async fn touch_session(&self, h: &TokenHash, at: Timestamp) -> Result<()> {
-        self.hit("touch_session");
-        self.inner.touch_session(h, at).await
-    }
-    async fn delete_session(&self, h: &TokenHash) -> Result<bool> {
-        self.hit("delete_session");
-        self.inner.delete_session(h).await
-    }
-    async fn delete_user_sessions(&self, t: &TenantId, u: &UserId) -> Result<u32> {
-        self.hit("delete_user_sessions");
-        self.inner.delete_user_sessions(t, u).await
-    }
-    async fn delete_sid_sessions(&self, i: &str, sid: &str) -> Result<u32> {
-        self.hit("delete_sid_sessions");
-        self.inner.delete_sid_sessions(i, sid).await
-    }
-    async fn delete_issuer_sessions(&self, t: &TenantId, i: &str) -> Result<u32> {
-        self.hit("delete_issuer_sessions");
-        self.inner.delete_issuer_sessions(t, i).await
-    }
-}
-
-#[async_trait]
-impl QuotaStore for CountingStore {
-    async fn take_quota(&self, k: &str, start: Timestamp, secs: i64, want: u32, limit: u32) -> Result<u32> {
-        self.hit("take_quota");
-        self.inner.take_quota(k, start, secs, want, limit).await
-    }
-}
-
-#[async_trait]
-impl LoginStore for CountingStore {
-    async fn put_login(&self, tx: &LoginTransaction) -> Result<()> {
-        self.hit("put_login");
-        self.inner.put_login(tx).await
-    }
-    async fn take_login(&self, h: &TokenHash) -> Result<Option<LoginTransaction>> {
-        self.hit("take_login");
-        self.inner.take_login(h).await
-    }
-}
-
-#[async_trait]
-impl AuditStore for CountingStore {
-    async fn record_audit(&self, e: &AuditEvent) -> Result<()> {
-        self.hit("record_audit");
-        self.inner.record_audit(e).await
-    }
-    async fn audit_page(&self, t: &TenantId, before: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>> {
-        self.hit("audit_page");
-        self.inner.audit_page(t, before, limit).await
-    }
-}
-
-#[async_trait]
-impl SecretStore for CountingStore {
-    async fn put_client_secret(&self, t: &TenantId, s: &Secret) -> Result<()> {
-        self.hit("put_client_secret");
-        self.inner.put_client_secret(t, s).await
-    }
-    async fn client_secret(&self, t: &TenantId) -> Result<Option<Secret>> {
-        self.hit("client_secret");
-        self.inner.client_secret(t).await
-    }
-}
-
-#[async_trait]
-impl TokenStore for CountingStore {
-    async fn resolve_token(&self, h: &TokenHash) -> Result<Option<TokenRecord>> {
-        self.hit("resolve_token");
-        self.inner.resolve_token(h).await
-    }
-    async fn token_slots(&self, t: &TenantId) -> Result<Option<TokenSlots>> {
-        self.hit("token_slots");
-        self.inner.token_slots(t).await
-    }
-    async fn install_token(&self, new: &TokenRecord, expected: Option<&TokenSlots>) -> Result<()> {
-        self.hit("install_token");
-        self.inner.install_token(new, expected).await
-    }
-    async fn install_token_with_overlap(&self, new: &TokenRecord, old: &TokenSlots, until: Timestamp) -> Result<()> {
-        self.hit("install_token_with_overlap");
-        self.inner.install_token_with_overlap(new, old, until).await
-    }
-    async fn retire_previous(&self, t: &TenantId, cur: &TokenHash, prev: &TokenHash) -> Result<()> {
-        self.hit("retire_previous");
-        self.inner.retire_previous(t, cur, prev).await
-    }
-    async fn record_token_use(&self, h: &TokenHash, at: Timestamp) -> Result<()> {
-        self.hit("record_token_use");
-        self.inner.record_token_use(h, at).await
-    }
-}
-
-#[async_trait]
-impl UserStore for CountingStore {
-    async fn resolve_token_and_get_user(
-        &self,
-        h: &TokenHash,
-        id: &UserId,
-    ) -> Result<(Option<TokenRecord>, Option<User>)> {
-        self.hit("resolve_token_and_get_user");
-        self.inner.resolve_token_and_get_user(h, id).await
-    }
-    async fn create_user_with(&self, u: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.hit("create_user");
-        self.inner.create_user_with(u, a).await
-    }
-    async fn get_user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
-        self.hit("get_user");
-        self.inner.get_user(t, id).await
-    }
-    async fn find_user_by_user_name(&self, t: &TenantId, f: &str) -> Result<Option<User>> {
-        self.hit("find_user_by_user_name");
-        self.inner.find_user_by_user_name(t, f).await
-    }
-    async fn find_user_by_external_id(&self, t: &TenantId, e: &str) -> Result<Option<User>> {
-        self.hit("find_user_by_external_id");
-        self.inner.find_user_by_external_id(t, e).await
-    }
-    async fn find_user_by_subject(&self, t: &TenantId, s: &Subject) -> Result<Option<User>> {
-        self.hit("find_user_by_subject");
-        self.inner.find_user_by_subject(t, s).await
-    }
-    async fn replace_user_with(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.hit("replace_user");
-        self.inner.replace_user_with(p, n, a).await
-    }
-    async fn replace_user_guarded(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.hit("replace_user_guarded");
-        self.inner.replace_user_guarded(p, n, a).await
-    }
-    async fn delete_user_with(&self, p: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.hit("delete_user");
-        self.inner.delete_user_with(p, a).await
-    }
-    async fn list_users(&self, t: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>> {
-        self.hit("list_users");
-        self.inner.list_users(t, after, skip, limit).await
-    }
-    async fn count_users(&self, t: &TenantId) -> Result<u64> {
-        self.hit("count_users");
-        self.inner.count_users(t).await
-    }
-}
-
-#[async_trait]
-impl OnceStore for CountingStore {
-    async fn claim_once(&self, scope: &str, key: &str, expires_at: Timestamp) -> Result<bool> {
-        self.hit("claim_once");
-        self.inner.claim_once(scope, key, expires_at).await
     }
 }
 
@@ -334,6 +138,27 @@ impl TestApp {
         policy: SsoPolicy,
         limits: Option<butterfly_api::Limits>,
     ) -> TestApp {
+        Self::start_inner(data_dir, tenant, policy, limits, None).await
+    }
+
+    /// A fresh store, with tenants' client secrets kept in `secrets` (Secrets Manager, say)
+    /// instead of the embedded store.
+    pub async fn spawn_with_secrets(secrets: Arc<dyn butterfly_core::ports::SecretStore>) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let policy = SsoPolicy { allow_loopback_http: true, ..SsoPolicy::default() };
+        let mut app = Self::start_inner(&path, None, policy, None, Some(secrets)).await;
+        app.dir = Some(dir);
+        app
+    }
+
+    async fn start_inner(
+        data_dir: &Path,
+        tenant: Option<(TenantId, String)>,
+        policy: SsoPolicy,
+        limits: Option<butterfly_api::Limits>,
+        secrets: Option<Arc<dyn butterfly_core::ports::SecretStore>>,
+    ) -> TestApp {
         let embedded = EmbeddedStore::open(data_dir).expect("open store");
         let key = embedded.server_secret("cursor-key").await.expect("cursor key");
         let store = Arc::new(CountingStore::new(embedded));
@@ -355,7 +180,7 @@ impl TestApp {
         let csrf = butterfly_core::csrf::CsrfKey::derive(&key);
         let parts = butterfly_api::AppParts {
             store: store.clone(),
-            secrets: store.clone(),
+            secrets: secrets.unwrap_or_else(|| store.clone()),
             idp: Arc::new(butterfly_outbound::OidcProvider::new(http)),
             clock: Arc::new(SystemClock),
             base_url: butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),

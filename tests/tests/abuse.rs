@@ -156,6 +156,62 @@ async fn scim_is_limited_per_tenant_with_retry_after() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// A shared counter that answers after 20 ms (a DynamoDB round trip, a group commit).
+#[derive(Default)]
+struct SlowCounter(std::sync::Mutex<std::collections::HashMap<(String, i64), u32>>);
+
+#[async_trait::async_trait]
+impl butterfly_core::limit::QuotaStore for SlowCounter {
+    async fn take_quota(
+        &self,
+        key: &str,
+        start: butterfly_core::clock::Timestamp,
+        _secs: i64,
+        want: u32,
+        limit: u32,
+    ) -> butterfly_core::Result<u32> {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut m = self.0.lock().unwrap();
+        let used = m.entry((key.to_string(), start.0)).or_default();
+        let granted = want.min(limit - *used);
+        *used += granted;
+        Ok(granted)
+    }
+}
+
+/// Found by the crash suite: concurrent first requests of a window (the local stack, or
+/// `serve --store dynamodb`) each took a lease of 50 from the shared counter and each
+/// overwrote the instance's lease with its own, so the 1,200 a minute were spent on a few
+/// dozen requests and a refused lease marked the window used up: the tenant got 429s for the
+/// rest of the minute. And requests past the 24th concurrent lease were refused while this
+/// very instance held over a thousand unspent requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_requests_do_not_spend_the_tenants_minute() {
+    use butterfly_core::limit::TenantQuota;
+    let quota = std::sync::Arc::new(TenantQuota::new(
+        std::sync::Arc::new(SlowCounter::default()),
+        QuotaPolicy::per_minute(1200),
+    ));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    // One instant, mid-window: every request falls in the same minute.
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (q, t) = (quota.clone(), tenant.clone());
+            tokio::spawn(async move { q.admit(&t, now).await.is_ok() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(admitted, 64, "64 concurrent requests of a 1,200 limit");
+    for _ in 0..1200 {
+        admitted += usize::from(quota.admit(&tenant, now).await.is_ok());
+    }
+    assert_eq!(admitted, 1200, "exactly the limit is admitted in the minute");
+}
+
 /// The embedded store grew 1.2 KB per anonymous lookup: expired transactions, replay-cache
 /// keys and sessions are now swept.
 #[tokio::test]

@@ -54,8 +54,17 @@ fn domain_error(e: Error) -> Response {
         Error::Conflict(m) | Error::Uniqueness(m) | Error::PreconditionFailed(m) => {
             error(StatusCode::CONFLICT, "conflict", &m)
         }
-        Error::Unavailable { message, .. } => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &message)
+        Error::Unavailable { message, retry_after_secs } => {
+            tracing::warn!(error = %message, "store unavailable");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                &crate::error::unavailable_detail(retry_after_secs),
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            r
         }
         Error::RateLimited { retry_after_secs, .. } => crate::limits::too_many(retry_after_secs, false),
         other => {

@@ -50,6 +50,11 @@ fn body(status: StatusCode, scim_type: Option<&str>, detail: &str) -> serde_json
     v
 }
 
+/// The detail of every 503 for an unavailable store: our words only.
+pub fn unavailable_detail(retry_after_secs: u32) -> String {
+    format!("the service is temporarily unavailable; retry after {} seconds", retry_after_secs.max(1))
+}
+
 pub fn internal_error_response() -> Response {
     let status = StatusCode::INTERNAL_SERVER_ERROR;
     scim_response(
@@ -68,7 +73,15 @@ impl IntoResponse for ScimError {
                     tracing::error!(error = %m, "store failure");
                     return internal_error_response();
                 }
-                let mut resp = scim_response(status, &body(status, e.scim_type(), &e.to_string()));
+                let detail = match &e {
+                    // What the store adapter said (operation, SDK error, endpoint) is for the log.
+                    Error::Unavailable { message, retry_after_secs } => {
+                        tracing::warn!(error = %message, "store unavailable");
+                        unavailable_detail(*retry_after_secs)
+                    }
+                    other => other.to_string(),
+                };
+                let mut resp = scim_response(status, &body(status, e.scim_type(), &detail));
                 match &e {
                     Error::Unauthorized(_) => {
                         resp.headers_mut()

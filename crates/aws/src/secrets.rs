@@ -37,7 +37,16 @@ pub async fn read_cursor_key(client: &Client, id: &str) -> std::result::Result<C
 /// The deployment's server secret (its string value), from which the cursor and CSRF keys are
 /// derived.
 pub async fn read_server_secret(client: &Client, id: &str) -> std::result::Result<String, String> {
-    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| format!("{e:?}"))?;
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| match &e {
+        // One line an operator can act on: the service's code and message, or why it was not reached.
+        aws_sdk_secretsmanager::error::SdkError::ServiceError(se) => {
+            format!("{}: {}", se.err().code().unwrap_or("error"), se.err().message().unwrap_or(""))
+        }
+        aws_sdk_secretsmanager::error::SdkError::TimeoutError(_) => "Secrets Manager did not answer in time".into(),
+        aws_sdk_secretsmanager::error::SdkError::DispatchFailure(_) => "Secrets Manager could not be reached".into(),
+        _ => "Secrets Manager sent an unreadable answer".into(),
+    })?;
     out.secret_string.ok_or_else(|| "the secret has no string value".to_string())
 }
 

@@ -116,10 +116,25 @@ impl TenantQuota {
                 leases.retain(|_, l| l.window >= window);
             }
             let left = granted.saturating_sub(1);
-            leases.insert(tenant.clone(), Lease { window, left, exhausted: granted == 0 });
+            // Concurrent requests of one instance may each have taken a lease: add them up
+            // (one answer must not discard what the others took, nor its refusal their rest).
+            match leases.get_mut(tenant).filter(|l| l.window == window) {
+                Some(l) => {
+                    l.left = l.left.saturating_add(left);
+                    l.exhausted |= granted == 0;
+                }
+                None => {
+                    leases.insert(tenant.clone(), Lease { window, left, exhausted: granted == 0 });
+                }
+            }
         }
         if granted == 0 {
-            return Err(self.limited(window, now));
+            // The shared counter is used up, maybe by this instance's own concurrent leases:
+            // spend from them before refusing.
+            return match self.spend_local(tenant, window) {
+                Some(true) => Ok(()),
+                _ => Err(self.limited(window, now)),
+            };
         }
         Ok(())
     }

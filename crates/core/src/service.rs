@@ -268,12 +268,18 @@ impl ScimService {
                     if deactivated {
                         // The write committed and its cut-off already kills every session; a
                         // failure of the bookkeeping after it is logged, not answered.
-                        if let Err(e) = self
+                        match self
                             .revoker
                             .revoke_user(Trigger::ScimDeactivation, &next.tenant, &next.id, "scim", now)
                             .await
                         {
-                            tracing::error!(user = %next.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
+                            Ok((_, true)) => {}
+                            Ok((_, false)) => {
+                                tracing::error!(user = %next.id, "sessions of a deactivated user deleted, but the revocation receipt was not recorded");
+                            }
+                            Err(e) => {
+                                tracing::error!(user = %next.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
+                            }
                         }
                     }
                     return Ok(next);
@@ -302,7 +308,11 @@ impl ScimService {
             Error::NotFound(_) => not_found(id),
             other => other,
         })?;
-        self.revoker.revoke_user(Trigger::ScimDelete, &current.tenant, &current.id, "scim", now).await?;
+        let (_, recorded) =
+            self.revoker.revoke_user(Trigger::ScimDelete, &current.tenant, &current.id, "scim", now).await?;
+        if !recorded {
+            tracing::error!(user = %current.id, "sessions of a deleted user deleted, but the revocation receipt was not recorded");
+        }
         Ok(())
     }
 

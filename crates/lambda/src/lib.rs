@@ -36,6 +36,20 @@ pub enum InitError {
     Invalid(&'static str, String),
 }
 
+/// The value, or — when the function cannot start — one log line saying why, in words (JSON on
+/// stdout like every other line, level ERROR), and exit status 1: Lambda reports the init as
+/// failed and the line is in the function's log group. (Returning the error from `main`
+/// printed its `Debug` form, `Error: Missing("TABLE_NAME")`, outside the JSON logs.)
+pub fn or_refuse_to_start<T>(r: Result<T, InitError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "the function cannot start: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// The configuration every function reads from its environment, once.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -194,9 +208,9 @@ pub fn app_parts(cfg: &Config, aws: &Aws, sessions: Sessions) -> Result<AppParts
 /// config, AWS clients (warm), the parts, then `router` as this Lambda.
 pub async fn serve(sessions: Sessions, router: impl FnOnce(&AppParts) -> Router) -> Result<(), lambda_http::Error> {
     init_logging();
-    let cfg = Config::from_env()?;
-    let aws = connect(&cfg).await?;
-    let parts = app_parts(&cfg, &aws, sessions)?;
+    let cfg = or_refuse_to_start(Config::from_env());
+    let aws = or_refuse_to_start(connect(&cfg).await);
+    let parts = or_refuse_to_start(app_parts(&cfg, &aws, sessions));
     run(router(&parts), aws).await
 }
 

@@ -4,7 +4,7 @@
 
 use butterfly_core::clock::SystemClock;
 use butterfly_core::domain::DomainService;
-use butterfly_lambda::{connect, init_logging, Config};
+use butterfly_lambda::{connect, init_logging, or_refuse_to_start, Config};
 use butterfly_outbound::TxtLookup;
 use lambda_http::{lambda_runtime, service_fn, LambdaEvent};
 use std::sync::Arc;
@@ -13,9 +13,9 @@ use tracing::Instrument;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     init_logging();
-    let cfg = Config::from_env()?;
-    let aws = connect(&cfg).await?;
-    let dns = TxtLookup::new(&cfg.dns).map_err(butterfly_lambda::InitError::Http)?;
+    let cfg = or_refuse_to_start(Config::from_env());
+    let aws = or_refuse_to_start(connect(&cfg).await);
+    let dns = or_refuse_to_start(TxtLookup::new(&cfg.dns).map_err(butterfly_lambda::InitError::Http));
     let service = Arc::new(DomainService::new(Arc::new(aws.store), Arc::new(dns), Arc::new(SystemClock)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let service = service.clone();
