@@ -54,20 +54,32 @@ impl Stack {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Lines arrive on a channel, so a stack that hangs before listening is caught by the deadline.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         let mut reader = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || tx.send(line).is_err() {
+                return;
+            }
+        });
         let mut lines = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            assert!(Instant::now() < deadline, "the stack did not start: {lines:?}");
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap() == 0 {
-                let status = child.wait().unwrap();
-                panic!("the stack exited ({status}) instead of opening the store: {lines:?}");
-            }
-            let done = line.contains("listening on");
-            lines.push(line.trim_end().to_string());
-            if done {
-                break;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.contains("listening on");
+                    lines.push(line.trim_end().to_string());
+                    if done {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the stack did not start in 20 s: {lines:?}"),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().unwrap();
+                    panic!("the stack exited ({status}) instead of opening the store: {lines:?}");
+                }
             }
         }
         let origin = format!("http://127.0.0.1:{port}");
