@@ -109,6 +109,50 @@ async fn dynamodb_unreachable_mid_run_is_a_503_and_the_instance_recovers() {
     );
 }
 
+/// DynamoDB accepting connections and never answering (a hung connection, a network black
+/// hole): the SDK's defaults bounded only the connect, so the request hung until the function's
+/// own timeout and Okta got API Gateway's error. Now each call gives up after its operation
+/// timeout and Okta gets our 503 with `Retry-After`, well within the function's 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_that_never_answers_is_a_503_before_the_function_times_out() {
+    use butterfly_tests::fault_proxy::Fault;
+    let proxy = FaultProxy::start(&butterfly_tests::aws::dynamodb_endpoint(), 17, 0.0).await;
+    let secret = server_secret("scim-users-hung").await;
+    let url = proxy.url();
+    let f = LambdaProcess::start_with(
+        &bin(),
+        "scim-users",
+        &[("AWS_ENDPOINT_URL_DYNAMODB", url.as_str()), ("CURSOR_KEY_SECRET_ID", secret.as_str())],
+    )
+    .await;
+    let store = DynamoStore::new(
+        butterfly_aws::dynamodb_client(&local_config(&butterfly_tests::aws::dynamodb_endpoint()).await, None),
+        f.table.clone(),
+    );
+    let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
+    let tenant = admin.create_tenant("Hung Co", "").await.unwrap();
+    let token = admin.issue_token(&tenant.id).await.unwrap().token.secret().expose().to_string();
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str())];
+    let lookup = "/scim/v2/Users?filter=userName%20eq%20%22hung%40atko.example%22";
+    let (status, _, v, _) = f.call("GET", lookup, &headers, None).await;
+    assert_eq!(status, 200, "{v}");
+    // Every call from now on is held back for a minute.
+    proxy.set_kinds(&[Fault::Slow]);
+    proxy.set_slow(std::time::Duration::from_secs(60));
+    proxy.set_fraction(1.0);
+    let t0 = Instant::now();
+    let (status, h, v, _) = f.call("GET", lookup, &headers, None).await;
+    let took = t0.elapsed();
+    assert_eq!(status, 503, "{v}");
+    assert!(h.get("retry-after").and_then(|s| s.parse::<u32>().ok()).is_some(), "{h:?}");
+    assert!(
+        took >= butterfly_aws::ATTEMPT_TIMEOUT && took < std::time::Duration::from_secs(9),
+        "answered after {took:?}: the function's timeout is 10 s"
+    );
+    println!("LAMBDA_FAILURE_FIGURES case=dynamodb-hung answered_503_after_ms={}", took.as_millis());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_or_missing_setting_stops_the_init_with_one_clear_line() {
     let secret = server_secret("scim-users-init").await;
