@@ -176,6 +176,28 @@ pub const SUSTAINED_REQUESTS: usize = 1000;
 /// The functions that set or check session cookies and CSRF tokens (they need the server key).
 pub const SERVES_SESSIONS: [&str; 4] = ["session", "admin", "token-rotation", "authorize-callback"];
 
+/// The function `bin` as Lambda starts it: a clean environment with the Runtime API, the
+/// function's identity, test credentials, the emulators' endpoints, its table and prefix.
+fn function_command(bin: &str, name: &str, runtime: &RuntimeApi, table: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
+        .env("TABLE_NAME", table)
+        .env("SECRETS_PREFIX", "butterfly/test");
+    cmd
+}
+
 /// A function binary running as on Lambda: polled by a local [`RuntimeApi`], with DynamoDB
 /// Local and moto behind it (a fresh table; the server secret in Secrets Manager for the
 /// functions the template gives it to: those serving browser sessions). Killed when dropped.
@@ -206,22 +228,7 @@ impl LambdaProcess {
         let runtime = RuntimeApi::start().await;
         let logs = tempfile::NamedTempFile::new().expect("log file");
         let started = std::time::Instant::now();
-        let child = std::process::Command::new(bin)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
-            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
-            .env("TABLE_NAME", store.table())
-            .env("SECRETS_PREFIX", "butterfly/test")
+        let child = function_command(bin, name, &runtime, store.table())
             .envs(server_secret.iter().map(|id| ("CURSOR_KEY_SECRET_ID", id.as_str())))
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::from(logs.reopen().expect("log file")))
@@ -329,20 +336,7 @@ pub async fn start_expecting_exit(
     let runtime = RuntimeApi::start().await;
     let out = tempfile::NamedTempFile::new().expect("log file");
     let err = tempfile::NamedTempFile::new().expect("log file");
-    let mut cmd = std::process::Command::new(bin);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", crate::aws::dynamodb_endpoint())
-        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", crate::aws::secretsmanager_endpoint())
-        .env("TABLE_NAME", store.table())
-        .env("SECRETS_PREFIX", "butterfly/test");
+    let mut cmd = function_command(bin, name, &runtime, store.table());
     for (k, v) in env {
         if v.is_empty() {
             cmd.env_remove(k);

@@ -290,6 +290,22 @@ impl TestApp {
     }
 }
 
+/// SSO settings for `issuer` with our client ID and secret there and the email domains, enabled.
+pub fn sso_settings(
+    issuer: String,
+    client_id: &str,
+    secret: &str,
+    domains: &str,
+) -> butterfly_core::sso_service::SsoSettingsInput {
+    butterfly_core::sso_service::SsoSettingsInput {
+        issuer,
+        client_id: client_id.into(),
+        client_secret: Some(butterfly_core::token::Secret::new(secret)),
+        domains: Some(domains.into()),
+        enabled: true,
+    }
+}
+
 /// An Okta-style user id (`00u…`) derived from the email, stable and distinct per email.
 pub fn okta_id(email: &str) -> String {
     let h = email.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));

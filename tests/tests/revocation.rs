@@ -5,10 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use butterfly_core::sso::hash_secret;
-use butterfly_core::sso_service::SsoSettingsInput;
-use butterfly_core::token::Secret;
 use butterfly_tests::op::{client_spec_with_logout, set_cookies, Browser, TestOp};
-use butterfly_tests::{okta_user, TestApp};
+use butterfly_tests::{okta_user, sso_settings as settings, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,16 +35,6 @@ async fn rig_with(app: TestApp) -> Rig {
     let (other, _) = app.other_tenant().await;
     app.sso.configure(&other, settings(op.issuer("/t2"), "globex-app", "globex-secret", "globex.test")).await.unwrap();
     Rig { app, op }
-}
-
-fn settings(issuer: String, client: &str, secret: &str, domains: &str) -> SsoSettingsInput {
-    SsoSettingsInput {
-        issuer,
-        client_id: client.into(),
-        client_secret: Some(Secret::new(secret)),
-        domains: Some(domains.into()),
-        enabled: true,
-    }
 }
 
 fn now() -> i64 {

@@ -9,8 +9,7 @@
 use butterfly_aws::SecretsManagerStore;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::ports::UserStore;
-use butterfly_core::sso_service::{SsoPolicy, SsoService, SsoSettingsInput};
-use butterfly_core::token::Secret;
+use butterfly_core::sso_service::{SsoPolicy, SsoService};
 use butterfly_tests::aws::{local_config, secretsmanager_endpoint};
 use butterfly_tests::fault_proxy::{FaultProxy, Mode};
 use butterfly_tests::hostile::FakeIdp;
@@ -62,13 +61,7 @@ async fn secrets_manager_unreachable_at_the_callback_is_a_clear_page_and_no_sess
     admin_side
         .configure(
             &app.tenant,
-            SsoSettingsInput {
-                issuer: idp.issuer("/t"),
-                client_id: "butterfly".into(),
-                client_secret: Some(Secret::new("the client secret")),
-                domains: Some("acme.test".into()),
-                enabled: true,
-            },
+            butterfly_tests::sso_settings(idp.issuer("/t"), "butterfly", "the client secret", "acme.test"),
         )
         .await
         .unwrap();

@@ -21,10 +21,20 @@ fn bin() -> String {
     std::env::var("SCIM_USERS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-users").to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamodb_unreachable_mid_run_is_a_503_and_the_instance_recovers() {
-    let proxy = FaultProxy::start(&butterfly_tests::aws::dynamodb_endpoint(), 13, 0.0).await;
-    let secret = server_secret("scim-users-faults").await;
+/// The function reaching DynamoDB Local through a fault proxy (no faults yet), with a tenant and
+/// its SCIM token written straight to the function's table.
+struct Behind {
+    proxy: FaultProxy,
+    f: LambdaProcess,
+    store: DynamoStore,
+    tenant: butterfly_core::tenant::Tenant,
+    /// `Bearer {token}`.
+    auth: String,
+}
+
+async fn behind_a_proxy(label: &str, seed: u64) -> Behind {
+    let proxy = FaultProxy::start(&butterfly_tests::aws::dynamodb_endpoint(), seed, 0.0).await;
+    let secret = server_secret(&format!("scim-users-{label}")).await;
     let url = proxy.url();
     let f = LambdaProcess::start_with(
         &bin(),
@@ -32,15 +42,19 @@ async fn dynamodb_unreachable_mid_run_is_a_503_and_the_instance_recovers() {
         &[("AWS_ENDPOINT_URL_DYNAMODB", url.as_str()), ("CURSOR_KEY_SECRET_ID", secret.as_str())],
     )
     .await;
-    // The tenant and its token, written straight to the function's table.
     let store = DynamoStore::new(
         butterfly_aws::dynamodb_client(&local_config(&butterfly_tests::aws::dynamodb_endpoint()).await, None),
         f.table.clone(),
     );
     let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
-    let tenant = admin.create_tenant("Faults Co", "").await.unwrap();
+    let tenant = admin.create_tenant(&format!("{label} Co"), "").await.unwrap();
     let token = admin.issue_token(&tenant.id).await.unwrap().token.secret().expose().to_string();
-    let auth = format!("Bearer {token}");
+    Behind { proxy, f, store, tenant, auth: format!("Bearer {token}") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_unreachable_mid_run_is_a_503_and_the_instance_recovers() {
+    let Behind { proxy, f, store, tenant, auth } = behind_a_proxy("faults", 13).await;
     let headers = [("authorization", auth.as_str()), ("content-type", "application/scim+json")];
     let body = |n: u32| {
         json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":format!("down.{n}@atko.example"),
@@ -116,23 +130,7 @@ async fn dynamodb_unreachable_mid_run_is_a_503_and_the_instance_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamodb_that_never_answers_is_a_503_before_the_function_times_out() {
     use butterfly_tests::fault_proxy::Fault;
-    let proxy = FaultProxy::start(&butterfly_tests::aws::dynamodb_endpoint(), 17, 0.0).await;
-    let secret = server_secret("scim-users-hung").await;
-    let url = proxy.url();
-    let f = LambdaProcess::start_with(
-        &bin(),
-        "scim-users",
-        &[("AWS_ENDPOINT_URL_DYNAMODB", url.as_str()), ("CURSOR_KEY_SECRET_ID", secret.as_str())],
-    )
-    .await;
-    let store = DynamoStore::new(
-        butterfly_aws::dynamodb_client(&local_config(&butterfly_tests::aws::dynamodb_endpoint()).await, None),
-        f.table.clone(),
-    );
-    let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
-    let tenant = admin.create_tenant("Hung Co", "").await.unwrap();
-    let token = admin.issue_token(&tenant.id).await.unwrap().token.secret().expose().to_string();
-    let auth = format!("Bearer {token}");
+    let Behind { proxy, f, auth, .. } = behind_a_proxy("hung", 17).await;
     let headers = [("authorization", auth.as_str())];
     let lookup = "/scim/v2/Users?filter=userName%20eq%20%22hung%40atko.example%22";
     let (status, _, v, _) = f.call("GET", lookup, &headers, None).await;
