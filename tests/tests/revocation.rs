@@ -531,3 +531,33 @@ async fn a_spent_key_refetch_makes_logouts_with_a_new_key_retryable() {
     assert!(r.headers().get("retry-after").is_some());
     assert_eq!(me_status(&rig, &bob).await, StatusCode::OK, "nothing ended yet: the retry will");
 }
+
+/// A logout token signed by the provider whose claims do not decode: the refusal is in our
+/// words, never the decoder's (which quotes the offending value back to the caller).
+#[tokio::test]
+async fn undecodable_claims_are_refused_without_quoting_them() {
+    let rig = rig().await;
+    let n = now();
+    for (name, claims) in [
+        (
+            "exp",
+            json!({"iss": rig.op.issuer("/t1"), "aud": "acme-app", "iat": n, "exp": "LURE-exp", "jti": uuid_like(),
+                       "sub": "bob@acme.test", "events": {EVENT: {}}}),
+        ),
+        (
+            "aud",
+            json!({"iss": rig.op.issuer("/t1"), "aud": {"LURE-aud": 1}, "iat": n, "exp": n + 120, "jti": uuid_like(),
+                       "sub": "bob@acme.test", "events": {EVENT: {}}}),
+        ),
+        (
+            "iss",
+            json!({"iss": ["LURE-iss"], "aud": "acme-app", "iat": n, "exp": n + 120, "jti": uuid_like(),
+                       "sub": "bob@acme.test", "events": {EVENT: {}}}),
+        ),
+    ] {
+        let token = rig.op.sign("/t1", json!({"alg": "RS256", "typ": "logout+jwt"}), claims, false).await;
+        let (status, body, _) = post_logout_token(&rig, &token).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert!(!body.to_string().contains("LURE"), "{name}: the refusal quotes the token: {body}");
+    }
+}

@@ -336,8 +336,9 @@ pub trait IdentityProvider: Send + Sync {
     /// Exchanges the code (confidential client, PKCE) and verifies the ID token.
     async fn redeem(&self, r: CodeRedemption<'_>) -> Result<VerifiedIdToken, SsoError>;
     /// Verifies a JWT signed with the issuer's published keys (asymmetric algorithms only, an
-    /// unknown `kid` refetches the keys once): `typ` per `kind`, `iss` = the issuer, `aud`
-    /// contains `audience`, `exp` (and `nbf`, `iat`) with a minute of leeway. Returns the claims.
+    /// unknown `kid` refetches the keys once — `ProviderUnavailable` if they were refetched too
+    /// recently, so the sender retries): `typ` per `kind`, `iss` = the issuer, `aud` contains
+    /// `audience`, `exp` (and `nbf`, `iat`) with a minute of leeway. Returns the claims.
     async fn verify_jwt(
         &self,
         issuer: &Issuer,

@@ -82,9 +82,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl GuardedConnector {
     async fn connect(self, uri: http::Uri) -> Result<TokioIo<TcpStream>, BoxError> {
-        let host = uri.host().ok_or("the URL has no host")?;
+        let name = uri.host().ok_or("the URL has no host")?;
+        // The name may come from a provider's document: what is shown or logged is bounded.
+        let host = &butterfly_core::text::clean(name, 253);
         let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = name.trim_start_matches('[').trim_end_matches(']');
         // What DNS answered stays in our log: error texts reach tenant admins, and our view of
         // internal names is none of their business. A name that does not resolve and a name
         // that resolves to an internal address get the same words, so an admin cannot map
@@ -94,7 +96,7 @@ impl GuardedConnector {
         };
         let ips: Vec<IpAddr> = match literal.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => self.resolver.addresses(host).await.map_err(|e| {
+            Err(_) => self.resolver.addresses(name).await.map_err(|e| {
                 tracing::info!(host, error = %e, "refused: name not resolved");
                 refused()
             })?,
@@ -257,7 +259,8 @@ fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources on one line, cleaned and bounded (for logs and our error values).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

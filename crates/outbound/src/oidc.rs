@@ -16,7 +16,7 @@
 //! do not know refetches the key set at most once per [`JWKS_REFETCH_INTERVAL`] per issuer,
 //! failures included.
 
-use crate::http::{FetchError, GuardedHttp};
+use crate::http::{error_chain, FetchError, GuardedHttp};
 use async_trait::async_trait;
 use butterfly_core::egress::check_provider_url;
 use butterfly_core::sso::{
@@ -489,7 +489,7 @@ impl OidcProvider {
                     return Err(unknown_key())
                 }
                 Err(e) => {
-                    tracing::info!(error = %text::clean(&error_chain(&e), 300), "ID token refused");
+                    tracing::info!(error = %error_chain(&e), "ID token refused");
                     return Err(SsoError::rejected("invalid_id_token", id_token_refusal(&e)));
                 }
             }
@@ -602,17 +602,6 @@ fn typ_allowed(typ: Option<&str>, kind: JwtKind) -> bool {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn info(issuer: &Issuer, md: &Metadata) -> ProviderInfo {
     let extra = md.additional_metadata();
     ProviderInfo {
@@ -662,7 +651,7 @@ impl IdentityProvider for OidcProvider {
                 }
                 RequestTokenError::Request(e) => unavailable(format!("token endpoint: {e}")),
                 other => {
-                    tracing::info!(error = %text::clean(&error_chain(&other), 300), "unreadable token response");
+                    tracing::info!(error = %error_chain(&other), "unreadable token response");
                     SsoError::rejected(
                         "code_exchange_failed",
                         "the identity provider's token response could not be read",
@@ -734,7 +723,16 @@ impl IdentityProvider for OidcProvider {
                 K::InvalidKeyFormat | K::InvalidRsaKey(_) | K::InvalidEcdsaKey => {
                     unavailable(format!("the provider's key {kid} is unusable ({:?})", e.kind()))
                 }
-                other => jwt_rejected(format!("the JWT failed verification ({other:?})")),
+                // Our words only: a claim's decoding error would quote the token's content.
+                K::ExpiredSignature => jwt_rejected("the JWT has expired (exp)"),
+                K::ImmatureSignature => jwt_rejected("the JWT is not valid yet (nbf)"),
+                K::InvalidIssuer => jwt_rejected("the JWT is from another issuer (iss)"),
+                K::InvalidAudience => jwt_rejected("the JWT is for another audience (aud)"),
+                K::InvalidSignature => jwt_rejected("the JWT's signature does not verify"),
+                K::MissingRequiredClaim(c) => {
+                    jwt_rejected(format!("the JWT lacks a required claim ({})", text::clean(c, 8)))
+                }
+                _ => jwt_rejected("the JWT failed verification"),
             }
         })?;
         if let Some(iat) = data.claims.get("iat") {
