@@ -7,10 +7,9 @@
 
 use butterfly_core::actor::Actor;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::sso_service::{verification_name, verification_value, SsoSettingsInput};
-use butterfly_core::token::Secret;
+use butterfly_core::sso_service::{verification_name, verification_value};
 use butterfly_tests::op::{client_spec, client_spec_with_logout, location, set_cookies, Browser, TestOp};
-use butterfly_tests::{okta_user, TestApp};
+use butterfly_tests::{okta_user, sso_settings as settings, TestApp};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -19,16 +18,6 @@ struct Rig {
     op: TestOp,
     /// The attacker's tenant (issuer /t2, domain globex.test).
     other: TenantId,
-}
-
-fn settings(issuer: String, client: &str, secret: &str, domains: &str) -> SsoSettingsInput {
-    SsoSettingsInput {
-        issuer,
-        client_id: client.into(),
-        client_secret: Some(Secret::new(secret)),
-        domains: Some(domains.into()),
-        enabled: true,
-    }
 }
 
 async fn rig() -> Rig {

@@ -7,9 +7,8 @@
 use butterfly_core::ids::TenantId;
 use butterfly_core::sso::SsoError;
 use butterfly_core::sso_service::{SsoPolicy, SsoSettingsInput};
-use butterfly_core::token::Secret;
 use butterfly_tests::op::{client_spec, location, set_cookies, Browser, TestOp};
-use butterfly_tests::{okta_user, TestApp};
+use butterfly_tests::{okta_user, sso_settings as settings, TestApp};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -18,16 +17,6 @@ struct Rig {
     op: TestOp,
     /// The second tenant (issuer /t2, domain globex.test).
     other: TenantId,
-}
-
-fn settings(issuer: String, client: &str, secret: &str, domains: &str) -> SsoSettingsInput {
-    SsoSettingsInput {
-        issuer,
-        client_id: client.into(),
-        client_secret: Some(Secret::new(secret)),
-        domains: Some(domains.into()),
-        enabled: true,
-    }
 }
 
 async fn rig_with(policy: Option<SsoPolicy>) -> Rig {
