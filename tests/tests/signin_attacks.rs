@@ -403,12 +403,12 @@ async fn dns_verification_grants_and_withdraws_a_domain() {
     let token = rig.app.sso.settings(&rig.app.tenant).await.unwrap().verification_token.unwrap();
     let name = verification_name(&"acme-labs.test".parse_domain());
     // Without the record: not verified, and the reason names the record to add.
-    let r = rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::User(admin)).await.unwrap();
+    let r = rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::User(admin)).await.unwrap().record;
     assert!(!r.is_verified());
     assert!(r.last_error.as_deref().unwrap_or("").contains(&name));
     rig.app.dns.add_txt(&name, "some-other-vendor=123").await;
     rig.app.dns.add_txt(&name, &verification_value(&token)).await;
-    let r = rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::User(admin)).await.unwrap();
+    let r = rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::User(admin)).await.unwrap().record;
     assert!(r.is_verified(), "{r:?}");
     let routed = reqwest::Client::new()
         .post(format!("{}/sso/lookup", rig.app.origin))
@@ -422,8 +422,22 @@ async fn dns_verification_grants_and_withdraws_a_domain() {
     assert_eq!(routed["sso"], true);
     // The record is removed: one missed check keeps it (a DNS edit being fixed), two withdraw it.
     rig.app.dns.remove(&name, hickory_server::proto::rr::RecordType::TXT).await;
-    assert!(rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::System).await.unwrap().is_verified());
-    assert!(!rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::System).await.unwrap().is_verified());
+    assert!(rig
+        .app
+        .domains
+        .verify(&rig.app.tenant, "acme-labs.test", &Actor::System)
+        .await
+        .unwrap()
+        .record
+        .is_verified());
+    assert!(!rig
+        .app
+        .domains
+        .verify(&rig.app.tenant, "acme-labs.test", &Actor::System)
+        .await
+        .unwrap()
+        .record
+        .is_verified());
     let t = rig.app.sso.settings(&rig.app.tenant).await.unwrap();
     assert!(!t.domains.iter().any(|d| d.as_str() == "acme-labs.test"));
     let events = rig.app.store.audit_page(&rig.app.tenant, None, 50).await.unwrap();

@@ -3,37 +3,28 @@
 //! every endpoint checks the permission matrix; cookie-authenticated writes need the session's
 //! CSRF token in `X-CSRF-Token` and, when the browser sends one, a same-origin `Origin`.
 
-// Handlers' helpers return the refusal response itself as the error; it is built once and
-// returned at once, so its size does not matter.
-#![allow(clippy::result_large_err)]
-
-use crate::auth_response::{json_response as ok, oauth_error as error};
+use crate::auth_response::json_response;
+use crate::error::{ApiError, ApiResult, OAuth};
+use crate::extract::{JsonBody, ManageSsoScim, ManageTeam, Member, ViewAuditTrail};
 use crate::scim::BaseUrl;
-use crate::sso::{
-    add_cookie, from_this_site, read_cookie, redirect_uri, transaction_cookie, CookiePolicy, CSRF_SESSION,
-};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use crate::sso::{add_cookie, redirect_uri, transaction_cookie, CookiePolicy};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::Router;
 use butterfly_core::actor::Actor;
+use butterfly_core::audit::AuditTrail;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::domain::DomainService;
-use butterfly_core::ids::TenantId;
-use butterfly_core::role::Permission;
 use butterfly_core::service::{AdminService, RotationMode};
-use butterfly_core::sso::SsoError;
 use butterfly_core::sso_service::{verification_name, verification_value, SsoService, SsoSettingsInput};
 use butterfly_core::team::TeamService;
 use butterfly_core::token::Secret;
-use butterfly_core::user::User;
-use butterfly_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
+
+type Answer = ApiResult<OAuth>;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -42,96 +33,26 @@ pub struct AdminState {
     pub csrf: CsrfKey,
     pub admin: Arc<AdminService>,
     pub team: Arc<TeamService>,
-    pub store: Arc<dyn butterfly_core::ports::Store>,
+    pub audit: Arc<AuditTrail>,
     pub base_url: BaseUrl,
     pub cookies: CookiePolicy,
 }
 
-fn domain_error(e: Error) -> Response {
-    match e {
-        Error::InvalidValue(m) | Error::InvalidSyntax(m) => error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-        Error::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", &m),
-        Error::Conflict(m) | Error::Uniqueness(m) | Error::PreconditionFailed(m) => {
-            error(StatusCode::CONFLICT, "conflict", &m)
-        }
-        Error::Unavailable { message, retry_after_secs } => {
-            tracing::warn!(error = %message, "store unavailable");
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                &crate::error::unavailable_detail(retry_after_secs),
-            );
-            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
-                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-            }
-            r
-        }
-        Error::RateLimited { retry_after_secs, .. } => crate::limits::too_many(retry_after_secs, false),
-        other => {
-            tracing::error!(error = %other, "admin request failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
-        }
+/// `?limit=` and a cursor, as sent: a limit that is not a number is the default.
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> usize {
+        self.limit.as_deref().and_then(|l| l.parse().ok()).unwrap_or(50)
     }
-}
-
-/// The signed-in member an admin request acts as.
-struct Member {
-    tenant: TenantId,
-    user: User,
-}
-
-/// Authenticates the session and checks `permission`; for writes, the CSRF defences.
-async fn authorize(
-    state: &AdminState,
-    headers: &HeaderMap,
-    method: &Method,
-    permission: Permission,
-) -> Result<Member, Response> {
-    let name = state.cookies.session_name();
-    let cookie = read_cookie(headers, &name);
-    let (session, user) = match state.sso.authenticate_member(cookie).await {
-        Ok(w) => w,
-        Err(SsoError::Unauthenticated) => {
-            return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"))
-        }
-        Err(SsoError::Store(e)) => return Err(domain_error(e)),
-        Err(e) => return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string())),
-    };
-    if !user.effective_role().can(permission) {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!("your role {} does not allow this", user.effective_role().as_str()),
-        ));
-    }
-    if method != Method::GET && method != Method::HEAD {
-        if !from_this_site(headers, &state.base_url.origin(headers)) {
-            return Err(error(StatusCode::FORBIDDEN, "csrf", "cross-origin request refused"));
-        }
-        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !state.csrf.verify(cookie.unwrap_or_default(), CSRF_SESSION, sent) {
-            return Err(error(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token (GET /me returns it)"));
-        }
-    }
-    Ok(Member { tenant: session.tenant, user })
-}
-
-fn query(uri: &Uri) -> HashMap<String, String> {
-    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
-}
-
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request", &format!("bad JSON: {e}")))
-}
-
-macro_rules! try_resp {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
 }
 
 // ---- token rotation ------------------------------------------------------------------------
@@ -141,12 +62,8 @@ pub fn token_rotation_router(state: AdminState) -> Router {
     Router::new().route("/admin/scim-token", get(token_metadata).post(rotate_token)).with_state(state)
 }
 
-async fn token_metadata(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    let live = match s.admin.live_tokens(&who.tenant).await {
-        Ok(l) => l,
-        Err(e) => return domain_error(e),
-    };
+async fn token_metadata(State(s): State<AdminState>, who: Member<ManageSsoScim>) -> Answer {
+    let live = s.admin.live_tokens(&who.tenant).await?;
     let token_json = |t: &butterfly_core::token::TokenRecord| {
         json!({
             "display_prefix": t.display_prefix,
@@ -155,8 +72,10 @@ async fn token_metadata(State(s): State<AdminState>, method: Method, headers: He
             "expires": t.expires.map(|t| t.to_rfc3339()),
         })
     };
-    let Some(c) = live.first() else { return ok(StatusCode::OK, json!({ "token": null, "tokens": [] })) };
-    ok(
+    let Some(c) = live.first() else {
+        return Ok(json_response(StatusCode::OK, json!({ "token": null, "tokens": [] })));
+    };
+    Ok(json_response(
         StatusCode::OK,
         json!({
             "display_prefix": c.display_prefix,
@@ -166,7 +85,7 @@ async fn token_metadata(State(s): State<AdminState>, method: Method, headers: He
             // Every live token (two at most: the current one and the one it overlaps).
             "tokens": live.iter().map(token_json).collect::<Vec<_>>(),
         }),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -177,38 +96,36 @@ struct RotateBody {
     overlap_hours: Option<f64>,
 }
 
-async fn rotate_token(State(s): State<AdminState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    let b: RotateBody =
-        if body.is_empty() { RotateBody { mode: None, overlap_hours: None } } else { try_resp!(parse_json(&body)) };
-    let mode = match (b.mode.as_deref().unwrap_or("overlap"), b.overlap_hours) {
-        ("immediate", _) => RotationMode::Immediate,
-        ("overlap", None) => RotationMode::default(),
-        ("overlap", Some(hours)) => match RotationMode::overlap_hours(hours) {
-            Ok(m) => m,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("overlap_hours: {e}")),
-        },
-        (other, _) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("mode must be immediate or overlap, not {other:?}"),
-            )
+impl RotateBody {
+    fn mode(&self) -> Result<RotationMode, ApiError<OAuth>> {
+        match (self.mode.as_deref().unwrap_or("overlap"), self.overlap_hours) {
+            ("immediate", _) => Ok(RotationMode::Immediate),
+            ("overlap", None) => Ok(RotationMode::default()),
+            ("overlap", Some(hours)) => {
+                RotationMode::overlap_hours(hours).map_err(|e| ApiError::invalid_request(format!("overlap_hours: {e}")))
+            }
+            (other, _) => Err(ApiError::invalid_request(format!("mode must be immediate or overlap, not {other:?}"))),
         }
-    };
-    match s.admin.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await {
-        Ok(issued) => ok(
-            StatusCode::CREATED,
-            json!({
-                "token": issued.token.secret().expose(),
-                "display_prefix": issued.record.display_prefix,
-                "created": issued.record.created.to_rfc3339(),
-                "mode": match mode { RotationMode::Immediate => "immediate", RotationMode::Overlap { .. } => "overlap" },
-                "note": "shown once: paste it into Okta (Provisioning > Integration > API token) now",
-            }),
-        ),
-        Err(e) => domain_error(e),
     }
+}
+
+async fn rotate_token(
+    State(s): State<AdminState>,
+    who: Member<ManageSsoScim>,
+    JsonBody(body): JsonBody<RotateBody>,
+) -> Answer {
+    let mode = body.mode()?;
+    let issued = s.admin.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        json!({
+            "token": issued.token.secret().expose(),
+            "display_prefix": issued.record.display_prefix,
+            "created": issued.record.created.to_rfc3339(),
+            "mode": match mode { RotationMode::Immediate => "immediate", RotationMode::Overlap { .. } => "overlap" },
+            "note": "shown once: paste it into Okta (Provisioning > Integration > API token) now",
+        }),
+    ))
 }
 
 // ---- the admin API ---------------------------------------------------------------------------
@@ -256,47 +173,21 @@ fn domain_json(r: &butterfly_core::tenant::DomainRecord, token: Option<&str>) ->
 
 /// `POST /admin/sso/test`: starts a test sign-in through the configured provider; answers the
 /// URL to open (in this browser: the transaction cookie is set here).
-async fn test_sign_in(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    match s.sso.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await {
-        Ok(start) => {
-            let mut resp = ok(StatusCode::OK, json!({ "redirect_url": start.authorize_url }));
-            add_cookie(&mut resp, transaction_cookie(&s.cookies, &start));
-            resp
-        }
-        Err(SsoError::Store(e)) => domain_error(e),
-        Err(SsoError::ProviderUnavailable(m)) => {
-            tracing::warn!(error = %m, "identity provider unreachable");
-            error(StatusCode::BAD_GATEWAY, "temporarily_unavailable", "the identity provider did not answer; try again")
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
-    }
+async fn test_sign_in(State(s): State<AdminState>, who: Member<ManageSsoScim>, headers: HeaderMap) -> Answer {
+    let start = s.sso.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await?;
+    let mut resp = json_response(StatusCode::OK, json!({ "redirect_url": start.authorize_url }));
+    add_cookie(&mut resp, transaction_cookie(&s.cookies, &start));
+    Ok(resp)
 }
 
 /// `POST /admin/domains/{domain}/verify`: looks for the domain's TXT record now.
-async fn verify_domain(
-    State(s): State<AdminState>,
-    method: Method,
-    headers: HeaderMap,
-    Path(domain): Path<String>,
-) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    match s.domains.verify(&who.tenant, &domain, &Actor::User(who.user.id)).await {
-        Ok(r) => {
-            let token = s.sso.settings(&who.tenant).await.ok().and_then(|v| v.verification_token);
-            ok(StatusCode::OK, domain_json(&r, token.as_deref()))
-        }
-        Err(e) => domain_error(e),
-    }
+async fn verify_domain(State(s): State<AdminState>, who: Member<ManageSsoScim>, Path(domain): Path<String>) -> Answer {
+    let check = s.domains.verify(&who.tenant, &domain, &Actor::User(who.user.id)).await?;
+    Ok(json_response(StatusCode::OK, domain_json(&check.record, check.txt_token.as_deref())))
 }
 
-async fn sso_settings(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    match s.sso.settings(&who.tenant).await {
-        Ok(v) => ok(StatusCode::OK, settings_json(&v)),
-        Err(SsoError::Store(e)) => domain_error(e),
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
-    }
+async fn sso_settings(State(s): State<AdminState>, who: Member<ManageSsoScim>) -> Answer {
+    Ok(json_response(StatusCode::OK, settings_json(&s.sso.settings(&who.tenant).await?)))
 }
 
 #[derive(Deserialize)]
@@ -315,9 +206,7 @@ fn yes() -> bool {
     true
 }
 
-async fn update_sso(State(s): State<AdminState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    let b: SsoBody = try_resp!(parse_json(&body));
+async fn update_sso(State(s): State<AdminState>, who: Member<ManageSsoScim>, JsonBody(b): JsonBody<SsoBody>) -> Answer {
     let input = SsoSettingsInput {
         issuer: b.issuer,
         client_id: b.client_id,
@@ -325,36 +214,27 @@ async fn update_sso(State(s): State<AdminState>, method: Method, headers: Header
         domains: b.domains,
         enabled: b.enabled,
     };
-    match s.sso.configure_as(&who.tenant, input, &Actor::User(who.user.id)).await {
-        Ok(v) => ok(StatusCode::OK, settings_json(&v)),
-        Err(SsoError::Store(e)) => domain_error(e),
-        Err(SsoError::Throttled(wait)) => crate::limits::too_many(wait, false),
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
-    }
+    let view = s.sso.configure_as(&who.tenant, input, &Actor::User(who.user.id)).await?;
+    Ok(json_response(StatusCode::OK, settings_json(&view)))
 }
 
-async fn members(State(s): State<AdminState>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
-    let q = query(&uri);
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
-    match s.team.members(&who.tenant, q.get("after").map(String::as_str), limit).await {
-        Ok((users, next)) => ok(
-            StatusCode::OK,
-            json!({
-                "members": users.iter().map(|u| json!({
-                    "id": u.id.to_string(),
-                    "userName": u.user_name.as_str(),
-                    "displayName": u.display_name,
-                    "active": u.active,
-                    "role": u.effective_role().as_str(),
-                    // scim: Okta pushes it; jit: the default at first sign-in; manual: set here.
-                    "roleSource": u.role_source,
-                })).collect::<Vec<_>>(),
-                "next": next,
-            }),
-        ),
-        Err(e) => domain_error(e),
-    }
+async fn members(State(s): State<AdminState>, who: Member<ManageTeam>, Query(q): Query<PageQuery>) -> Answer {
+    let (users, next) = s.team.members(&who.tenant, q.after.as_deref(), q.limit()).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "members": users.iter().map(|u| json!({
+                "id": u.id.to_string(),
+                "userName": u.user_name.as_str(),
+                "displayName": u.display_name,
+                "active": u.active,
+                "role": u.effective_role().as_str(),
+                // scim: Okta pushes it; jit: the default at first sign-in; manual: set here.
+                "roleSource": u.role_source,
+            })).collect::<Vec<_>>(),
+            "next": next,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -364,39 +244,23 @@ struct RoleBody {
 
 async fn change_role(
     State(s): State<AdminState>,
-    method: Method,
-    headers: HeaderMap,
+    who: Member<ManageTeam>,
     Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
-    let b: RoleBody = try_resp!(parse_json(&body));
-    match s.team.change_role(&who.tenant, &who.user.id, &id, &b.role).await {
-        Ok(c) => ok(
-            StatusCode::OK,
-            json!({
-                "id": c.user.id.to_string(),
-                "role": c.user.effective_role().as_str(),
-                "roleSource": c.user.role_source,
-                "warning": c.warning,
-            }),
-        ),
-        Err(e) => domain_error(e),
-    }
+    JsonBody(b): JsonBody<RoleBody>,
+) -> Answer {
+    let c = s.team.change_role(&who.tenant, &who.user.id, &id, &b.role).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "id": c.user.id.to_string(),
+            "role": c.user.effective_role().as_str(),
+            "roleSource": c.user.role_source,
+            "warning": c.warning,
+        }),
+    ))
 }
 
-async fn audit(State(s): State<AdminState>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
-    let who = try_resp!(authorize(&s, &headers, &method, Permission::ViewAuditTrail).await);
-    let q = query(&uri);
-    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 200);
-    let before = q.get("before").filter(|b| !b.is_empty() && b.len() <= 64);
-    match s.store.audit_page(&who.tenant, before.map(String::as_str), limit + 1).await {
-        Ok(mut events) => {
-            let more = events.len() > limit;
-            events.truncate(limit);
-            let next = if more { events.last().map(|e| e.id.clone()) } else { None };
-            ok(StatusCode::OK, json!({ "events": events, "next": next }))
-        }
-        Err(e) => domain_error(e),
-    }
+async fn audit(State(s): State<AdminState>, who: Member<ViewAuditTrail>, Query(q): Query<PageQuery>) -> Answer {
+    let page = s.audit.page(&who.tenant, q.before.as_deref(), q.limit()).await?;
+    Ok(json_response(StatusCode::OK, json!({ "events": page.events, "next": page.next })))
 }

@@ -1,10 +1,12 @@
 //! The HTTP layer. One router per endpoint family (so each Lambda serves one), the SCIM wire
-//! format, and the mapping of domain errors to HTTP at the edge. Handlers are one call deep:
-//! extract, call the use case, map the result.
+//! format, the callers as extractors ([`extract`]) and the one error type ([`error::ApiError`])
+//! that maps the core's errors to HTTP at the edge. Handlers are one call deep: extract, call
+//! the use case, render the result.
 
 pub mod admin;
 pub mod auth_response;
 pub mod error;
+pub mod extract;
 pub mod limits;
 pub mod logout;
 pub mod scim;
@@ -170,7 +172,7 @@ impl AppParts {
                 self.clock.clone(),
             )),
             team: std::sync::Arc::new(butterfly_core::team::TeamService::new(self.store.clone(), self.clock.clone())),
-            store: self.store.clone(),
+            audit: std::sync::Arc::new(butterfly_core::audit::AuditTrail::new(self.store.clone())),
             base_url: self.base_url.clone(),
             cookies: self.cookies,
         }

@@ -5,7 +5,9 @@
 //! Every response here carries `Cache-Control: no-store`; pages also carry a strict CSP, no
 //! referrer (the callback URL holds the code) and no framing.
 
-use crate::auth_response::{json_response, no_store, oauth_error};
+use crate::auth_response::{json_response, no_store};
+use crate::error::{ApiError, ApiResult, OAuth, Page};
+use crate::extract::{read_cookie, SignedIn};
 use crate::scim::BaseUrl;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,8 +18,8 @@ use axum::Router;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::sso::SsoError;
 use butterfly_core::sso_service::{
-    transaction_cookie_key, user_message, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignedIn,
-    SignedInUser, SsoService, TestReport,
+    transaction_cookie_key, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignedInUser, SsoService,
+    TestReport,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -53,27 +55,21 @@ impl CookiePolicy {
         format!("{}bfy_pending", self.prefix())
     }
 
+    /// A `Set-Cookie` value: host-only, whole site, script-proof, not sent on cross-site posts.
     pub(crate) fn set(&self, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
-        let secure = if self.secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"))
-            .ok()
+        let cookie = cookie::Cookie::build((name, value))
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .secure(self.secure)
+            .build();
+        HeaderValue::from_str(&cookie.to_string()).ok()
     }
 
     fn clear(&self, name: &str) -> Option<HeaderValue> {
         self.set(name, "", 0)
     }
-}
-
-/// A cookie's value from the request's `Cookie` headers.
-pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
 }
 
 /// Whether a state-changing request may have come from a page of this site: a browser's
@@ -198,7 +194,8 @@ fn login_page(message: Option<(&str, bool)>, email: &str, return_to: &str) -> St
     )
 }
 
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+/// A readable error page with a way back to the sign-in page.
+pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     html(
         status,
         page(
@@ -212,70 +209,11 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     )
 }
 
-/// Maps an SSO error to a page; logs it with its stable reason. The page says only our words:
-/// nothing a provider or the request sent is shown (it is logged, bounded, with the request id).
-fn sso_error_page(e: &SsoError) -> Response {
-    let reason = e.reason();
-    match e {
-        SsoError::Store(inner) => {
-            tracing::error!(reason, error = %inner, "sign-in failed");
-            let status = match inner {
-                butterfly_core::Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            error_page(status, "Sign-in failed", "Something went wrong on our side. Please try again.")
-        }
-        SsoError::ProviderUnavailable(m) => {
-            tracing::warn!(reason, error = %m, "identity provider unreachable");
-            error_page(
-                StatusCode::BAD_GATEWAY,
-                "Identity provider unreachable",
-                "Your organisation's identity provider did not answer. Please try again in a moment.",
-            )
-        }
-        SsoError::Deactivated => {
-            tracing::info!(reason, "sign-in refused");
-            error_page(
-                StatusCode::FORBIDDEN,
-                "Account deactivated",
-                "Your Butterfly account is deactivated. Ask your administrator to restore your access.",
-            )
-        }
-        SsoError::Throttled(wait) => crate::limits::too_many(*wait, true),
-        SsoError::LinkRefused(m) => {
-            tracing::info!(reason, "sign-in refused: account not linked");
-            error_page(StatusCode::FORBIDDEN, "Account not linked", &format!("{m}."))
-        }
-        SsoError::Rejected { detail, .. } => {
-            tracing::info!(reason, detail = %detail, "sign-in refused");
-            error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &format!("{detail}. Please start again."))
-        }
-        SsoError::UnknownIssuer => {
-            tracing::info!(reason, "sign-in refused");
-            error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown identity provider",
-                "This identity provider is not connected to Butterfly, or single sign-on is turned off.",
-            )
-        }
-        SsoError::Settings(m) => {
-            tracing::warn!(reason, error = %m, "sign-in impossible: SSO settings");
-            error_page(
-                StatusCode::CONFLICT,
-                "Single sign-on is not ready",
-                "Your organisation's single sign-on settings are incomplete. Ask your administrator.",
-            )
-        }
-        other => {
-            tracing::info!(reason, "sign-in refused");
-            error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &user_message(other))
-        }
-    }
-}
-
-fn cross_site_page() -> Response {
-    error_page(
+/// A state-changing request that came from another site (see [`from_this_site`]).
+fn cross_site<R>() -> ApiError<R> {
+    ApiError::refused(
         StatusCode::FORBIDDEN,
+        "invalid_request",
         "Request refused",
         "This request came from another site. Open Butterfly's sign-in page and try again there.",
     )
@@ -320,14 +258,15 @@ async fn login_form(uri: axum::http::Uri) -> Response {
     html(StatusCode::OK, login_page(msg, "", q.get("return_to").map(String::as_str).unwrap_or("")))
 }
 
-async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> ApiResult<Page> {
     if !from_this_site(&headers, &state.origin(&headers)) {
-        return cross_site_page();
+        return Err(cross_site());
     }
     let f = form(&body);
     let email = f.get("email").map(String::as_str).unwrap_or("").trim().to_string();
     let return_to = f.get("return_to").cloned().unwrap_or_default();
-    match state.service.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
+    // The form answers its own outcomes in place; the rest are error pages.
+    Ok(match state.service.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
         Ok(start) => start_response(&state, start),
         Err(SsoError::NoSso) => html(
             StatusCode::OK,
@@ -344,8 +283,8 @@ async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: B
         Err(SsoError::InvalidInput(m)) => {
             html(StatusCode::BAD_REQUEST, login_page(Some((&m, false)), &email, &return_to))
         }
-        Err(e) => sso_error_page(&e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 #[derive(Deserialize)]
@@ -357,37 +296,24 @@ struct LookupBody {
 
 /// `POST /sso/lookup {"email"}`: whether SSO applies and where to go. The answer names no
 /// tenant; only the provider URL in `redirect_url` shows where the domain signs in.
-async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> ApiResult<OAuth> {
     if !from_this_site(&headers, &state.origin(&headers)) {
-        return oauth_error(StatusCode::FORBIDDEN, "invalid_request", "cross-site requests are refused");
+        return Err(cross_site());
     }
-    let Ok(b) = serde_json::from_slice::<LookupBody>(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a JSON object with an \"email\" string");
-    };
+    // Not echoed: the parser's words would quote what an anonymous caller sent.
+    let b = serde_json::from_slice::<LookupBody>(&body)
+        .map_err(|_| ApiError::invalid_request("send a JSON object with an \"email\" string"))?;
     match state.service.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
         Ok(start) => {
             let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": start.authorize_url }));
             add_cookie(&mut resp, transaction_cookie(&state.cookies, &start));
-            resp
+            Ok(resp)
         }
-        Err(SsoError::NoSso) => json_response(
+        Err(SsoError::NoSso) => Ok(json_response(
             StatusCode::OK,
             json!({ "sso": false, "message": "Single sign-on is not set up for this email domain." }),
-        ),
-        Err(SsoError::InvalidInput(m)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-        Err(SsoError::Throttled(wait)) => crate::limits::too_many(wait, false),
-        Err(SsoError::ProviderUnavailable(m)) => {
-            tracing::warn!(error = %m, "identity provider unreachable");
-            oauth_error(
-                StatusCode::BAD_GATEWAY,
-                "temporarily_unavailable",
-                "the identity provider did not answer; try again",
-            )
-        }
-        Err(e) => {
-            tracing::error!(reason = e.reason(), error = %e, "lookup failed");
-            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
-        }
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -407,18 +333,18 @@ impl InitiateParams {
     }
 }
 
-async fn initiate_get(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+async fn initiate_get(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri) -> ApiResult<Page> {
     initiate(state, headers, InitiateParams::from_pairs(query_map(&uri))).await
 }
 
-async fn initiate_post(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn initiate_post(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> ApiResult<Page> {
     initiate(state, headers, InitiateParams::from_pairs(form(&body))).await
 }
 
 /// `GET /sso/initiate?iss=…`: the provider's dashboard starts a login (OIDC Core §4).
-async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> Response {
+async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> ApiResult<Page> {
     let origin = state.origin(&headers);
-    let r = state
+    let start = state
         .service
         .start_by_issuer(
             p.iss.as_deref().unwrap_or(""),
@@ -427,12 +353,8 @@ async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> Res
             &origin,
             &state.redirect_uri(&headers),
         )
-        .await;
-    match r {
-        Ok(start) => start_response(&state, start),
-        Err(SsoError::InvalidInput(m)) => error_page(StatusCode::BAD_REQUEST, "Sign-in refused", &m),
-        Err(e) => sso_error_page(&e),
-    }
+        .await?;
+    Ok(start_response(&state, start))
 }
 
 // ---- the callback router: /sso/callback -------------------------------------------------------
@@ -462,12 +384,13 @@ async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::
     let tx_cookie = params.state.as_deref().map(|s| state.cookies.transaction_name(&transaction_cookie_key(s)));
     let binding = tx_cookie.as_deref().and_then(|n| read_cookie(&headers, n));
     let previous = read_cookie(&headers, &state.cookies.session_name());
-    let result = state.service.complete(&params, binding, previous).await;
+    let result = state.service.complete(&params, binding.as_deref(), previous.as_deref()).await;
+    // The transaction cookie is cleared whatever the outcome.
     let mut resp = match result {
         Ok(CallbackOutcome::SignedIn(signed_in)) => signed_in_response(&state, *signed_in),
         Ok(CallbackOutcome::ConfirmSwitch(pending)) => switch_page(&state, pending),
         Ok(CallbackOutcome::Tested(report)) => test_report_page(&report),
-        Err(e) => sso_error_page(&e),
+        Err(e) => ApiError::<Page>::from(e).into_response(),
     };
     if let Some(name) = tx_cookie {
         add_cookie(&mut resp, state.cookies.clear(&name));
@@ -477,7 +400,7 @@ async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::
 
 /// The redirect after a sign-in, with a fresh session cookie (any session cookie the browser
 /// had is replaced).
-fn signed_in_response(state: &SsoState, signed_in: SignedIn) -> Response {
+fn signed_in_response(state: &SsoState, signed_in: butterfly_core::sso_service::SignedIn) -> Response {
     tracing::info!(tenant = %signed_in.tenant.id, user = %signed_in.user.id, created = signed_in.created, "signed in");
     let mut resp = redirect(signed_in.return_to.as_str());
     add_cookie(
@@ -544,38 +467,36 @@ fn test_report_page(r: &TestReport) -> Response {
 }
 
 /// `POST /sso/confirm` (`accept=yes|no`, `csrf`): the answer to a provider-initiated switch.
-async fn confirm(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn confirm(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) -> ApiResult<Page> {
     if !from_this_site(&headers, &state.origin(&headers)) {
-        return cross_site_page();
+        return Err(cross_site());
     }
     let f = form(&body);
     let pending_name = state.cookies.pending_name();
     let pending = read_cookie(&headers, &pending_name);
-    let csrf_ok =
-        pending.is_some_and(|p| state.csrf.verify(p, CSRF_SWITCH, f.get("csrf").map(String::as_str).unwrap_or("")));
-    if !csrf_ok {
-        let mut resp = error_page(
+    let csrf_ok = pending
+        .as_deref()
+        .is_some_and(|p| state.csrf.verify(p, CSRF_SWITCH, f.get("csrf").map(String::as_str).unwrap_or("")));
+    // The pending sign-in is answered once: its cookie is cleared whatever the outcome.
+    let mut resp = if !csrf_ok {
+        ApiError::<Page>::refused(
             StatusCode::FORBIDDEN,
+            "invalid_request",
             "Request refused",
             "This confirmation is not valid any more. Sign in again.",
-        );
-        add_cookie(&mut resp, state.cookies.clear(&pending_name));
-        return resp;
-    }
-    let accept = f.get("accept").is_some_and(|a| a == "yes");
-    let previous = read_cookie(&headers, &state.cookies.session_name());
-    let mut resp = match state.service.confirm_switch(pending, previous, accept).await {
-        Ok(Some(signed_in)) => signed_in_response(&state, signed_in),
-        Ok(None) => redirect("/"),
-        Err(SsoError::Unauthenticated) => error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in expired",
-            "This confirmation has expired or was already answered. Sign in again.",
-        ),
-        Err(e) => sso_error_page(&e),
+        )
+        .into_response()
+    } else {
+        let accept = f.get("accept").is_some_and(|a| a == "yes");
+        let previous = read_cookie(&headers, &state.cookies.session_name());
+        match state.service.confirm_switch(pending.as_deref(), previous.as_deref(), accept).await {
+            Ok(Some(signed_in)) => signed_in_response(&state, signed_in),
+            Ok(None) => redirect("/"),
+            Err(e) => ApiError::<Page>::from(e).into_response(),
+        }
     };
     add_cookie(&mut resp, state.cookies.clear(&pending_name));
-    resp
+    Ok(resp)
 }
 
 // ---- the session router: /me, /logout, / -------------------------------------------------------
@@ -583,11 +504,6 @@ async fn confirm(State(state): State<SsoState>, headers: HeaderMap, body: Bytes)
 /// `GET /me`, `POST /logout`, `GET /` (the signed-in page).
 pub fn session_router(state: SsoState) -> Router {
     Router::new().route("/me", get(me)).route("/logout", post(logout)).route("/", get(home)).with_state(state)
-}
-
-async fn current(state: &SsoState, headers: &HeaderMap) -> Result<SignedInUser, SsoError> {
-    let name = state.cookies.session_name();
-    state.service.authenticate(read_cookie(headers, &name)).await
 }
 
 fn me_json(s: &SignedInUser) -> serde_json::Value {
@@ -611,98 +527,93 @@ fn me_json(s: &SignedInUser) -> serde_json::Value {
     })
 }
 
-async fn me(State(state): State<SsoState>, headers: HeaderMap) -> Response {
-    match current(&state, &headers).await {
-        Ok(s) => {
-            let mut v = me_json(&s);
+async fn me(State(state): State<SsoState>, signed_in: Result<SignedIn, ApiError<OAuth>>) -> ApiResult<OAuth> {
+    match signed_in {
+        Ok(SignedIn { who, csrf }) => {
+            let mut v = me_json(&who);
             // For the admin API's cookie-authenticated writes (X-CSRF-Token).
-            if let Some(c) = read_cookie(&headers, &state.cookies.session_name()) {
-                v["csrfToken"] = json!(state.csrf.token(c, CSRF_SESSION).expose());
-            }
-            json_response(StatusCode::OK, v)
+            v["csrfToken"] = json!(csrf.expose());
+            Ok(json_response(StatusCode::OK, v))
         }
-        Err(SsoError::Unauthenticated) => {
-            let mut resp =
-                oauth_error(StatusCode::UNAUTHORIZED, "unauthenticated", "no valid session; sign in at /login");
+        Err(e) if e.is_unauthenticated() => {
+            // A cookie that names no live session is dropped.
+            let mut resp = e.into_response();
             add_cookie(&mut resp, state.cookies.clear(&state.cookies.session_name()));
-            resp
+            Ok(resp)
         }
-        Err(e) => {
-            tracing::error!(reason = e.reason(), error = %e, "session check failed");
-            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
-        }
+        Err(e) => Err(e),
     }
 }
 
-async fn home(State(state): State<SsoState>, headers: HeaderMap) -> Response {
-    match current(&state, &headers).await {
-        Ok(s) => {
-            let csrf = read_cookie(&headers, &state.cookies.session_name())
-                .map(|c| state.csrf.token(c, CSRF_SESSION))
-                .unwrap_or_else(|| butterfly_core::token::Secret::new(""));
-            let role = s.user.effective_role();
-            let perms: String =
-                role.permissions().iter().map(|p| format!("<li><code>{}</code></li>", esc(p.as_str()))).collect();
-            let name = s.user.display_name.clone().unwrap_or_else(|| s.user.user_name.as_str().to_string());
-            html(
-                StatusCode::OK,
-                page(
-                    "Signed in",
-                    &format!(
-                        "<h1>Signed in</h1><p class=\"msg ok\">You are signed in as <strong id=\"who\">{}</strong>.</p>\
-                         <dl><dt>Email</dt><dd id=\"email\">{}</dd><dt>Organisation</dt><dd id=\"tenant\">{}</dd>\
-                         <dt>Role</dt><dd id=\"role\">{}</dd><dt>Session ends</dt><dd>{}</dd></dl>\
-                         <h2>What you can do</h2><ul>{perms}</ul>\
-                         <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                         <button type=\"submit\">Sign out</button></form>",
-                        esc(&name),
-                        esc(s.user.user_name.as_str()),
-                        esc(&s.tenant.name),
-                        esc(role.as_str()),
-                        esc(&s.session.expires.to_rfc3339()),
-                        esc(csrf.expose()),
-                    ),
-                ),
-            )
-        }
-        Err(SsoError::Unauthenticated) => redirect("/login"),
-        Err(e) => sso_error_page(&e),
-    }
+/// `GET /`: who is signed in, what their role allows, and the sign-out button.
+async fn home(signed_in: Result<SignedIn, ApiError<OAuth>>) -> ApiResult<Page> {
+    let SignedIn { who: s, csrf } = match signed_in {
+        Ok(s) => s,
+        Err(e) if e.is_unauthenticated() => return Ok(redirect("/login")),
+        Err(e) => return Err(e.rendered_as()),
+    };
+    let role = s.user.effective_role();
+    let perms: String =
+        role.permissions().iter().map(|p| format!("<li><code>{}</code></li>", esc(p.as_str()))).collect();
+    let name = s.user.display_name.clone().unwrap_or_else(|| s.user.user_name.as_str().to_string());
+    Ok(html(
+        StatusCode::OK,
+        page(
+            "Signed in",
+            &format!(
+                "<h1>Signed in</h1><p class=\"msg ok\">You are signed in as <strong id=\"who\">{}</strong>.</p>\
+                 <dl><dt>Email</dt><dd id=\"email\">{}</dd><dt>Organisation</dt><dd id=\"tenant\">{}</dd>\
+                 <dt>Role</dt><dd id=\"role\">{}</dd><dt>Session ends</dt><dd>{}</dd></dl>\
+                 <h2>What you can do</h2><ul>{perms}</ul>\
+                 <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\">Sign out</button></form>",
+                esc(&name),
+                esc(s.user.user_name.as_str()),
+                esc(&s.tenant.name),
+                esc(role.as_str()),
+                esc(&s.session.expires.to_rfc3339()),
+                esc(csrf.expose()),
+            ),
+        ),
+    ))
 }
 
 /// `POST /logout`: ends the session. With `provider=1` (form or query), continues to the
 /// provider's end-session endpoint so the provider session ends too.
-async fn logout(State(state): State<SsoState>, headers: HeaderMap, uri: axum::http::Uri, body: Bytes) -> Response {
+async fn logout(
+    State(state): State<SsoState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Page> {
     let name = state.cookies.session_name();
     let query = query_map(&uri);
     let f = form(&body);
     if !from_this_site(&headers, &state.origin(&headers)) {
-        return cross_site_page();
+        return Err(cross_site());
     }
-    if let Some(cookie) = read_cookie(&headers, &name) {
+    let cookie = read_cookie(&headers, &name);
+    if let Some(cookie) = cookie.as_deref() {
         let sent = f
             .get("csrf")
             .map(String::as_str)
             .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
             .unwrap_or("");
         if !state.csrf.verify(cookie, CSRF_SESSION, sent) {
-            return error_page(
+            return Err(ApiError::refused(
                 StatusCode::FORBIDDEN,
+                "csrf",
                 "Sign-out refused",
                 "Use the Sign out button on a Butterfly page (the request did not carry its token).",
-            );
+            ));
         }
     }
     let provider = [f.get("provider"), query.get("provider")].into_iter().flatten().any(|v| v == "1" || v == "true");
     let after = format!("{}/login?signed_out=1", state.origin(&headers));
-    let mut resp = match state.service.logout(read_cookie(&headers, &name), provider, &after).await {
-        Ok(Some(end_session)) => redirect(&end_session),
-        Ok(None) => redirect("/login?signed_out=1"),
-        Err(e) => {
-            tracing::error!(reason = e.reason(), error = %e, "logout failed");
-            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again");
-        }
+    let mut resp = match state.service.logout(cookie.as_deref(), provider, &after).await? {
+        Some(end_session) => redirect(&end_session),
+        None => redirect("/login?signed_out=1"),
     };
     add_cookie(&mut resp, state.cookies.clear(&name));
-    resp
+    Ok(resp)
 }

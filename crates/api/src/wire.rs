@@ -1,6 +1,6 @@
 //! Reading requests and writing responses in the SCIM wire format.
 
-use crate::error::ScimError;
+use crate::error::{ApiError, Scim};
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,13 +25,15 @@ pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str>
 
 /// Reads a JSON body: `application/json` or `application/scim+json` (any `+json`, any
 /// charset, or no content type at all), at most [`MAX_BODY_BYTES`].
-pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ScimError> {
+pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError<Scim>> {
     if let Some(ct) = header_str(headers, header::CONTENT_TYPE) {
         let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let jsonish = media == "application/json" || media.ends_with("+json") || media.is_empty();
         if !jsonish {
-            return Err(ScimError::Http(
+            return Err(ApiError::refused(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "Unsupported media type",
                 format!("Content-Type {media:?} is not supported: send application/scim+json or application/json"),
             ));
         }
@@ -49,8 +51,13 @@ pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ScimErr
         .map_err(|e| butterfly_core::Error::InvalidSyntax(format!("the request body is not valid JSON: {e}")).into())
 }
 
-fn too_large() -> ScimError {
-    ScimError::Http(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes"))
+fn too_large() -> ApiError<Scim> {
+    ApiError::refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request",
+        "Request too large",
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
 }
 
 /// The decoded query pairs (`+` is a space, as Entra encodes it).

@@ -113,3 +113,43 @@ impl AuditEvent {
         self
     }
 }
+
+/// One page of a tenant's audit trail, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// The `before` of the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Reading a tenant's audit trail: the use case behind the admin API's audit page.
+pub struct AuditTrail {
+    store: std::sync::Arc<dyn crate::ports::AuditStore>,
+}
+
+impl AuditTrail {
+    /// Most events per page.
+    pub const MAX_PAGE: usize = 200;
+
+    pub fn new(store: std::sync::Arc<dyn crate::ports::AuditStore>) -> Self {
+        AuditTrail { store }
+    }
+
+    /// The events older than `before` (a previous page's `next`; anything not shaped like an
+    /// event id starts from the newest), at most `limit` (1 to [`Self::MAX_PAGE`]). One store
+    /// round trip: one event more than asked says whether a next page exists.
+    pub async fn page(
+        &self,
+        tenant: &crate::ids::TenantId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> crate::error::Result<AuditPage> {
+        let limit = limit.clamp(1, Self::MAX_PAGE);
+        let before = before.filter(|b| !b.is_empty() && b.len() <= 64);
+        let mut events = self.store.audit_page(tenant, before, limit + 1).await?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next = if more { events.last().map(|e| e.id.clone()) } else { None };
+        Ok(AuditPage { events, next })
+    }
+}

@@ -52,6 +52,14 @@ pub struct RecheckSummary {
     pub unanswered: u32,
 }
 
+/// What a check found: the domain's record after it, and the tenant's verification token (the
+/// TXT value to show next to a domain still unverified).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainCheck {
+    pub record: DomainRecord,
+    pub txt_token: Option<String>,
+}
+
 pub struct DomainService {
     store: Arc<dyn DomainStore>,
     dns: Arc<dyn TxtResolver>,
@@ -91,7 +99,7 @@ impl DomainService {
 
     /// Checks one domain of a tenant now (an admin's "Verify" click): on success it is verified
     /// and claimed; a verified domain whose record is gone counts a miss.
-    pub async fn verify(&self, tenant: &TenantId, domain: &str, actor: &Actor) -> Result<DomainRecord> {
+    pub async fn verify(&self, tenant: &TenantId, domain: &str, actor: &Actor) -> Result<DomainCheck> {
         self.throttle.check(&format!("settings:{tenant}")).map_err(|retry_after_secs| Error::RateLimited {
             message: "too many checks for this organisation; retry after the delay".into(),
             retry_after_secs,
@@ -102,7 +110,8 @@ impl DomainService {
             return Err(Error::NotFound(format!("{domain} is not one of this organisation's domains; add it first")));
         }
         let result = self.check(&t, &domain).await;
-        self.apply(t, &domain, result, actor).await
+        let txt_token = t.verification_token.clone();
+        Ok(DomainCheck { record: self.apply(t, &domain, result, actor).await?, txt_token })
     }
 
     /// The operator vouches for a domain the tenant has added (or adds it): verified, audited.

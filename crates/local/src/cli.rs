@@ -506,7 +506,10 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                     let r = if force {
                         domains.mark_verified(&tenant, &domain).await
                     } else {
-                        domains.verify(&tenant, &domain, &butterfly_core::actor::Actor::Operator).await
+                        domains
+                            .verify(&tenant, &domain, &butterfly_core::actor::Actor::Operator)
+                            .await
+                            .map(|c| c.record)
                     }
                     .map_err(|e| e.to_string())?;
                     if json {
