@@ -90,7 +90,9 @@ pub fn parse_request(body: &Value) -> Result<Vec<Operation>, Error> {
 enum PatchPath {
     Extension,
     Entitlements,
-    Attr { path: AttrPath, filter: Option<Filter>, sub_after: Option<&'static super::schema::AttrDef> },
+    /// `path`, `path[filter]` or `path[filter].sub` (`then_sub_attr`: the sub-attribute named
+    /// after the filter, e.g. `value` in `emails[type eq "work"].value`).
+    Attr { path: AttrPath, filter: Option<Filter>, then_sub_attr: Option<&'static super::schema::AttrDef> },
 }
 
 fn parse_path(raw: &str) -> Result<PatchPath, Error> {
@@ -101,7 +103,7 @@ fn parse_path(raw: &str) -> Result<PatchPath, Error> {
     let Some(open) = raw.find('[') else {
         return match parse_target(raw).map_err(bad)? {
             PathTarget::Extension(_) => Ok(PatchPath::Extension),
-            PathTarget::Attr(path) => Ok(PatchPath::Attr { path, filter: None, sub_after: None }),
+            PathTarget::Attr(path) => Ok(PatchPath::Attr { path, filter: None, then_sub_attr: None }),
         };
     };
     // Find the ']' that closes the filter, skipping quoted strings.
@@ -126,7 +128,7 @@ fn parse_path(raw: &str) -> Result<PatchPath, Error> {
     };
     let filter = filter::parse_scoped(&raw[open + 1..close], Some(path.attr)).map_err(bad)?;
     let rest = &raw[close + 1..];
-    let sub_after = if rest.is_empty() {
+    let then_sub_attr = if rest.is_empty() {
         None
     } else {
         let name = rest.strip_prefix('.').ok_or_else(|| bad(format!("unexpected {rest:?} after ']'")))?;
@@ -135,7 +137,7 @@ fn parse_path(raw: &str) -> Result<PatchPath, Error> {
                 .ok_or_else(|| bad(format!("{:?} has no sub-attribute {name:?}", path.attr.name)))?,
         )
     };
-    Ok(PatchPath::Attr { path, filter: Some(filter), sub_after })
+    Ok(PatchPath::Attr { path, filter: Some(filter), then_sub_attr })
 }
 
 /// Applies the operations to `doc` in order.
@@ -237,7 +239,7 @@ fn apply_path(
             }
             Ok(())
         }
-        PatchPath::Attr { path, filter, sub_after } => {
+        PatchPath::Attr { path, filter, then_sub_attr } => {
             if path.attr.mutability == Mutability::ReadOnly || path.leaf().mutability == Mutability::ReadOnly {
                 return Err(Error::Mutability(format!("{} is read-only", path.display())));
             }
@@ -256,7 +258,7 @@ fn apply_path(
             };
             match filter {
                 None => apply_plain(container, kind, path, value, raw),
-                Some(f) => apply_filtered(container, kind, path, f, *sub_after, value, raw),
+                Some(f) => apply_filtered(container, kind, path, f, *then_sub_attr, value, raw),
             }
         }
     }
@@ -377,7 +379,7 @@ fn apply_filtered(
     kind: OpKind,
     path: &AttrPath,
     f: &Filter,
-    sub_after: Option<&'static super::schema::AttrDef>,
+    then_sub_attr: Option<&'static super::schema::AttrDef>,
     value: Option<Value>,
     raw: &str,
 ) -> Result<(), Error> {
@@ -394,7 +396,7 @@ fn apply_filtered(
         if matched.is_empty() {
             return Err(Error::NoTarget(format!("no value of {name} matches {raw:?}")));
         }
-        match sub_after {
+        match then_sub_attr {
             Some(sub) => {
                 for i in matched {
                     if let Some(o) = arr[i].as_object_mut() {
@@ -417,7 +419,7 @@ fn apply_filtered(
         return Ok(());
     }
     let Some(v) = value else { return Ok(()) };
-    let new_value = match sub_after {
+    let new_value = match then_sub_attr {
         Some(sub) => normalize_single(sub, v),
         None => normalize_single(path.attr, v),
     };
@@ -427,7 +429,7 @@ fn apply_filtered(
         let Some(mut element) = element_from_filter(f) else {
             return Err(Error::NoTarget(format!("no value of {name} matches {raw:?}")));
         };
-        match (sub_after, new_value) {
+        match (then_sub_attr, new_value) {
             (Some(sub), v) => {
                 element.insert(sub.name.into(), v);
             }
@@ -441,7 +443,7 @@ fn apply_filtered(
         let Some(o) = arr[i].as_object_mut() else {
             continue;
         };
-        match (sub_after, &new_value) {
+        match (then_sub_attr, &new_value) {
             (Some(sub), v) => {
                 o.insert(sub.name.into(), v.clone());
             }
