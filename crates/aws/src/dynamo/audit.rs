@@ -22,14 +22,7 @@ pub(super) fn audit_put(tx: &mut Transaction, event: Option<&AuditEvent>) -> Res
 #[async_trait]
 impl AuditStore for DynamoStore {
     async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(self.table.as_ref())
-            .set_item(Some(audit_item(event)?))
-            .send()
-            .await
-            .map_err(|e| classify("PutItem", e))?;
-        Ok(())
+        self.put_item(audit_item(event)?).await
     }
 
     async fn audit_page(&self, tenant: &TenantId, before: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>> {

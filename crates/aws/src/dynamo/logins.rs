@@ -3,7 +3,7 @@
 use super::items::{login_item, read_body};
 use super::keys::{login_pk, primary_key, LOGIN_SK};
 use super::DynamoStore;
-use crate::errors::{classify, unless_condition_failed};
+use crate::errors::unless_condition_failed;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 use butterfly_core::ports::LoginStore;
@@ -14,14 +14,7 @@ use butterfly_core::Result;
 #[async_trait]
 impl LoginStore for DynamoStore {
     async fn put_login(&self, login: &LoginTransaction) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(self.table.as_ref())
-            .set_item(Some(login_item(login)?))
-            .send()
-            .await
-            .map_err(|e| classify("PutItem", e))?;
-        Ok(())
+        self.put_item(login_item(login)?).await
     }
 
     async fn take_login(&self, state_hash: &TokenHash) -> Result<Option<LoginTransaction>> {

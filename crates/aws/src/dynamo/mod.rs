@@ -16,7 +16,8 @@ mod tokens;
 mod transaction;
 mod users;
 
-use crate::errors::classify;
+use crate::errors::{classify, unless_condition_failed};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
@@ -25,7 +26,7 @@ use aws_sdk_dynamodb::Client;
 use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::error::StoreResultExt;
 use butterfly_core::{Error, Result};
-use items::AttributeMap;
+use items::{number_attr, AttributeMap};
 use keys::GSI1;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,50 @@ impl DynamoStore {
             .await
             .map_err(|e| classify("GetItem", e))?;
         Ok(out.item)
+    }
+
+    /// One unconditional `PutItem`.
+    async fn put_item(&self, item: AttributeMap) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+
+    /// One `UpdateItem` that records the time `at` in `attribute` of an existing item, unless a
+    /// later time is recorded there already (or the item is gone).
+    async fn set_time_if_newer(&self, key: AttributeMap, attribute: &'static str, at: Timestamp) -> Result<()> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key))
+            .update_expression("SET #a = :t")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#a) OR #a < :t)")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":t", number_attr(at.millis()))
+            .send()
+            .await;
+        unless_condition_failed("UpdateItem", r)?;
+        Ok(())
+    }
+
+    /// Every item a query finds, page after page.
+    async fn query_all(&self, query: QueryFluentBuilder) -> Result<Vec<AttributeMap>> {
+        let mut out = Vec::new();
+        let mut start: Option<AttributeMap> = None;
+        loop {
+            let r = query.clone().set_exclusive_start_key(start).send().await.map_err(|e| classify("Query", e))?;
+            out.extend(r.items.unwrap_or_default());
+            match r.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn now() -> Timestamp {

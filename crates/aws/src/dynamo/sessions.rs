@@ -2,13 +2,13 @@
 //! issuer), created in one transaction and deleted through any index.
 
 use super::items::{
-    number_attr, read_body, read_number, read_string, session_index_keys, session_items, string_attr, AttributeMap,
+    read_body, read_number, read_string, session_index_keys, session_items, string_attr, AttributeMap,
     SESSION_INDEX_LINKS,
 };
 use super::keys::{issuer_sessions_pk, primary_key, session_pk, sid_sessions_pk, user_sessions_pk, SESSION_SK};
 use super::transaction::{Condition, Transaction};
 use super::DynamoStore;
-use crate::errors::{classify, unless_condition_failed};
+use crate::errors::unless_condition_failed;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 use butterfly_core::clock::Timestamp;
@@ -27,40 +27,28 @@ impl DynamoStore {
     /// Deletes the sessions listed under an index partition (strongly consistent query), with
     /// their other index items.
     async fn delete_indexed_sessions(&self, index_pk: String) -> Result<u32> {
+        let query = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", string_attr(index_pk.clone()))
+            .consistent_read(true);
+        let listed = self.query_all(query).await?;
         let mut keys = Vec::new();
-        let mut count = 0u32;
-        let mut start: Option<AttributeMap> = None;
-        loop {
-            let r = self
-                .client
-                .query()
-                .table_name(self.table.as_ref())
-                .key_condition_expression("pk = :p")
-                .expression_attribute_values(":p", string_attr(index_pk.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for it in r.items() {
-                let hex = read_string(it, "sk")?;
-                let hash = TokenHash::from_hex(hex).ok_or_else(|| Error::Store("bad session index".into()))?;
-                keys.push(session_key(&hash));
-                for other in SESSION_INDEX_LINKS {
-                    if let Ok(pk) = read_string(it, other) {
-                        keys.push(primary_key(pk.to_string(), hex));
-                    }
+        for it in &listed {
+            let hex = read_string(it, "sk")?;
+            let hash = TokenHash::from_hex(hex).ok_or_else(|| Error::Store("bad session index".into()))?;
+            keys.push(session_key(&hash));
+            for other in SESSION_INDEX_LINKS {
+                if let Ok(pk) = read_string(it, other) {
+                    keys.push(primary_key(pk.to_string(), hex));
                 }
-                keys.push(primary_key(index_pk.clone(), hex));
-                count += 1;
             }
-            match r.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+            keys.push(primary_key(index_pk.clone(), hex));
         }
         self.batch_delete(keys).await?;
-        Ok(count)
+        Ok(listed.len() as u32)
     }
 }
 
@@ -88,19 +76,8 @@ impl SessionStore for DynamoStore {
     }
 
     async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(self.table.as_ref())
-            .set_key(Some(session_key(hash)))
-            .update_expression("SET last_seen = :t")
-            .condition_expression("attribute_exists(pk) AND last_seen < :t")
-            .expression_attribute_values(":t", number_attr(at.millis()))
-            .send()
-            .await;
-        // Ended meanwhile, or a later use is recorded.
-        unless_condition_failed("UpdateItem", r)?;
-        Ok(())
+        // Not if it ended meanwhile, or a later use is recorded.
+        self.set_time_if_newer(session_key(hash), "last_seen", at).await
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> Result<bool> {

@@ -1,11 +1,10 @@
 //! `TenantStore`: tenant items, with their domain and issuer claims moved in the same
 //! transaction.
 
-use super::items::{number_attr, read_body, read_tenant_id, string_attr, tenant_item, AttributeMap};
+use super::items::{number_attr, read_body, read_tenant_id, string_attr, tenant_item};
 use super::keys::{primary_key, tenant_claim_key, tenant_pk, GSI1, TENANTS_GSI, TENANT_SK};
 use super::transaction::{Condition, Transaction};
 use super::DynamoStore;
-use crate::errors::classify;
 use async_trait::async_trait;
 use butterfly_core::claims::{ClaimDiff, TenantClaim};
 use butterfly_core::email::EmailDomain;
@@ -59,27 +58,13 @@ impl TenantStore for DynamoStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        let mut out = Vec::new();
-        let mut start: Option<AttributeMap> = None;
-        loop {
-            let r = self
-                .client
-                .query()
-                .table_name(self.table.as_ref())
-                .index_name(GSI1)
-                .key_condition_expression("gsi1pk = :p")
-                .expression_attribute_values(":p", string_attr(TENANTS_GSI))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for it in r.items() {
-                out.push(read_body(it)?);
-            }
-            match r.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .index_name(GSI1)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", string_attr(TENANTS_GSI));
+        self.query_all(query).await?.iter().map(read_body).collect()
     }
 }

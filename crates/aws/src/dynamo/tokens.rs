@@ -4,7 +4,6 @@ use super::items::{number_attr, read_token, read_token_hash, string_attr, token_
 use super::keys::{primary_key, tenant_pk, token_pk, SCIM_TOKEN_SK};
 use super::transaction::{Condition, Transaction};
 use super::DynamoStore;
-use crate::errors::unless_condition_failed;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use butterfly_core::clock::Timestamp;
@@ -121,18 +120,7 @@ impl TokenStore for DynamoStore {
     }
 
     async fn record_token_use(&self, hash: &TokenHash, at: Timestamp) -> Result<()> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(self.table.as_ref())
-            .set_key(Some(token_key(hash)))
-            .update_expression("SET last_used = :t")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(last_used) OR last_used < :t)")
-            .expression_attribute_values(":t", number_attr(at.millis()))
-            .send()
-            .await;
-        // Rotated away meanwhile, or a newer use is already recorded.
-        unless_condition_failed("UpdateItem", r)?;
-        Ok(())
+        // Not if it was rotated away meanwhile, or a newer use is already recorded.
+        self.set_time_if_newer(token_key(hash), "last_used", at).await
     }
 }

@@ -11,6 +11,7 @@ use butterfly_core::error::StoreResultExt;
 use butterfly_core::ids::TenantId;
 use butterfly_core::user::{User, LAST_SUPER_ADMIN};
 use butterfly_core::{Error, Result};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A transaction that collides with another one on the same item is retried this often.
@@ -63,6 +64,18 @@ impl Condition {
         self.names.push((placeholder, attribute));
         self
     }
+
+    /// The placeholder values, `None` when there are none (DynamoDB refuses an empty map).
+    fn value_map(&self) -> Option<HashMap<String, AttributeValue>> {
+        let map: HashMap<_, _> = self.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        (!map.is_empty()).then_some(map)
+    }
+
+    /// The placeholder names, `None` when there are none.
+    fn name_map(&self) -> Option<HashMap<String, String>> {
+        let map: HashMap<_, _> = self.names.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        (!map.is_empty()).then_some(map)
+    }
 }
 
 /// The items of one transaction, each with the refusal its failed condition stands for.
@@ -90,16 +103,12 @@ impl Transaction {
     }
 
     pub fn put(&mut self, item: AttributeMap, condition: Condition, refusal: Error) -> Result<()> {
-        let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
-        if let Some(c) = condition.expression {
-            p = p.condition_expression(c);
-        }
-        for (k, v) in condition.values {
-            p = p.expression_attribute_values(k, v);
-        }
-        for (k, v) in condition.names {
-            p = p.expression_attribute_names(k, v);
-        }
+        let p = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_expression_attribute_values(condition.value_map())
+            .set_expression_attribute_names(condition.name_map())
+            .set_condition_expression(condition.expression);
         self.push(TransactWriteItem::builder().put(p.build().or_store_error()?).build(), refusal);
         Ok(())
     }
@@ -110,40 +119,28 @@ impl Transaction {
     }
 
     pub fn delete(&mut self, key: AttributeMap, condition: Condition, refusal: Error) -> Result<()> {
-        let mut d = Delete::builder().table_name(&self.table).set_key(Some(key));
-        if let Some(c) = condition.expression {
-            d = d.condition_expression(c);
-        }
-        for (k, v) in condition.values {
-            d = d.expression_attribute_values(k, v);
-        }
-        for (k, v) in condition.names {
-            d = d.expression_attribute_names(k, v);
-        }
+        let d = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .set_expression_attribute_values(condition.value_map())
+            .set_expression_attribute_names(condition.name_map())
+            .set_condition_expression(condition.expression);
         self.push(TransactWriteItem::builder().delete(d.build().or_store_error()?).build(), refusal);
         Ok(())
     }
 
-    /// The user claims a user write moves: new ones must be free, kept ones are rewritten
-    /// with the new copy of the user and must still be this user's, released ones are deleted
-    /// if still this user's (else someone changed the user meanwhile: `stale`).
-    pub fn move_user_claims(
-        &mut self,
-        diff: &ClaimDiff<UserClaim>,
-        holder: &User,
-        next: Option<&User>,
-        stale: &Error,
-    ) -> Result<()> {
-        if let Some(next) = next {
-            for claim in &diff.add {
-                self.put(user_claim_item(claim, next)?, Condition::absent(), claim.taken())?;
-            }
-            for claim in &diff.keep {
-                self.put(user_claim_item(claim, next)?, Condition::held_by_user(holder), claim.taken())?;
-            }
+    /// The user claims a write of `user` moves: new ones must be free, kept ones are rewritten
+    /// with this copy of the user and must still be this user's, released ones are deleted if
+    /// still this user's (else someone changed the user meanwhile: `stale`).
+    pub fn move_user_claims(&mut self, diff: &ClaimDiff<UserClaim>, user: &User, stale: &Error) -> Result<()> {
+        for claim in &diff.add {
+            self.put(user_claim_item(claim, user)?, Condition::absent(), claim.taken())?;
+        }
+        for claim in &diff.keep {
+            self.put(user_claim_item(claim, user)?, Condition::held_by_user(user), claim.taken())?;
         }
         for claim in &diff.remove {
-            self.delete(user_claim_key(claim), Condition::held_by_user(holder), stale.clone())?;
+            self.delete(user_claim_key(claim), Condition::held_by_user(user), stale.clone())?;
         }
         Ok(())
     }

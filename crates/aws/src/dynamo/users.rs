@@ -43,7 +43,7 @@ impl DynamoStore {
         let same_version = Condition::new("version = :v").value(":v", number_attr(previous.version));
         tx.put(user_item(next)?, same_version, version_changed())?;
         let diff = ClaimDiff::between(Some(previous), Some(next));
-        tx.move_user_claims(&diff, next, Some(next), &version_changed())?;
+        tx.move_user_claims(&diff, next, &version_changed())?;
         let delta = super_admin_delta(Some(previous), Some(next));
         if delta != 0 || keep_a_super_admin {
             tx.add_to_counts(&next.tenant, 0, delta, keep_a_super_admin)?;
@@ -116,7 +116,7 @@ impl UserStore for DynamoStore {
     async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let mut tx = Transaction::new(&self.table);
         tx.put(user_item(user)?, Condition::absent(), Error::Conflict("a user with this id already exists".into()))?;
-        tx.move_user_claims(&ClaimDiff::between(None, Some(user)), user, Some(user), &version_changed())?;
+        tx.move_user_claims(&ClaimDiff::between(None, Some(user)), user, &version_changed())?;
         tx.add_to_counts(&user.tenant, 1, super_admin_delta(None, Some(user)), false)?;
         audit_put(&mut tx, audit)?;
         self.commit(tx).await
@@ -153,7 +153,8 @@ impl UserStore for DynamoStore {
         let mut tx = Transaction::new(&self.table);
         let same_version = Condition::new("version = :v").value(":v", number_attr(previous.version));
         tx.delete(primary_key(user_pk(&previous.id), USER_SK), same_version, version_changed())?;
-        tx.move_user_claims(&ClaimDiff::between(Some(previous), None), previous, None, &version_changed())?;
+        // A delete only releases claims.
+        tx.move_user_claims(&ClaimDiff::between(Some(previous), None), previous, &version_changed())?;
         tx.add_to_counts(&previous.tenant, -1, super_admin_delta(Some(previous), None), false)?;
         audit_put(&mut tx, audit)?;
         self.commit(tx).await
