@@ -75,3 +75,14 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Turns an adapter's own failures (database, codec, SDK builder) into [`Error::Store`].
+pub trait StoreResultExt<T> {
+    fn or_store_error(self) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> StoreResultExt<T> for std::result::Result<T, E> {
+    fn or_store_error(self) -> Result<T> {
+        self.map_err(|e| Error::Store(e.to_string()))
+    }
+}

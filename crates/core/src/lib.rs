@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod audit;
+pub mod claims;
 pub mod clock;
 pub mod csrf;
 pub mod domain;

@@ -1,5 +1,6 @@
 //! A tenant: one Butterfly customer organisation.
 
+use crate::claims::TenantClaim;
 use crate::clock::Timestamp;
 use crate::email::EmailDomain;
 use crate::ids::TenantId;
@@ -127,6 +128,14 @@ impl Tenant {
     /// it replaces. Stores keep this one unique across tenants.
     pub fn claimed_issuer(&self) -> Option<&Issuer> {
         self.trusted_provider().map(|(issuer, _)| issuer)
+    }
+
+    /// The uniqueness claims this tenant holds across tenants: its verified domains, then its
+    /// claimed issuer.
+    pub fn claims(&self) -> Vec<TenantClaim> {
+        let mut claims: Vec<TenantClaim> = self.domains.iter().cloned().map(TenantClaim::Domain).collect();
+        claims.extend(self.claimed_issuer().map(|i| TenantClaim::Issuer(i.as_str().to_string())));
+        claims
     }
 
     /// The provider whose logout messages this tenant trusts, with our client ID there: the

@@ -1,5 +1,6 @@
 //! The user: what Butterfly stores about a team member.
 
+use crate::claims::UserClaim;
 use crate::clock::Timestamp;
 use crate::email::UserName;
 use crate::ids::{TenantId, UserId};
@@ -43,14 +44,31 @@ pub struct User {
     pub version: u64,
 }
 
+/// The refusal of a write that would leave a tenant without an active super_admin.
+pub const LAST_SUPER_ADMIN: &str = "this is the last super_admin: make someone else super_admin first";
+
 impl User {
-    /// The role in force: the assigned one, else `read_only`.
     /// Whether this user counts towards the tenant's active super_admins (the last one may not
     /// be demoted by hand).
     pub fn counts_as_super_admin(&self) -> bool {
         self.active && self.effective_role() == Role::SuperAdmin
     }
 
+    /// The uniqueness claims this user holds within its tenant: the case-folded `userName`,
+    /// the `externalId` and the provider identity link, in that order.
+    pub fn claims(&self) -> Vec<UserClaim> {
+        let tenant = &self.tenant;
+        let mut claims = vec![UserClaim::UserName { tenant: tenant.clone(), folded: self.user_name.folded().into() }];
+        if let Some(e) = &self.external_id {
+            claims.push(UserClaim::ExternalId { tenant: tenant.clone(), external_id: e.clone() });
+        }
+        if let Some(s) = &self.subject {
+            claims.push(UserClaim::Subject { tenant: tenant.clone(), subject: s.clone() });
+        }
+        claims
+    }
+
+    /// The role in force: the assigned one, else `read_only`.
     pub fn effective_role(&self) -> Role {
         self.role.unwrap_or(Role::ReadOnly)
     }

@@ -9,6 +9,7 @@
 //! replayed in its own transaction, in the same order: each caller gets exactly the result it
 //! would have had alone, and nothing of a failed write is ever committed.
 
+use butterfly_core::error::StoreResultExt;
 use butterfly_core::{Error, Result};
 use redb::{Database, WriteTransaction};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -130,7 +131,7 @@ enum Outcome {
 fn apply_and_commit(db: &Database, jobs: &mut [Box<dyn Job>]) -> Outcome {
     let tx = match db.begin_write() {
         Ok(tx) => tx,
-        Err(e) => return Outcome::Committed(Err(Error::Store(e.to_string()))),
+        Err(e) => return Outcome::Committed(Err(e).or_store_error()),
     };
     for job in jobs.iter_mut() {
         if let Err(e) = job.apply(&tx) {
@@ -138,5 +139,5 @@ fn apply_and_commit(db: &Database, jobs: &mut [Box<dyn Job>]) -> Outcome {
             return Outcome::JobFailed(e);
         }
     }
-    Outcome::Committed(tx.commit().map_err(|e| Error::Store(e.to_string())))
+    Outcome::Committed(tx.commit().or_store_error())
 }
