@@ -23,9 +23,11 @@ use butterfly_core::csrf::CsrfKey;
 use butterfly_core::domain::DomainService;
 use butterfly_core::ids::TenantId;
 use butterfly_core::role::Permission;
-use butterfly_core::service::{AdminService, RotationMode};
+use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
+use butterfly_core::sessions::SessionService;
+use butterfly_core::sign_in::SignInService;
 use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{verification_name, verification_value, SsoService, SsoSettingsInput};
+use butterfly_core::sso_settings::{verification_name, verification_value, SsoSettingsInput, SsoSettingsService};
 use butterfly_core::team::TeamService;
 use butterfly_core::token::Secret;
 use butterfly_core::user::User;
@@ -37,10 +39,12 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub sso: Arc<SsoService>,
+    pub sso: Arc<SsoSettingsService>,
+    pub sessions: Arc<SessionService>,
+    pub sign_in: Arc<SignInService>,
     pub domains: Arc<DomainService>,
     pub csrf: CsrfKey,
-    pub admin: Arc<AdminService>,
+    pub tokens: Arc<ScimTokenService>,
     pub team: Arc<TeamService>,
     pub store: Arc<dyn butterfly_core::ports::Store>,
     pub base_url: BaseUrl,
@@ -89,7 +93,7 @@ async fn authorize(
 ) -> Result<Member, Response> {
     let name = state.cookies.session_name();
     let cookie = read_cookie(headers, &name);
-    let (session, user) = match state.sso.authenticate_member(cookie).await {
+    let (session, user) = match state.sessions.authenticate_member(cookie).await {
         Ok(w) => w,
         Err(SsoError::Unauthenticated) => {
             return Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first"))
@@ -143,7 +147,7 @@ pub fn token_rotation_router(state: AdminState) -> Router {
 
 async fn token_metadata(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    let live = match s.admin.live_tokens(&who.tenant).await {
+    let live = match s.tokens.live_tokens(&who.tenant).await {
         Ok(l) => l,
         Err(e) => return domain_error(e),
     };
@@ -196,7 +200,7 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
             )
         }
     };
-    match s.admin.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await {
+    match s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await {
         Ok(issued) => ok(
             StatusCode::CREATED,
             json!({
@@ -227,7 +231,7 @@ pub fn admin_router(state: AdminState) -> Router {
 }
 
 /// The SSO settings as the admin API and `butterfly sso show --json` print them (never the secret).
-pub fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value {
+pub fn settings_json(v: &butterfly_core::sso_settings::SsoSettingsView) -> Value {
     json!({
         "tenant_id": v.tenant.as_str(),
         "issuer": v.issuer.as_ref().map(|i| i.as_str()),
@@ -258,7 +262,7 @@ fn domain_json(r: &butterfly_core::tenant::DomainRecord, token: Option<&str>) ->
 /// URL to open (in this browser: the transaction cookie is set here).
 async fn test_sign_in(State(s): State<AdminState>, method: Method, headers: HeaderMap) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
-    match s.sso.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await {
+    match s.sign_in.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await {
         Ok(start) => {
             let mut resp = ok(StatusCode::OK, json!({ "redirect_url": start.authorize_url }));
             add_cookie(&mut resp, transaction_cookie(&s.cookies, &start));

@@ -14,11 +14,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use butterfly_core::csrf::CsrfKey;
-use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{
-    transaction_cookie_key, user_message, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignedIn,
-    SignedInUser, SsoService, TestReport,
+use butterfly_core::sessions::{SessionService, SignedInUser};
+use butterfly_core::sign_in::{
+    transaction_cookie_key, user_message, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignInService,
+    SignedIn, TestReport,
 };
+use butterfly_core::sso::SsoError;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -96,7 +97,8 @@ pub const CSRF_SWITCH: &str = "switch";
 /// What the sign-in routers need.
 #[derive(Clone)]
 pub struct SsoState {
-    pub service: Arc<SsoService>,
+    pub sign_in: Arc<SignInService>,
+    pub sessions: Arc<SessionService>,
     pub base_url: BaseUrl,
     pub cookies: CookiePolicy,
     pub csrf: CsrfKey,
@@ -327,7 +329,7 @@ async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: B
     let f = form(&body);
     let email = f.get("email").map(String::as_str).unwrap_or("").trim().to_string();
     let return_to = f.get("return_to").cloned().unwrap_or_default();
-    match state.service.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
+    match state.sign_in.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
         Ok(start) => start_response(&state, start),
         Err(SsoError::NoSso) => html(
             StatusCode::OK,
@@ -364,7 +366,7 @@ async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) 
     let Ok(b) = serde_json::from_slice::<LookupBody>(&body) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a JSON object with an \"email\" string");
     };
-    match state.service.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
+    match state.sign_in.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
         Ok(start) => {
             let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": start.authorize_url }));
             add_cookie(&mut resp, transaction_cookie(&state.cookies, &start));
@@ -419,7 +421,7 @@ async fn initiate_post(State(state): State<SsoState>, headers: HeaderMap, body: 
 async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> Response {
     let origin = state.origin(&headers);
     let r = state
-        .service
+        .sign_in
         .start_by_issuer(
             p.iss.as_deref().unwrap_or(""),
             p.login_hint.as_deref(),
@@ -462,7 +464,7 @@ async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::
     let tx_cookie = params.state.as_deref().map(|s| state.cookies.transaction_name(&transaction_cookie_key(s)));
     let binding = tx_cookie.as_deref().and_then(|n| read_cookie(&headers, n));
     let previous = read_cookie(&headers, &state.cookies.session_name());
-    let result = state.service.complete(&params, binding, previous).await;
+    let result = state.sign_in.complete(&params, binding, previous).await;
     let mut resp = match result {
         Ok(CallbackOutcome::SignedIn(signed_in)) => signed_in_response(&state, *signed_in),
         Ok(CallbackOutcome::ConfirmSwitch(pending)) => switch_page(&state, pending),
@@ -490,7 +492,7 @@ fn signed_in_response(state: &SsoState, signed_in: SignedIn) -> Response {
 /// The interstitial of a provider-initiated sign-in that would replace the browser's session.
 fn switch_page(state: &SsoState, p: PendingSwitch) -> Response {
     let csrf = state.csrf.token(p.pending_secret.expose(), CSRF_SWITCH);
-    let who = |a: &butterfly_core::sso_service::AccountLabel| {
+    let who = |a: &butterfly_core::sign_in::AccountLabel| {
         format!("<strong>{}</strong> ({})", esc(&a.user_name), esc(&a.tenant_name))
     };
     let body = format!(
@@ -564,7 +566,7 @@ async fn confirm(State(state): State<SsoState>, headers: HeaderMap, body: Bytes)
     }
     let accept = f.get("accept").is_some_and(|a| a == "yes");
     let previous = read_cookie(&headers, &state.cookies.session_name());
-    let mut resp = match state.service.confirm_switch(pending, previous, accept).await {
+    let mut resp = match state.sign_in.confirm_switch(pending, previous, accept).await {
         Ok(Some(signed_in)) => signed_in_response(&state, signed_in),
         Ok(None) => redirect("/"),
         Err(SsoError::Unauthenticated) => error_page(
@@ -587,7 +589,7 @@ pub fn session_router(state: SsoState) -> Router {
 
 async fn current(state: &SsoState, headers: &HeaderMap) -> Result<SignedInUser, SsoError> {
     let name = state.cookies.session_name();
-    state.service.authenticate(read_cookie(headers, &name)).await
+    state.sessions.authenticate(read_cookie(headers, &name)).await
 }
 
 fn me_json(s: &SignedInUser) -> serde_json::Value {
@@ -695,7 +697,7 @@ async fn logout(State(state): State<SsoState>, headers: HeaderMap, uri: axum::ht
     }
     let provider = [f.get("provider"), query.get("provider")].into_iter().flatten().any(|v| v == "1" || v == "true");
     let after = format!("{}/login?signed_out=1", state.origin(&headers));
-    let mut resp = match state.service.logout(read_cookie(&headers, &name), provider, &after).await {
+    let mut resp = match state.sessions.logout(read_cookie(&headers, &name), provider, &after).await {
         Ok(Some(end_session)) => redirect(&end_session),
         Ok(None) => redirect("/login?signed_out=1"),
         Err(e) => {
