@@ -7,7 +7,7 @@
 //! current ETag, weak or strong, always matches — checked for the last version named).
 #![no_main]
 
-use butterfly_core::service::{if_none_match, Precondition};
+use butterfly_core::scim_users::{if_none_match, Precondition};
 use butterfly_fuzz::fixture_users;
 use libfuzzer_sys::fuzz_target;
 

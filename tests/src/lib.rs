@@ -14,9 +14,13 @@ pub mod op;
 
 use butterfly_core::clock::SystemClock;
 use butterfly_core::ids::TenantId;
+use butterfly_core::ports::Store;
 use butterfly_core::scim::cursor::CursorKey;
-use butterfly_core::service::AdminService;
-use butterfly_core::sso_service::{SsoPolicy, SsoService};
+use butterfly_core::scim_tokens::ScimTokenService;
+use butterfly_core::sso::SsoPolicy;
+use butterfly_core::sso_settings::SsoSettingsService;
+use butterfly_core::tenant::Tenant;
+use butterfly_core::tenants::TenantService;
 use butterfly_embedded::EmbeddedStore;
 use intercept::{Hook, Intercepted, Verdict};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -33,6 +37,13 @@ pub fn generous_limits() -> butterfly_api::Limits {
         butterfly_api::limits::AnonymousLimits { per_address_per_minute: 1_000_000, settings_per_minute: 1_000_000 },
         butterfly_core::limit::QuotaPolicy::per_minute(1_000_000),
     )
+}
+
+/// A new tenant named `name` (no domains) and its first SCIM token, as the operator creates them.
+pub async fn tenant_with_token(store: Arc<dyn Store>, name: &str) -> (Tenant, String) {
+    let t = TenantService::new(store.clone(), Arc::new(SystemClock)).create_tenant(name, "").await.expect("tenant");
+    let issued = ScimTokenService::new(store, Arc::new(SystemClock)).issue_token(&t.id).await.expect("token");
+    (t, issued.token.secret().expose().to_string())
 }
 
 /// Counts every port call (one call = one store round trip), and logs their names in order.
@@ -77,9 +88,8 @@ pub struct TestApp {
     pub token: String,
     pub client: reqwest::Client,
     pub store: Arc<CountingStore>,
-    pub admin: AdminService,
     /// The SSO use cases over the same store (to save settings as an admin would).
-    pub sso: SsoService,
+    pub sso: SsoSettingsService,
     /// Domain verification over the same store and DNS server.
     pub domains: butterfly_core::domain::DomainService,
     /// The DNS server the app resolves with (authoritative for `test.` and `example.`).
@@ -162,13 +172,11 @@ impl TestApp {
         let embedded = EmbeddedStore::open(data_dir).expect("open store");
         let key = embedded.server_secret("cursor-key").await.expect("cursor key");
         let store = Arc::new(CountingStore::new(embedded));
-        let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
         let (tenant, token) = match tenant {
             Some(t) => t,
             None => {
-                let t = admin.create_tenant("Acme", "").await.expect("tenant");
-                let issued = admin.issue_token(&t.id).await.expect("token");
-                (t.id, issued.token.secret().expose().to_string())
+                let (t, token) = tenant_with_token(store.clone(), "Acme").await;
+                (t.id, token)
             }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -190,7 +198,7 @@ impl TestApp {
             dns: Arc::new(butterfly_outbound::TxtLookup::new(&servers).expect("dns")),
             limits: limits.unwrap_or_else(generous_limits),
         };
-        let sso = parts.sso_service();
+        let sso = parts.sso_settings_service();
         let domains = parts.domain_service();
         let app = butterfly_api::app(&parts, CursorKey::from_slice(&key).expect("key"));
         let (tx, rx) = oneshot::channel::<()>();
@@ -210,7 +218,6 @@ impl TestApp {
             token,
             client: reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client"),
             store,
-            admin,
             sso,
             domains,
             dns,
@@ -241,9 +248,8 @@ impl TestApp {
     pub async fn other_tenant(&self) -> (TenantId, String) {
         static N: AtomicU64 = AtomicU64::new(0);
         let name = format!("Other Corp {}", N.fetch_add(1, Ordering::SeqCst));
-        let t = self.admin.create_tenant(&name, "").await.expect("tenant");
-        let issued = self.admin.issue_token(&t.id).await.expect("token");
-        (t.id, issued.token.secret().expose().to_string())
+        let (t, token) = tenant_with_token(self.store.clone(), &name).await;
+        (t.id, token)
     }
 
     /// A request to `{base}{path}` with this tenant's token.
@@ -296,8 +302,8 @@ pub fn sso_settings(
     client_id: &str,
     secret: &str,
     domains: &str,
-) -> butterfly_core::sso_service::SsoSettingsInput {
-    butterfly_core::sso_service::SsoSettingsInput {
+) -> butterfly_core::sso_settings::SsoSettingsInput {
+    butterfly_core::sso_settings::SsoSettingsInput {
         issuer,
         client_id: client_id.into(),
         client_secret: Some(butterfly_core::token::Secret::new(secret)),

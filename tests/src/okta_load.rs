@@ -30,8 +30,8 @@ use butterfly_core::clock::{Clock, SystemClock};
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::Store;
 use butterfly_core::scim::doc::user_json;
+use butterfly_core::sessions::SessionService;
 use butterfly_core::sso::{hash_secret, random_secret, Session};
-use butterfly_core::sso_service::SsoService;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -100,7 +100,7 @@ pub struct Target {
     /// The store itself, without faults: setup (sign-ins) and every check read it.
     pub store: Arc<dyn Store>,
     /// Sessions are checked the way the product checks them, over the same store.
-    pub sso: SsoService,
+    pub sso: SessionService,
 }
 
 /// Turns the faults on and off (the setup and the checks run without them).
@@ -953,12 +953,8 @@ pub struct ScimServer {
 
 impl ScimServer {
     pub async fn start(store: Arc<dyn Store>, setup_store: Arc<dyn Store>) -> ScimServer {
-        let admin = butterfly_core::service::AdminService::new(setup_store, Arc::new(SystemClock));
-        let t = admin
-            .create_tenant(&format!("Faults {}", random_secret().expect("rng").expose()), "")
-            .await
-            .expect("tenant");
-        let token = admin.issue_token(&t.id).await.expect("token").token.secret().expose().to_string();
+        let (t, token) =
+            crate::tenant_with_token(setup_store, &format!("Faults {}", random_secret().expect("rng").expose())).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
         let app = butterfly_api::scim_app(
@@ -975,19 +971,18 @@ impl ScimServer {
     }
 
     /// The load's target: this endpoint, checked through `store` (the same data, no faults).
-    pub fn target(&self, store: Arc<dyn Store>, secrets: Arc<dyn butterfly_core::ports::SecretStore>) -> Target {
+    pub fn target(&self, store: Arc<dyn Store>) -> Target {
         let http = butterfly_outbound::GuardedHttp::new(
             &butterfly_outbound::DnsServers::System,
             false,
             butterfly_outbound::Limits::default(),
         )
         .expect("http client");
-        let sso = SsoService::new(
+        let sso = SessionService::new(
             store.clone(),
-            secrets,
             Arc::new(butterfly_outbound::OidcProvider::new(http)),
             Arc::new(SystemClock),
-            butterfly_core::sso_service::SsoPolicy::default(),
+            butterfly_core::sso::SsoPolicy::default(),
         );
         Target {
             base: format!("{}/scim/v2", self.origin),

@@ -3,7 +3,7 @@
 //! token rotation in immediate and overlap modes, and the audit trail with cursor paging.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use butterfly_core::sso_service::SsoSettingsInput;
+use butterfly_core::sso_settings::SsoSettingsInput;
 use butterfly_core::token::Secret;
 use butterfly_tests::op::{client_spec, Browser, TestOp};
 use butterfly_tests::{okta_user, TestApp};

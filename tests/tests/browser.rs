@@ -4,7 +4,7 @@
 //! test-artifacts/sso-signed-in.png.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use butterfly_core::sso_service::SsoSettingsInput;
+use butterfly_core::sso_settings::SsoSettingsInput;
 use butterfly_core::token::Secret;
 use butterfly_tests::op::{client_spec, test_op_dir, TestOp};
 use butterfly_tests::TestApp;

@@ -9,7 +9,8 @@
 use butterfly_aws::SecretsManagerStore;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::ports::UserStore;
-use butterfly_core::sso_service::{SsoPolicy, SsoService};
+use butterfly_core::sso::SsoPolicy;
+use butterfly_core::sso_settings::SsoSettingsService;
 use butterfly_tests::aws::{local_config, secretsmanager_endpoint};
 use butterfly_tests::fault_proxy::{FaultProxy, Mode};
 use butterfly_tests::hostile::FakeIdp;
@@ -51,7 +52,7 @@ async fn secrets_manager_unreachable_at_the_callback_is_a_clear_page_and_no_sess
         butterfly_outbound::Limits::default(),
     )
     .unwrap();
-    let admin_side = SsoService::new(
+    let admin_side = SsoSettingsService::new(
         app.store.clone(),
         Arc::new(secrets_over(direct, &prefix)),
         Arc::new(butterfly_outbound::OidcProvider::new(http)),

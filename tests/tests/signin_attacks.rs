@@ -7,7 +7,7 @@
 
 use butterfly_core::actor::Actor;
 use butterfly_core::ids::{TenantId, UserId};
-use butterfly_core::sso_service::{verification_name, verification_value};
+use butterfly_core::sso_settings::{verification_name, verification_value};
 use butterfly_tests::op::{client_spec, client_spec_with_logout, location, set_cookies, Browser, TestOp};
 use butterfly_tests::{okta_user, sso_settings as settings, TestApp};
 use reqwest::{Response, StatusCode};

@@ -6,7 +6,8 @@
 
 use butterfly_core::ids::TenantId;
 use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{SsoPolicy, SsoSettingsInput};
+use butterfly_core::sso::SsoPolicy;
+use butterfly_core::sso_settings::SsoSettingsInput;
 use butterfly_tests::op::{client_spec, location, set_cookies, Browser, TestOp};
 use butterfly_tests::{okta_user, sso_settings as settings, TestApp};
 use reqwest::{Response, StatusCode};
@@ -375,7 +376,7 @@ async fn callbacks_without_a_valid_transaction_are_refused() {
     // ...and its replay (even with the binding cookie put back) is refused.
     let b2 = Browser::new();
     let state = param(&back, "state").unwrap();
-    let key = butterfly_core::sso_service::transaction_cookie_key(&state);
+    let key = butterfly_core::sign_in::transaction_cookie_key(&state);
     let r = b2
         .client
         .get(&back)

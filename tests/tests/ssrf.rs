@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use butterfly_core::sso::Issuer;
-use butterfly_core::sso_service::SsoSettingsInput;
+use butterfly_core::sso_settings::SsoSettingsInput;
 use butterfly_core::token::Secret;
 use butterfly_outbound::{DnsServers, FetchError, GuardedHttp, Limits, OidcProvider};
 use butterfly_tests::dns::TestDns;

@@ -9,7 +9,7 @@
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use butterfly_aws::DynamoStore;
-use butterfly_core::ports::{SecretStore, Store};
+use butterfly_core::ports::Store;
 use butterfly_embedded::EmbeddedStore;
 use butterfly_tests::fault_proxy::{Fault, FaultProxy};
 use butterfly_tests::faults::{FaultPlan, FaultStore, Faults};
@@ -42,10 +42,9 @@ async fn okta_load_with_faults_on_the_embedded_store() {
     let cfg = LoadConfig::from_env(SMOKE_REQUESTS);
     let fraction = fraction_from_env(0.10);
     let faulty = Arc::new(FaultStore::with_hook(embedded.clone(), Faults::new(FaultPlan::new(cfg.seed, fraction))));
-    let plain: Arc<dyn Store> = Arc::new(embedded.clone());
+    let plain: Arc<dyn Store> = Arc::new(embedded);
     let server = ScimServer::start(faulty.clone(), plain.clone()).await;
-    let secrets: Arc<dyn SecretStore> = Arc::new(embedded);
-    let target = server.target(plain, secrets);
+    let target = server.target(plain);
 
     let report = okta_load::run(&target, faulty.hook(), cfg.clone()).await;
     let t = faulty.hook().totals();
@@ -117,10 +116,7 @@ async fn okta_load_with_faults_on_dynamodb() {
     let faulty = Arc::new(DynamoStore::new(faulty_client(&proxy.url()).await, plain.table()));
     let plain: Arc<dyn Store> = Arc::new(plain);
     let server = ScimServer::start(faulty, plain.clone()).await;
-    // Sessions are checked without a client secret (only sign-in reads it).
-    let secrets_dir = tempfile::tempdir().unwrap();
-    let secrets: Arc<dyn SecretStore> = Arc::new(EmbeddedStore::open(secrets_dir.path()).unwrap());
-    let target = server.target(plain, secrets);
+    let target = server.target(plain);
 
     let report = okta_load::run(&target, &ProxyFaults(&proxy, fraction), cfg.clone()).await;
     let p = proxy.report();

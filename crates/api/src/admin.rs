@@ -16,8 +16,10 @@ use butterfly_core::actor::Actor;
 use butterfly_core::audit::AuditTrail;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::domain::DomainService;
-use butterfly_core::service::{AdminService, RotationMode};
-use butterfly_core::sso_service::{verification_name, verification_value, SsoService, SsoSettingsInput};
+use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
+use butterfly_core::sessions::SessionService;
+use butterfly_core::sign_in::SignInService;
+use butterfly_core::sso_settings::{verification_name, verification_value, SsoSettingsInput, SsoSettingsService};
 use butterfly_core::team::TeamService;
 use butterfly_core::token::Secret;
 use serde::Deserialize;
@@ -28,10 +30,12 @@ type Answer = ApiResult<OAuth>;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub sso: Arc<SsoService>,
+    pub sso: Arc<SsoSettingsService>,
+    pub sessions: Arc<SessionService>,
+    pub sign_in: Arc<SignInService>,
     pub domains: Arc<DomainService>,
     pub csrf: CsrfKey,
-    pub admin: Arc<AdminService>,
+    pub tokens: Arc<ScimTokenService>,
     pub team: Arc<TeamService>,
     pub audit: Arc<AuditTrail>,
     pub base_url: BaseUrl,
@@ -63,7 +67,7 @@ pub fn token_rotation_router(state: AdminState) -> Router {
 }
 
 async fn token_metadata(State(s): State<AdminState>, who: Member<ManageSsoScim>) -> Answer {
-    let live = s.admin.live_tokens(&who.tenant).await?;
+    let live = s.tokens.live_tokens(&who.tenant).await?;
     let token_json = |t: &butterfly_core::token::TokenRecord| {
         json!({
             "display_prefix": t.display_prefix,
@@ -115,7 +119,7 @@ async fn rotate_token(
     JsonBody(body): JsonBody<RotateBody>,
 ) -> Answer {
     let mode = body.mode()?;
-    let issued = s.admin.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await?;
+    let issued = s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await?;
     Ok(json_response(
         StatusCode::CREATED,
         json!({
@@ -144,7 +148,7 @@ pub fn admin_router(state: AdminState) -> Router {
 }
 
 /// The SSO settings as the admin API and `butterfly sso show --json` print them (never the secret).
-pub fn settings_json(v: &butterfly_core::sso_service::SsoSettingsView) -> Value {
+pub fn settings_json(v: &butterfly_core::sso_settings::SsoSettingsView) -> Value {
     json!({
         "tenant_id": v.tenant.as_str(),
         "issuer": v.issuer.as_ref().map(|i| i.as_str()),
@@ -174,7 +178,7 @@ fn domain_json(r: &butterfly_core::tenant::DomainRecord, token: Option<&str>) ->
 /// `POST /admin/sso/test`: starts a test sign-in through the configured provider; answers the
 /// URL to open (in this browser: the transaction cookie is set here).
 async fn test_sign_in(State(s): State<AdminState>, who: Member<ManageSsoScim>, headers: HeaderMap) -> Answer {
-    let start = s.sso.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await?;
+    let start = s.sign_in.start_test(&who.user, &redirect_uri(&s.base_url, &headers)).await?;
     let mut resp = json_response(StatusCode::OK, json!({ "redirect_url": start.authorize_url }));
     add_cookie(&mut resp, transaction_cookie(&s.cookies, &start));
     Ok(resp)

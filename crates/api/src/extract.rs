@@ -12,8 +12,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use butterfly_core::ids::TenantId;
 use butterfly_core::role::Permission;
-use butterfly_core::service::Caller;
-use butterfly_core::sso_service::SignedInUser;
+use butterfly_core::scim_users::Caller;
+use butterfly_core::sessions::SignedInUser;
 use butterfly_core::token::Secret;
 use butterfly_core::user::User;
 use cookie::Cookie;
@@ -75,7 +75,7 @@ impl FromRequestParts<SsoState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &SsoState) -> Result<Self, Self::Rejection> {
         let cookie = read_cookie(&parts.headers, &state.cookies.session_name());
-        let who = state.service.authenticate(cookie.as_deref()).await?;
+        let who = state.sessions.authenticate(cookie.as_deref()).await?;
         let csrf = state.csrf.token(cookie.as_deref().unwrap_or_default(), CSRF_SESSION);
         Ok(SignedIn { who, csrf })
     }
@@ -118,7 +118,7 @@ impl<P: Requires> FromRequestParts<AdminState> for Member<P> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, Self::Rejection> {
         let cookie = read_cookie(&parts.headers, &state.cookies.session_name());
-        let (session, user) = state.sso.authenticate_member(cookie.as_deref()).await?;
+        let (session, user) = state.sessions.authenticate_member(cookie.as_deref()).await?;
         let role = user.effective_role();
         if !role.can(P::PERMISSION) {
             return Err(ApiError::refused(

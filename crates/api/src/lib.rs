@@ -75,7 +75,7 @@ pub fn scim_app(
     quota: butterfly_core::limit::QuotaPolicy,
 ) -> Router {
     let scim_state = scim::ScimState {
-        service: butterfly_core::service::ScimService::new(store, clock, cursor_key, quota),
+        service: butterfly_core::scim_users::ScimService::new(store, clock, cursor_key, quota),
         base_url,
     };
     with_common_layers(scim::router(scim_state).merge(health_router()))
@@ -91,7 +91,7 @@ pub struct AppParts {
     pub clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
     pub base_url: scim::BaseUrl,
     pub cookies: sso::CookiePolicy,
-    pub sso_policy: butterfly_core::sso_service::SsoPolicy,
+    pub sso_policy: butterfly_core::sso::SsoPolicy,
     /// Keys the CSRF tokens of signed-in browsers.
     pub csrf: butterfly_core::csrf::CsrfKey,
     /// DNS TXT lookups, for domain verification.
@@ -134,8 +134,8 @@ impl Default for Limits {
 }
 
 impl AppParts {
-    pub fn sso_service(&self) -> butterfly_core::sso_service::SsoService {
-        butterfly_core::sso_service::SsoService::new(
+    pub fn sso_settings_service(&self) -> butterfly_core::sso_settings::SsoSettingsService {
+        butterfly_core::sso_settings::SsoSettingsService::new(
             self.store.clone(),
             self.secrets.clone(),
             self.idp.clone(),
@@ -143,6 +143,25 @@ impl AppParts {
             self.sso_policy.clone(),
         )
         .with_settings_throttle(self.limits.settings.clone())
+    }
+
+    pub fn sign_in_service(&self) -> butterfly_core::sign_in::SignInService {
+        butterfly_core::sign_in::SignInService::new(
+            self.store.clone(),
+            self.secrets.clone(),
+            self.idp.clone(),
+            self.clock.clone(),
+            self.sso_policy.clone(),
+        )
+    }
+
+    pub fn session_service(&self) -> butterfly_core::sessions::SessionService {
+        butterfly_core::sessions::SessionService::new(
+            self.store.clone(),
+            self.idp.clone(),
+            self.clock.clone(),
+            self.sso_policy.clone(),
+        )
     }
 
     pub fn logout_state(&self) -> logout::LogoutState {
@@ -164,10 +183,12 @@ impl AppParts {
 
     pub fn admin_state(&self) -> admin::AdminState {
         admin::AdminState {
-            sso: std::sync::Arc::new(self.sso_service()),
+            sso: std::sync::Arc::new(self.sso_settings_service()),
+            sessions: std::sync::Arc::new(self.session_service()),
+            sign_in: std::sync::Arc::new(self.sign_in_service()),
             domains: std::sync::Arc::new(self.domain_service()),
             csrf: self.csrf.clone(),
-            admin: std::sync::Arc::new(butterfly_core::service::AdminService::new(
+            tokens: std::sync::Arc::new(butterfly_core::scim_tokens::ScimTokenService::new(
                 self.store.clone(),
                 self.clock.clone(),
             )),
@@ -180,7 +201,8 @@ impl AppParts {
 
     pub fn sso_state(&self) -> sso::SsoState {
         sso::SsoState {
-            service: std::sync::Arc::new(self.sso_service()),
+            sign_in: std::sync::Arc::new(self.sign_in_service()),
+            sessions: std::sync::Arc::new(self.session_service()),
             base_url: self.base_url.clone(),
             cookies: self.cookies,
             csrf: self.csrf.clone(),
@@ -194,7 +216,7 @@ impl AppParts {
 /// signs SCIM paging cursors (only the SCIM routes page with it).
 pub fn app(parts: &AppParts, cursor_key: butterfly_core::scim::cursor::CursorKey) -> Router {
     let scim_state = scim::ScimState {
-        service: butterfly_core::service::ScimService::new(
+        service: butterfly_core::scim_users::ScimService::new(
             parts.store.clone(),
             parts.clock.clone(),
             cursor_key,

@@ -16,7 +16,7 @@ use butterfly_core::scim::list::{list_response, service_provider_config, ListQue
 use butterfly_core::scim::projection::Projection;
 use butterfly_core::scim::schema::{resource_types_json, schemas_json};
 use butterfly_core::scim::OKTA_ROLE_SCHEMA;
-use butterfly_core::service::{if_none_match, ScimService};
+use butterfly_core::scim_users::{if_none_match, ScimService};
 use butterfly_core::user::User;
 use butterfly_core::Error;
 use serde_json::{json, Value};

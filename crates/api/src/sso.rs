@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use butterfly_core::csrf::CsrfKey;
-use butterfly_core::sso::SsoError;
-use butterfly_core::sso_service::{
-    transaction_cookie_key, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignedInUser, SsoService,
-    TestReport,
+use butterfly_core::sessions::{SessionService, SignedInUser};
+use butterfly_core::sign_in::{
+    transaction_cookie_key, CallbackOutcome, CallbackParams, LoginStart, PendingSwitch, SignInService, TestReport,
 };
+use butterfly_core::sso::SsoError;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -92,7 +92,8 @@ pub const CSRF_SWITCH: &str = "switch";
 /// What the sign-in routers need.
 #[derive(Clone)]
 pub struct SsoState {
-    pub service: Arc<SsoService>,
+    pub sign_in: Arc<SignInService>,
+    pub sessions: Arc<SessionService>,
     pub base_url: BaseUrl,
     pub cookies: CookiePolicy,
     pub csrf: CsrfKey,
@@ -266,7 +267,7 @@ async fn login_submit(State(state): State<SsoState>, headers: HeaderMap, body: B
     let email = f.get("email").map(String::as_str).unwrap_or("").trim().to_string();
     let return_to = f.get("return_to").cloned().unwrap_or_default();
     // The form answers its own outcomes in place; the rest are error pages.
-    Ok(match state.service.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
+    Ok(match state.sign_in.start_by_email(&email, Some(&return_to), &state.redirect_uri(&headers)).await {
         Ok(start) => start_response(&state, start),
         Err(SsoError::NoSso) => html(
             StatusCode::OK,
@@ -303,7 +304,7 @@ async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) 
     // Not echoed: the parser's words would quote what an anonymous caller sent.
     let b = serde_json::from_slice::<LookupBody>(&body)
         .map_err(|_| ApiError::invalid_request("send a JSON object with an \"email\" string"))?;
-    match state.service.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
+    match state.sign_in.start_by_email(&b.email, b.return_to.as_deref(), &state.redirect_uri(&headers)).await {
         Ok(start) => {
             let mut resp = json_response(StatusCode::OK, json!({ "sso": true, "redirect_url": start.authorize_url }));
             add_cookie(&mut resp, transaction_cookie(&state.cookies, &start));
@@ -345,7 +346,7 @@ async fn initiate_post(State(state): State<SsoState>, headers: HeaderMap, body: 
 async fn initiate(state: SsoState, headers: HeaderMap, p: InitiateParams) -> ApiResult<Page> {
     let origin = state.origin(&headers);
     let start = state
-        .service
+        .sign_in
         .start_by_issuer(
             p.iss.as_deref().unwrap_or(""),
             p.login_hint.as_deref(),
@@ -384,7 +385,7 @@ async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::
     let tx_cookie = params.state.as_deref().map(|s| state.cookies.transaction_name(&transaction_cookie_key(s)));
     let binding = tx_cookie.as_deref().and_then(|n| read_cookie(&headers, n));
     let previous = read_cookie(&headers, &state.cookies.session_name());
-    let result = state.service.complete(&params, binding.as_deref(), previous.as_deref()).await;
+    let result = state.sign_in.complete(&params, binding.as_deref(), previous.as_deref()).await;
     // The transaction cookie is cleared whatever the outcome.
     let mut resp = match result {
         Ok(CallbackOutcome::SignedIn(signed_in)) => signed_in_response(&state, *signed_in),
@@ -400,7 +401,7 @@ async fn callback(State(state): State<SsoState>, headers: HeaderMap, uri: axum::
 
 /// The redirect after a sign-in, with a fresh session cookie (any session cookie the browser
 /// had is replaced).
-fn signed_in_response(state: &SsoState, signed_in: butterfly_core::sso_service::SignedIn) -> Response {
+fn signed_in_response(state: &SsoState, signed_in: butterfly_core::sign_in::SignedIn) -> Response {
     tracing::info!(tenant = %signed_in.tenant.id, user = %signed_in.user.id, created = signed_in.created, "signed in");
     let mut resp = redirect(signed_in.return_to.as_str());
     add_cookie(
@@ -413,7 +414,7 @@ fn signed_in_response(state: &SsoState, signed_in: butterfly_core::sso_service::
 /// The interstitial of a provider-initiated sign-in that would replace the browser's session.
 fn switch_page(state: &SsoState, p: PendingSwitch) -> Response {
     let csrf = state.csrf.token(p.pending_secret.expose(), CSRF_SWITCH);
-    let who = |a: &butterfly_core::sso_service::AccountLabel| {
+    let who = |a: &butterfly_core::sign_in::AccountLabel| {
         format!("<strong>{}</strong> ({})", esc(&a.user_name), esc(&a.tenant_name))
     };
     let body = format!(
@@ -489,7 +490,7 @@ async fn confirm(State(state): State<SsoState>, headers: HeaderMap, body: Bytes)
     } else {
         let accept = f.get("accept").is_some_and(|a| a == "yes");
         let previous = read_cookie(&headers, &state.cookies.session_name());
-        match state.service.confirm_switch(pending.as_deref(), previous.as_deref(), accept).await {
+        match state.sign_in.confirm_switch(pending.as_deref(), previous.as_deref(), accept).await {
             Ok(Some(signed_in)) => signed_in_response(&state, signed_in),
             Ok(None) => redirect("/"),
             Err(e) => ApiError::<Page>::from(e).into_response(),
@@ -610,7 +611,7 @@ async fn logout(
     }
     let provider = [f.get("provider"), query.get("provider")].into_iter().flatten().any(|v| v == "1" || v == "true");
     let after = format!("{}/login?signed_out=1", state.origin(&headers));
-    let mut resp = match state.service.logout(cookie.as_deref(), provider, &after).await? {
+    let mut resp = match state.sessions.logout(cookie.as_deref(), provider, &after).await? {
         Some(end_session) => redirect(&end_session),
         None => redirect("/login?signed_out=1"),
     };

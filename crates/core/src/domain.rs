@@ -12,8 +12,9 @@ use crate::email::EmailDomain;
 use crate::ids::TenantId;
 use crate::limit::{Throttle, Unlimited};
 use crate::ports::DomainStore;
-use crate::sso_service::{verification_name, verification_value};
+use crate::sso_settings::{verification_name, verification_value};
 use crate::tenant::{DomainRecord, Tenant, VerifiedBy};
+use crate::usecase::{changed_concurrently, record_or_log, retry_on_conflict, Attempt};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use serde_json::json;
@@ -68,6 +69,7 @@ pub struct DomainService {
     throttle: Arc<dyn Throttle>,
 }
 
+/// How often a tenant write is retried when the tenant changed meanwhile.
 const ATTEMPTS: usize = 4;
 
 impl DomainService {
@@ -120,12 +122,17 @@ impl DomainService {
         if domain.is_consumer() {
             return Err(Error::InvalidValue(format!("{domain} is a public mailbox provider")));
         }
-        let mut current = self.tenant(tenant).await?;
-        for _ in 0..ATTEMPTS {
+        let first = self.tenant(tenant).await?;
+        let domain = &domain;
+        let saved = retry_on_conflict(ATTEMPTS, Some(first), |current| async move {
+            let current = match current {
+                Some(t) => t,
+                None => self.tenant(tenant).await?,
+            };
             let now = self.clock.now();
             let mut records = current.domain_records();
             let rec = DomainRecord::verified(domain.clone(), VerifiedBy::Operator, now);
-            match records.iter_mut().find(|r| r.domain == domain) {
+            match records.iter_mut().find(|r| &r.domain == domain) {
                 Some(r) => *r = DomainRecord { added: r.added, ..rec.clone() },
                 None => records.push(rec.clone()),
             }
@@ -134,14 +141,15 @@ impl DomainService {
             next.version = current.version + 1;
             match self.store.replace_tenant(&current, &next).await {
                 Ok(()) => {
-                    self.record(tenant, AuditAction::DomainVerify, &Actor::Operator, &domain, "operator").await;
-                    return Ok(rec);
+                    self.record(tenant, AuditAction::DomainVerify, &Actor::Operator, domain, "operator").await;
+                    Ok(Attempt::Done(rec))
                 }
-                Err(Error::PreconditionFailed(_)) => current = self.tenant(tenant).await?,
-                Err(e) => return Err(e),
+                Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
+                Err(e) => Err(e),
             }
-        }
-        Err(Error::Unavailable { message: "the tenant changed concurrently; retry".into(), retry_after_secs: 1 })
+        })
+        .await?;
+        saved.ok_or_else(|| changed_concurrently("tenant"))
     }
 
     /// Writes what a check found into the tenant's record of `domain`.
@@ -152,8 +160,13 @@ impl DomainService {
         result: CheckResult,
         actor: &Actor,
     ) -> Result<DomainRecord> {
-        let mut current = tenant;
-        for _ in 0..ATTEMPTS {
+        let id = tenant.id.clone();
+        let (id, result) = (&id, &result);
+        let saved = retry_on_conflict(ATTEMPTS, Some(tenant), |current| async move {
+            let current = match current {
+                Some(t) => t,
+                None => self.tenant(id).await?,
+            };
             let now = self.clock.now();
             let mut records = current.domain_records();
             let Some(rec) = records.iter_mut().find(|r| &r.domain == domain) else {
@@ -161,7 +174,7 @@ impl DomainService {
             };
             let was_verified = rec.is_verified();
             let mut event = None;
-            match &result {
+            match result {
                 CheckResult::Verified => {
                     if !was_verified {
                         event = Some((AuditAction::DomainVerify, "dns"));
@@ -201,28 +214,25 @@ impl DomainService {
             match self.store.replace_tenant(&current, &next).await {
                 Ok(()) => {
                     if let Some((action, how)) = event {
-                        self.record(&current.id, action, actor, domain, how).await;
+                        self.record(id, action, actor, domain, how).await;
                     }
-                    return Ok(out);
+                    Ok(Attempt::Done(out))
                 }
-                Err(Error::PreconditionFailed(_)) => current = self.tenant(&current.id).await?,
-                Err(Error::Uniqueness(_)) => {
-                    return Err(Error::Conflict(format!(
-                        "{domain} is already verified by another Butterfly organisation; contact Butterfly support"
-                    )))
-                }
-                Err(e) => return Err(e),
+                Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
+                Err(Error::Uniqueness(_)) => Err(Error::Conflict(format!(
+                    "{domain} is already verified by another Butterfly organisation; contact Butterfly support"
+                ))),
+                Err(e) => Err(e),
             }
-        }
-        Err(Error::Unavailable { message: "the tenant changed concurrently; retry".into(), retry_after_secs: 1 })
+        })
+        .await?;
+        saved.ok_or_else(|| changed_concurrently("tenant"))
     }
 
     async fn record(&self, tenant: &TenantId, action: AuditAction, actor: &Actor, domain: &EmailDomain, how: &str) {
         let e = AuditEvent::new(tenant, self.clock.now(), action, actor.to_string())
             .details(json!({ "domain": domain.as_str(), "how": how }));
-        if let Err(err) = self.store.record_audit(&e).await {
-            tracing::error!(action = action.as_str(), error = %err, "audit event not recorded");
-        }
+        record_or_log(self.store.as_ref(), &e).await;
     }
 
     /// The scheduled job: re-checks every DNS-verified domain not checked for

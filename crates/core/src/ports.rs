@@ -114,17 +114,43 @@ pub trait UserStore: Send + Sync {
     async fn count_users(&self, tenant: &TenantId) -> Result<u64>;
 }
 
+/// What each use case needs from storage: one bundle of ports per service, so a service holds
+/// only the ports it calls. [`Store`] is all of them; `Arc<dyn Store>` upcasts to each bundle.
+///
+/// Sessions and the audit trail: what revocation needs (ending sessions, recording receipts).
+pub trait RevocationStore: SessionStore + AuditStore {}
+impl<T: SessionStore + AuditStore + ?Sized> RevocationStore for T {}
+
 /// The tenant records and the audit trail: what domain verification needs.
 pub trait DomainStore: TenantStore + AuditStore {}
 impl<T: TenantStore + AuditStore + ?Sized> DomainStore for T {}
 
-/// Everything the services need from one store. `Arc<dyn Store>` upcasts to each narrower
-/// port a use case takes.
-pub trait Store: DomainStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + QuotaStore {}
-impl<T: DomainStore + TokenStore + UserStore + OnceStore + SessionStore + LoginStore + QuotaStore + ?Sized> Store
-    for T
-{
-}
+/// Tenants, their SCIM tokens and the audit trail: what token issuance and rotation need.
+pub trait ScimTokenStore: TenantStore + TokenStore + AuditStore {}
+impl<T: TenantStore + TokenStore + AuditStore + ?Sized> ScimTokenStore for T {}
+
+/// Users, tokens, the shared quota counters, and revocation: what SCIM provisioning needs.
+pub trait ScimUserStore: UserStore + TokenStore + QuotaStore + RevocationStore {}
+impl<T: UserStore + TokenStore + QuotaStore + RevocationStore + ?Sized> ScimUserStore for T {}
+
+/// Tenants, sessions and the audit trail: what SSO settings (which end the sessions of a
+/// replaced provider) and the session checks need.
+pub trait TenantSessionStore: TenantStore + RevocationStore {}
+impl<T: TenantStore + RevocationStore + ?Sized> TenantSessionStore for T {}
+
+/// What signing in needs: tenants, users (account linking), login transactions, sessions and
+/// the audit trail.
+pub trait SignInStore: TenantSessionStore + UserStore + LoginStore {}
+impl<T: TenantSessionStore + UserStore + LoginStore + ?Sized> SignInStore for T {}
+
+/// What provider logout messages need: tenants (by issuer), users, the replay cache, and
+/// revocation.
+pub trait LogoutStore: TenantStore + UserStore + OnceStore + RevocationStore {}
+impl<T: TenantStore + UserStore + OnceStore + RevocationStore + ?Sized> LogoutStore for T {}
+
+/// Every port of one store: what a process builds its services from.
+pub trait Store: DomainStore + ScimTokenStore + ScimUserStore + SignInStore + LogoutStore {}
+impl<T: DomainStore + ScimTokenStore + ScimUserStore + SignInStore + LogoutStore + ?Sized> Store for T {}
 
 /// The audit trail, per tenant, newest first.
 #[async_trait]

@@ -6,7 +6,7 @@ use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::email::{check_email, fold};
 use crate::ids::{TenantId, UserId};
-use crate::ports::Store;
+use crate::ports::{LogoutStore, RevocationStore};
 use crate::sso::{IdentityProvider, Issuer, JwtKind, SsoError, Subject};
 use crate::tenant::Tenant;
 use crate::Error;
@@ -67,12 +67,12 @@ impl Receipt {
 /// Ends sessions and records receipts.
 #[derive(Clone)]
 pub struct Revoker {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RevocationStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl Revoker {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn RevocationStore>, clock: Arc<dyn Clock>) -> Self {
         Revoker { store, clock }
     }
 
@@ -165,14 +165,14 @@ fn str_claim<'a>(c: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 /// Validates provider logout messages and revokes what they name.
 pub struct LogoutService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LogoutStore>,
     idp: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     revoker: Revoker,
 }
 
 impl LogoutService {
-    pub fn new(store: Arc<dyn Store>, idp: Arc<dyn IdentityProvider>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn LogoutStore>, idp: Arc<dyn IdentityProvider>, clock: Arc<dyn Clock>) -> Self {
         let revoker = Revoker::new(store.clone(), clock.clone());
         // No limit per claimed issuer here: the claim is unverified, so anyone could spend a
         // customer's budget and have its provider's real revocations refused. Callers are

@@ -512,3 +512,29 @@ mod tests {
         assert!(!s.is_live(Timestamp(100_000), 1_000));
     }
 }
+/// Timeouts and what the deployment allows.
+#[derive(Debug, Clone)]
+pub struct SsoPolicy {
+    /// How long a started login may take to come back (RFC 9700 advice: minutes).
+    pub transaction_ttl_secs: i64,
+    /// A session unused this long ends (OWASP: 15–30 minutes).
+    pub idle_secs: i64,
+    /// A session ends this long after sign-in whatever the activity (OWASP: 4–8 hours).
+    pub absolute_secs: i64,
+    /// Activity is written at most this often per session.
+    pub touch_every_secs: i64,
+    /// `http://` issuers on loopback (the local stack with a local test provider).
+    pub allow_loopback_http: bool,
+}
+
+impl Default for SsoPolicy {
+    fn default() -> Self {
+        SsoPolicy {
+            transaction_ttl_secs: 600,
+            idle_secs: 30 * 60,
+            absolute_secs: 8 * 3600,
+            touch_every_secs: 60,
+            allow_loopback_http: false,
+        }
+    }
+}

@@ -4,8 +4,9 @@
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
 use crate::ids::{TenantId, UserId};
-use crate::ports::Store;
+use crate::ports::UserStore;
 use crate::role::Role;
+use crate::usecase::{retry_on_conflict, Attempt};
 use crate::user::{RoleSource, User};
 use crate::{Error, Result};
 use serde_json::json;
@@ -20,14 +21,16 @@ pub struct RoleChange {
 }
 
 pub struct TeamService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn UserStore>,
     clock: Arc<dyn Clock>,
 }
 
 const PAGE_MAX: usize = 200;
+/// How often a role change is retried when the member changed meanwhile.
+const ATTEMPTS: usize = 4;
 
 impl TeamService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn UserStore>, clock: Arc<dyn Clock>) -> Self {
         TeamService { store, clock }
     }
 
@@ -60,9 +63,10 @@ impl TeamService {
             ))
         })?;
         let id = UserId::parse(target).ok_or_else(|| Error::NotFound("no such member".into()))?;
-        for _ in 0..4 {
+        let (id, role) = (&id, &role);
+        let changed = retry_on_conflict(ATTEMPTS, (), |()| async move {
             let current =
-                self.store.get_user(tenant, &id).await?.ok_or_else(|| Error::NotFound("no such member".into()))?;
+                self.store.get_user(tenant, id).await?.ok_or_else(|| Error::NotFound("no such member".into()))?;
             let from = current.effective_role();
             let warning = (current.role_source == Some(RoleSource::Scim)).then(|| {
                 "your identity provider manages this role over SCIM and will overwrite it on its next push; \
@@ -70,10 +74,10 @@ impl TeamService {
                     .to_string()
             });
             let mut next = current.clone();
-            next.role = Some(role);
+            next.role = Some(*role);
             next.role_source = Some(RoleSource::Manual);
             if next == current {
-                return Ok(RoleChange { user: current, warning });
+                return Ok(Attempt::Done(RoleChange { user: current, warning }));
             }
             let now = self.clock.now();
             next.version = current.version + 1;
@@ -82,11 +86,12 @@ impl TeamService {
                 .target(id)
                 .details(json!({ "from": from.as_str(), "to": role.as_str(), "previous_source": current.role_source }));
             match self.store.replace_user_guarded(&current, &next, Some(&audit)).await {
-                Ok(()) => return Ok(RoleChange { user: next, warning }),
-                Err(Error::PreconditionFailed(_)) => continue,
-                Err(e) => return Err(e),
+                Ok(()) => Ok(Attempt::Done(RoleChange { user: next, warning })),
+                Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(())),
+                Err(e) => Err(e),
             }
-        }
-        Err(Error::Conflict("the member changed concurrently; retry".into()))
+        })
+        .await?;
+        changed.ok_or_else(|| Error::Conflict("the member changed concurrently; retry".into()))
     }
 }

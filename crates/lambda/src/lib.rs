@@ -15,7 +15,7 @@ use butterfly_aws::{DynamoStore, RequestCounter};
 use butterfly_core::clock::SystemClock;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::scim::cursor::CursorKey;
-use butterfly_core::sso_service::SsoPolicy;
+use butterfly_core::sso::SsoPolicy;
 use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLookup};
 use lambda_http::RequestExt;
 use std::sync::Arc;

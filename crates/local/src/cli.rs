@@ -7,9 +7,11 @@ use butterfly_core::clock::SystemClock;
 use butterfly_core::domain::DomainService;
 use butterfly_core::ids::TenantId;
 use butterfly_core::ports::{SecretStore, Store};
-use butterfly_core::service::{AdminService, RotationMode};
-use butterfly_core::sso_service::{SsoPolicy, SsoService, SsoSettingsInput, SsoSettingsView};
+use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
+use butterfly_core::sso::SsoPolicy;
+use butterfly_core::sso_settings::{SsoSettingsInput, SsoSettingsService, SsoSettingsView};
 use butterfly_core::tenant::Tenant;
+use butterfly_core::tenants::TenantService;
 use butterfly_core::token::Secret;
 use butterfly_core::token::TokenRecord;
 use butterfly_embedded::EmbeddedStore;
@@ -494,7 +496,8 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             .await;
     }
     let (store, secrets, dynamo) = open_store(&cli).await?;
-    let admin = AdminService::new(store.clone(), Arc::new(SystemClock));
+    let tenants = TenantService::new(store.clone(), Arc::new(SystemClock));
+    let tokens = ScimTokenService::new(store.clone(), Arc::new(SystemClock));
     let allow_loopback = cli.allow_loopback_issuer.unwrap_or(dynamo.is_none());
     match command {
         Command::Domain(cmd) => {
@@ -544,7 +547,7 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             let dns = DnsServers::parse(&cli.dns_server)?;
             let idp = OidcProvider::new(GuardedHttp::new(&dns, allow_loopback, Limits::default())?);
             let policy = SsoPolicy { allow_loopback_http: allow_loopback, ..SsoPolicy::default() };
-            let sso = SsoService::new(store, secrets, Arc::new(idp), Arc::new(SystemClock), policy);
+            let sso = SsoSettingsService::new(store, secrets, Arc::new(idp), Arc::new(SystemClock), policy);
             match cmd {
                 SsoCmd::Set { tenant, issuer, client_id, client_secret_stdin, domains, disabled, json } => {
                     let tenant = parse_tenant(&tenant)?;
@@ -576,7 +579,7 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tenant(TenantCmd::Create { name, domains, json }) => {
-            let t = admin.create_tenant(&name, &domains).await.map_err(|e| e.to_string())?;
+            let t = tenants.create_tenant(&name, &domains).await.map_err(|e| e.to_string())?;
             if json {
                 println!("{}", tenant_json(&t));
             } else {
@@ -586,7 +589,7 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tenant(TenantCmd::List { json }) => {
-            let ts = admin.list_tenants().await.map_err(|e| e.to_string())?;
+            let ts = tenants.list_tenants().await.map_err(|e| e.to_string())?;
             if json {
                 println!("{}", json!({"tenants": ts.iter().map(tenant_json).collect::<Vec<_>>()}));
             } else if ts.is_empty() {
@@ -614,7 +617,7 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             };
             let tenant = parse_tenant(tenant)?;
             let Some(rotate) = rotate else {
-                let live = admin.live_tokens(&tenant).await.map_err(|e| e.to_string())?;
+                let live = tokens.live_tokens(&tenant).await.map_err(|e| e.to_string())?;
                 match (live.first(), json_out) {
                     (Some(m), true) => {
                         let mut v = token_meta_json(m);
@@ -643,9 +646,9 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 return Ok(());
             };
             let issued = if rotate {
-                admin.rotate_token_with(&tenant, mode, "operator").await
+                tokens.rotate_token_with(&tenant, mode, "operator").await
             } else {
-                admin.issue_token(&tenant).await
+                tokens.issue_token(&tenant).await
             }
             .map_err(|e| e.to_string())?;
             if json_out {

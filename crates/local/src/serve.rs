@@ -7,8 +7,9 @@ use butterfly_core::clock::SystemClock;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::ports::{SecretStore, Store};
 use butterfly_core::scim::cursor::CursorKey;
-use butterfly_core::service::AdminService;
-use butterfly_core::sso_service::SsoPolicy;
+use butterfly_core::scim_tokens::ScimTokenService;
+use butterfly_core::sso::SsoPolicy;
+use butterfly_core::tenants::TenantService;
 use butterfly_embedded::EmbeddedStore;
 use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLookup};
 use std::net::SocketAddr;
@@ -144,9 +145,15 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
 
     if let Some(store) = opened.embedded.as_ref().filter(|_| o.demo) {
         if store.is_empty().await.map_err(|e| e.to_string())? {
-            let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
-            let t = admin.create_tenant("demo", "").await.map_err(|e| e.to_string())?;
-            let issued = admin.issue_token(&t.id).await.map_err(|e| e.to_string())?;
+            let demo = Arc::new(store.clone());
+            let t = TenantService::new(demo.clone(), Arc::new(SystemClock))
+                .create_tenant("demo", "")
+                .await
+                .map_err(|e| e.to_string())?;
+            let issued = ScimTokenService::new(demo, Arc::new(SystemClock))
+                .issue_token(&t.id)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("Created the demo tenant {} with a SCIM token (shown once, it is stored only hashed):", t.id);
             println!();
             println!("  SCIM base URL: {scim_base}");

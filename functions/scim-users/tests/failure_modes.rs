@@ -7,9 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use butterfly_aws::DynamoStore;
-use butterfly_core::clock::SystemClock;
 use butterfly_core::ports::UserStore;
-use butterfly_core::service::AdminService;
 use butterfly_tests::aws::{local_config, server_secret};
 use butterfly_tests::fault_proxy::{FaultProxy, Mode};
 use butterfly_tests::lambda_runtime::{assert_refused, start_expecting_exit, LambdaProcess};
@@ -46,9 +44,7 @@ async fn behind_a_proxy(label: &str, seed: u64) -> Behind {
         butterfly_aws::dynamodb_client(&local_config(&butterfly_tests::aws::dynamodb_endpoint()).await, None),
         f.table.clone(),
     );
-    let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
-    let tenant = admin.create_tenant(&format!("{label} Co"), "").await.unwrap();
-    let token = admin.issue_token(&tenant.id).await.unwrap().token.secret().expose().to_string();
+    let (tenant, token) = butterfly_tests::tenant_with_token(Arc::new(store.clone()), &format!("{label} Co")).await;
     Behind { proxy, f, store, tenant, auth: format!("Bearer {token}") }
 }
 

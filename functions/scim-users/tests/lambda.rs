@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use butterfly_core::clock::SystemClock;
-use butterfly_core::service::AdminService;
 use butterfly_tests::aws::{dynamo_store, local_config, secretsmanager_endpoint};
 use butterfly_tests::lambda_runtime::{apigw_v2, http_answer, RuntimeApi, SUSTAINED_REQUESTS};
 use serde_json::{json, Value};
@@ -19,9 +17,7 @@ use std::time::Instant;
 async fn okta_sequence_through_the_lambda_entry_point() {
     // Data: a table with a tenant and its token; the cursor-signing secret in Secrets Manager.
     let (store, _) = dynamo_store("lambda").await;
-    let admin = AdminService::new(Arc::new(store.clone()), Arc::new(SystemClock));
-    let tenant = admin.create_tenant("Lambda Co", "").await.unwrap();
-    let token = admin.issue_token(&tenant.id).await.unwrap().token.secret().expose().to_string();
+    let (_, token) = butterfly_tests::tenant_with_token(Arc::new(store.clone()), "Lambda Co").await;
     let sm = aws_sdk_secretsmanager::Client::new(&local_config(&secretsmanager_endpoint()).await);
     let secret_id = format!("butterfly/test/cursor-key-{}", std::process::id());
     sm.create_secret()

@@ -92,7 +92,11 @@ enum PatchPath {
     Entitlements,
     /// `path`, `path[filter]` or `path[filter].sub` (`then_sub_attr`: the sub-attribute named
     /// after the filter, e.g. `value` in `emails[type eq "work"].value`).
-    Attr { path: AttrPath, filter: Option<Filter>, then_sub_attr: Option<&'static super::schema::AttrDef> },
+    Attr {
+        path: AttrPath,
+        filter: Option<Filter>,
+        then_sub_attr: Option<&'static super::schema::AttrDef>,
+    },
 }
 
 fn parse_path(raw: &str) -> Result<PatchPath, Error> {

@@ -1,86 +1,32 @@
-//! The single sign-on use cases: SSO settings (with issuer binding), starting a login (by email
-//! domain, from the provider's dashboard, or as an admin's test), completing it at the
-//! callback (linking identities to accounts by strict rules, just-in-time users), confirming a
-//! provider-initiated switch of account, and the session checks behind every signed-in request.
+//! Signing in through a tenant's identity provider: starting a login (by email domain, from
+//! the provider's dashboard, or as an admin's test), completing it at the callback (the
+//! account linking rules and just-in-time users are in [`account_linking`]), and confirming a
+//! provider-initiated switch of account.
+
+mod account_linking;
 
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
-use crate::clock::{Clock, Timestamp};
-use crate::email::{check_email, fold, link_key, EmailDomain, UserName};
+use crate::clock::Clock;
+use crate::email::{check_email, link_key, EmailDomain};
 use crate::ids::{TenantId, UserId};
-use crate::limit::{Throttle, Unlimited};
-use crate::ports::{SecretStore, Store};
+use crate::ports::{SecretStore, SignInStore};
 use crate::role::Role;
+use crate::sessions::end_sessions_from;
 use crate::sso::{
     hash_secret, is_secret_shaped, pkce_challenge, random_secret, CodeRedemption, IdTokenExpectations,
-    IdentityProvider, Issuer, LoginPurpose, LoginTransaction, PreviousProvider, ReturnPath, Session, SsoConfig,
-    SsoError, Subject, VerifiedIdToken, CONFIRMATION_TTL_SECS, SCOPES,
+    IdentityProvider, Issuer, LoginPurpose, LoginTransaction, ReturnPath, Session, SsoConfig, SsoError, SsoPolicy,
+    VerifiedIdToken, CONFIRMATION_TTL_SECS, SCOPES,
 };
-use crate::tenant::{DomainRecord, Tenant, VerifiedBy};
+use crate::sso_settings::{no_randomness, tenant_of};
+use crate::tenant::Tenant;
 use crate::text;
-use crate::token::{Secret, TokenHash};
-use crate::user::{Email, Name, RoleSource, User};
+use crate::token::Secret;
+use crate::usecase::{changed_concurrently, record_or_log, retry_on_conflict, Attempt};
+use crate::user::User;
 use crate::Error;
 use serde_json::json;
 use std::sync::Arc;
-
-/// Timeouts and what the deployment allows.
-#[derive(Debug, Clone)]
-pub struct SsoPolicy {
-    /// How long a started login may take to come back (RFC 9700 advice: minutes).
-    pub transaction_ttl_secs: i64,
-    /// A session unused this long ends (OWASP: 15–30 minutes).
-    pub idle_secs: i64,
-    /// A session ends this long after sign-in whatever the activity (OWASP: 4–8 hours).
-    pub absolute_secs: i64,
-    /// Activity is written at most this often per session.
-    pub touch_every_secs: i64,
-    /// `http://` issuers on loopback (the local stack with a local test provider).
-    pub allow_loopback_http: bool,
-}
-
-impl Default for SsoPolicy {
-    fn default() -> Self {
-        SsoPolicy {
-            transaction_ttl_secs: 600,
-            idle_secs: 30 * 60,
-            absolute_secs: 8 * 3600,
-            touch_every_secs: 60,
-            allow_loopback_http: false,
-        }
-    }
-}
-
-/// What an admin saves.
-#[derive(Debug, Clone)]
-pub struct SsoSettingsInput {
-    /// Okta domain (`acme.okta.com`) or issuer URL.
-    pub issuer: String,
-    pub client_id: String,
-    /// Write-only; `None` keeps the stored one (required the first time).
-    pub client_secret: Option<Secret>,
-    /// Comma-separated email domains; `None` keeps the current ones.
-    pub domains: Option<String>,
-    pub enabled: bool,
-}
-
-/// What anyone may read back: everything but the secret.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SsoSettingsView {
-    pub tenant: TenantId,
-    pub issuer: Option<Issuer>,
-    pub client_id: Option<String>,
-    pub client_secret_set: bool,
-    /// Verified domains (they route sign-ins).
-    pub domains: Vec<EmailDomain>,
-    /// Every domain with its state, and the TXT record that verifies it.
-    pub domain_records: Vec<DomainRecord>,
-    pub verification_token: Option<String>,
-    pub enabled: bool,
-    /// When the issuer was bound (`None`: a test sign-in through it is still needed).
-    pub issuer_bound_at: Option<Timestamp>,
-    pub updated: Option<Timestamp>,
-}
 
 /// A login just started: send the browser to `authorize_url`, holding `binding` in the
 /// transaction cookie named after `cookie_key`.
@@ -167,265 +113,35 @@ pub enum CallbackOutcome {
     Tested(TestReport),
 }
 
-/// A valid session with its user and tenant.
-#[derive(Debug, Clone)]
-pub struct SignedInUser {
-    pub session: Session,
-    pub user: User,
-    pub tenant: Tenant,
-}
-
 /// The name of the transaction cookie for a `state`: one per login, so two tabs do not
 /// overwrite each other's binding.
 pub fn transaction_cookie_key(state: &str) -> String {
     hash_secret(state).to_hex()[..16].to_string()
 }
 
-/// The DNS name whose TXT record proves a domain: `_butterfly-verification.<domain>`.
-pub fn verification_name(domain: &EmailDomain) -> String {
-    format!("_butterfly-verification.{}", domain.as_str())
-}
-
-/// The TXT value a tenant publishes: `butterfly-domain-verification=<token>`.
-pub fn verification_value(token: &str) -> String {
-    format!("butterfly-domain-verification={token}")
-}
-
-pub struct SsoService {
-    store: Arc<dyn Store>,
+/// Sign-in: login starts, the callback, switch confirmations.
+pub struct SignInService {
+    store: Arc<dyn SignInStore>,
     secrets: Arc<dyn SecretStore>,
     idp: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     policy: SsoPolicy,
-    /// Settings saves and domain verifications per tenant (each fetches the named provider afresh).
-    settings_throttle: Arc<dyn Throttle>,
 }
 
-const LINK_ATTEMPTS: usize = 4;
+/// How often a tenant or user write of a sign-in (binding an issuer, linking an account) is
+/// retried when the record changed meanwhile.
+const ATTEMPTS: usize = 4;
 
-/// An unexpected randomness failure, as a store-side error.
-fn no_randomness(e: String) -> SsoError {
-    SsoError::Store(Error::Store(e))
-}
-
-impl SsoService {
+impl SignInService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn SignInStore>,
         secrets: Arc<dyn SecretStore>,
         idp: Arc<dyn IdentityProvider>,
         clock: Arc<dyn Clock>,
         policy: SsoPolicy,
     ) -> Self {
-        SsoService { store, secrets, idp, clock, policy, settings_throttle: Arc::new(Unlimited) }
+        SignInService { store, secrets, idp, clock, policy }
     }
-
-    /// Limits a tenant's members' settings saves (each one fetches a provider afresh).
-    /// Sign-in starts have no limit per domain or issuer, only the callers' per-address limit:
-    /// any shared budget an anonymous caller can spend is a way to lock a customer out.
-    pub fn with_settings_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
-        self.settings_throttle = throttle;
-        self
-    }
-
-    pub fn policy(&self) -> &SsoPolicy {
-        &self.policy
-    }
-
-    async fn tenant(&self, id: &TenantId) -> Result<Tenant, SsoError> {
-        self.store.get_tenant(id).await?.ok_or_else(|| SsoError::Settings(format!("tenant {id} does not exist")))
-    }
-
-    /// Records an audit event; a failure is logged (with the request's id, from the span),
-    /// never silently dropped, and does not undo what was done.
-    async fn audit(&self, event: AuditEvent) {
-        if let Err(e) = self.store.record_audit(&event).await {
-            tracing::error!(action = event.action.as_str(), error = %e, "audit event not recorded");
-        }
-    }
-
-    // ---- settings ----------------------------------------------------------------------
-
-    /// Saves a tenant's SSO settings as the operator (the CLI): the issuer is bound and new
-    /// domains are verified at once, on the operator's word.
-    pub async fn configure(&self, tenant: &TenantId, input: SsoSettingsInput) -> Result<SsoSettingsView, SsoError> {
-        self.configure_as(tenant, input, &Actor::Operator).await
-    }
-
-    /// Validates and saves a tenant's SSO settings: the issuer must serve discovery naming
-    /// itself; domains are normalised and must not be public mailbox providers; the secret goes
-    /// to the secret store only. For a member (not the operator), a new issuer is bound only by
-    /// a successful test sign-in through it, and new domains route only once DNS verifies them.
-    /// Changing the bound issuer ends every session that came from the old one.
-    pub async fn configure_as(
-        &self,
-        tenant: &TenantId,
-        input: SsoSettingsInput,
-        actor: &Actor,
-    ) -> Result<SsoSettingsView, SsoError> {
-        if !actor.is_operator() {
-            self.settings_throttle.check(&format!("settings:{tenant}")).map_err(SsoError::Throttled)?;
-        }
-        let issuer = Issuer::parse(&input.issuer, self.policy.allow_loopback_http).map_err(SsoError::Settings)?;
-        let client_id = input.client_id.trim().to_string();
-        if client_id.is_empty() || client_id.len() > 255 || client_id.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(SsoError::Settings("the client ID must be 1 to 255 characters without spaces".into()));
-        }
-        if let Some(s) = &input.client_secret {
-            let v = s.expose();
-            if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) {
-                return Err(SsoError::Settings("the client secret must be 1 to 1024 printable characters".into()));
-            }
-        }
-        let domains = match &input.domains {
-            Some(d) => {
-                let list = EmailDomain::parse_list(d).map_err(SsoError::Settings)?;
-                if list.len() > 50 {
-                    return Err(SsoError::Settings("at most 50 email domains".into()));
-                }
-                if let Some(c) = list.iter().find(|d| d.is_consumer()) {
-                    return Err(SsoError::Settings(format!(
-                        "{c} is a public mailbox provider; only domains your organisation owns can route sign-ins"
-                    )));
-                }
-                Some(list)
-            }
-            None => None,
-        };
-        let current = self.tenant(tenant).await?;
-        let has_domain = match &domains {
-            Some(d) => !d.is_empty(),
-            None => !current.domain_records().is_empty(),
-        };
-        if input.enabled && !has_domain {
-            return Err(SsoError::Settings(
-                "at least one email domain is needed: it routes sign-ins from the login page to your provider".into(),
-            ));
-        }
-        if input.client_secret.is_none() && self.secrets.client_secret(tenant).await?.is_none() {
-            return Err(SsoError::Settings(
-                "the client secret is required the first time (the CLI reads it with --client-secret-stdin)".into(),
-            ));
-        }
-        // The provider must answer discovery for exactly this issuer, now.
-        self.idp.discover(&issuer, true).await.map_err(|e| match e {
-            SsoError::ProviderUnavailable(m) | SsoError::Settings(m) => {
-                SsoError::Settings(format!("the issuer {issuer} failed discovery: {m}"))
-            }
-            other => other,
-        })?;
-        if let Some(s) = &input.client_secret {
-            self.secrets.put_client_secret(tenant, s).await?;
-        }
-        let mut current = current;
-        for _ in 0..LINK_ATTEMPTS {
-            let now = self.clock.now();
-            let mut next = current.clone();
-            // The provider the tenant trusts now stays bound (also when a pending change is
-            // undone) — the same issuer *and* client ID: another app at the same provider is a
-            // new provider (its tokens carry another audience) and waits for its test sign-in,
-            // while the old app's logout messages stay trusted.
-            let keeps_binding = current.trusted_provider().is_some_and(|(i, c)| i == &issuer && c == client_id);
-            let bound_at = match (keeps_binding, actor.is_operator()) {
-                (true, _) => current.sso.as_ref().and_then(|s| s.bound_at).or(Some(now)),
-                (false, true) => Some(now),
-                (false, false) => None,
-            };
-            // The provider bound before this change (or the one a pending change already replaces).
-            let previously_bound = current
-                .trusted_provider()
-                .map(|(i, c)| PreviousProvider { issuer: i.clone(), client_id: c.to_string() })
-                .filter(|r| r.issuer != issuer || r.client_id != client_id);
-            next.sso = Some(SsoConfig {
-                issuer: issuer.clone(),
-                client_id: client_id.clone(),
-                enabled: input.enabled,
-                updated: now,
-                bound_at,
-                replaces: if bound_at.is_some() { None } else { previously_bound.clone() },
-            });
-            if let Some(d) = &domains {
-                let records = current.domain_records();
-                let kept: Vec<DomainRecord> = d
-                    .iter()
-                    .map(|dom| match records.iter().find(|r| &r.domain == dom) {
-                        Some(r) => r.clone(),
-                        None if actor.is_operator() => DomainRecord::verified(dom.clone(), VerifiedBy::Operator, now),
-                        None => DomainRecord::pending(dom.clone(), now),
-                    })
-                    .collect();
-                next.set_domain_records(kept);
-            }
-            if next.verification_token.is_none() {
-                next.verification_token = Some(random_secret().map_err(no_randomness)?.expose()[..32].to_string());
-            }
-            next.version = current.version + 1;
-            match self.store.replace_tenant(&current, &next).await {
-                Ok(()) => {
-                    let event = AuditEvent::new(tenant, now, AuditAction::SsoSettingsUpdate, actor.to_string())
-                        .details(json!({
-                            "issuer": issuer.as_str(),
-                            "issuer_bound": bound_at.is_some(),
-                            "client_id": client_id,
-                            "domains": next.domain_records().iter().map(|r| json!({
-                                "domain": r.domain.as_str(), "verified": r.is_verified()
-                            })).collect::<Vec<_>>(),
-                            "enabled": input.enabled,
-                            "client_secret_changed": input.client_secret.is_some(),
-                        }));
-                    self.audit(event).await;
-                    if let (Some(old), Some(_)) = (&previously_bound, bound_at) {
-                        self.end_sessions_from(tenant, &old.issuer, actor).await?;
-                    }
-                    let secret_set =
-                        input.client_secret.is_some() || self.secrets.client_secret(tenant).await?.is_some();
-                    return Ok(self.view(&next, secret_set));
-                }
-                Err(Error::PreconditionFailed(_)) => current = self.tenant(tenant).await?,
-                Err(Error::Uniqueness(m)) => return Err(SsoError::Settings(m)),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(SsoError::Store(Error::Unavailable {
-            message: "the tenant changed concurrently; retry".into(),
-            retry_after_secs: 1,
-        }))
-    }
-
-    /// Ends every session of the tenant that came from `old`, an issuer just replaced by a bound
-    /// one (its users re-link through the new issuer by the linking rules). While a new issuer
-    /// waits for its test sign-in, sessions from the old one keep working: the admin who saved
-    /// the change must still be signed in to run the test.
-    async fn end_sessions_from(&self, tenant: &TenantId, old: &Issuer, actor: &Actor) -> Result<(), SsoError> {
-        let ended = self.store.delete_issuer_sessions(tenant, old.as_str()).await?;
-        let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::Revocation, actor.to_string())
-            .details(json!({ "trigger": "issuer_change", "issuer": old.as_str(), "sessions_ended": ended }));
-        self.audit(event).await;
-        Ok(())
-    }
-
-    /// The settings, without the secret (only whether one is set).
-    pub async fn settings(&self, tenant: &TenantId) -> Result<SsoSettingsView, SsoError> {
-        let t = self.tenant(tenant).await?;
-        let has_secret = self.secrets.client_secret(tenant).await?.is_some();
-        Ok(self.view(&t, has_secret))
-    }
-
-    fn view(&self, t: &Tenant, secret_set: bool) -> SsoSettingsView {
-        SsoSettingsView {
-            tenant: t.id.clone(),
-            issuer: t.sso.as_ref().map(|s| s.issuer.clone()),
-            client_id: t.sso.as_ref().map(|s| s.client_id.clone()),
-            client_secret_set: secret_set,
-            domains: t.domains.clone(),
-            domain_records: t.domain_records(),
-            verification_token: t.verification_token.clone(),
-            enabled: t.sso.as_ref().is_some_and(|s| s.enabled),
-            issuer_bound_at: t.sso.as_ref().and_then(|s| s.bound_at),
-            updated: t.sso.as_ref().map(|s| s.updated),
-        }
-    }
-
-    // ---- starting a login ----------------------------------------------------------------
 
     /// SP-initiated: the email's verified domain picks the tenant; its bound provider gets
     /// `login_hint`.
@@ -494,7 +210,7 @@ impl SsoService {
         if tester.effective_role() != Role::SuperAdmin || !tester.active {
             return Err(SsoError::InvalidInput("only a super_admin can test the single sign-on settings".into()));
         }
-        let tenant = self.tenant(&tester.tenant).await?;
+        let tenant = tenant_of(self.store.as_ref(), &tester.tenant).await?;
         let sso = tenant.sso.clone().ok_or_else(|| SsoError::Settings("save the SSO settings first".into()))?;
         if self.secrets.client_secret(&tenant.id).await?.is_none() {
             return Err(SsoError::Settings("save the client secret first".into()));
@@ -562,8 +278,6 @@ impl SsoService {
         })
     }
 
-    // ---- the callback --------------------------------------------------------------------
-
     /// Completes a login. Every refusal consumes the transaction and creates no session.
     /// `previous_session` is the session cookie the browser already had: a sign-in the user
     /// started here replaces it (the session id changes at every sign-in); a provider-initiated
@@ -605,7 +319,7 @@ impl SsoService {
             }
         };
         if let Some(e) = event {
-            self.audit(e).await;
+            record_or_log(self.store.as_ref(), &e).await;
         }
         result
     }
@@ -713,7 +427,7 @@ impl SsoService {
         tx: &LoginTransaction,
         previous_session: Option<&str>,
     ) -> Result<CallbackOutcome, SsoError> {
-        let tenant = self.tenant(&tx.tenant).await?;
+        let tenant = tenant_of(self.store.as_ref(), &tx.tenant).await?;
         if Self::usable_sso(&tenant).is_none_or(|s| s.issuer != tx.issuer) {
             return Err(SsoError::rejected("sso_changed", "single sign-on settings changed during the sign-in"));
         }
@@ -814,7 +528,7 @@ impl SsoService {
         let event = AuditEvent::new(&tenant.id, now, AuditAction::SignIn, Actor::User(user.id).to_string())
             .target(user.id)
             .details(json!({ "created": false, "issuer": confirmed.issuer, "purpose": "provider_initiated", "confirmed_switch": true }));
-        self.audit(event).await;
+        record_or_log(self.store.as_ref(), &event).await;
         Ok(Some(SignedIn {
             session_secret: secret,
             user,
@@ -827,7 +541,7 @@ impl SsoService {
 
     /// A test sign-in: every check, reported; nobody signed in; the issuer bound if all pass.
     async fn complete_test(&self, p: &CallbackParams, tx: &LoginTransaction) -> Result<TestReport, SsoError> {
-        let tenant = self.tenant(&tx.tenant).await?;
+        let tenant = tenant_of(self.store.as_ref(), &tx.tenant).await?;
         let mut report = TestReport {
             tenant: tenant.id.clone(),
             issuer: tx.issuer.clone(),
@@ -935,7 +649,7 @@ impl SsoService {
         if !report.passed() {
             e = e.refused();
         }
-        self.audit(e).await;
+        record_or_log(self.store.as_ref(), &e).await;
     }
 
     /// Binds `issuer` with `client_id` (the tenant's configured pair) to the tenant: the issuer
@@ -947,8 +661,11 @@ impl SsoService {
         client_id: &str,
         by: Option<UserId>,
     ) -> Result<(), SsoError> {
-        let mut current = tenant.clone();
-        for _ in 0..LINK_ATTEMPTS {
+        let bound = retry_on_conflict(ATTEMPTS, Some(tenant.clone()), |current| async move {
+            let current = match current {
+                Some(t) => t,
+                None => tenant_of(self.store.as_ref(), &tenant.id).await?,
+            };
             let mut next = current.clone();
             let replaced = match next.sso.as_mut() {
                 Some(s) if &s.issuer == issuer && s.client_id == client_id => {
@@ -965,266 +682,19 @@ impl SsoService {
                     // trusted, so they end too.
                     if let Some(old) = replaced.filter(|o| &o.issuer != issuer || o.client_id != client_id) {
                         let actor = by.map(Actor::User).unwrap_or(Actor::System);
-                        self.end_sessions_from(&tenant.id, &old.issuer, &actor).await?;
+                        end_sessions_from(self.store.as_ref(), &*self.clock, &tenant.id, &old.issuer, &actor).await?;
                     }
-                    return Ok(());
+                    Ok(Attempt::Done(()))
                 }
-                Err(Error::PreconditionFailed(_)) => current = self.tenant(&tenant.id).await?,
-                Err(Error::Uniqueness(_)) => {
-                    return Err(SsoError::Settings(
-                        "this identity provider is already connected to another Butterfly organisation".into(),
-                    ))
-                }
-                Err(e) => return Err(e.into()),
+                Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
+                Err(Error::Uniqueness(_)) => Err(SsoError::Settings(
+                    "this identity provider is already connected to another Butterfly organisation".into(),
+                )),
+                Err(e) => Err(e.into()),
             }
-        }
-        Err(SsoError::Store(Error::Unavailable {
-            message: "the tenant changed concurrently; retry".into(),
-            retry_after_secs: 1,
-        }))
-    }
-
-    /// The account for a verified identity, by these rules only (OIDC Core §5.7: `iss`+`sub`
-    /// is the only stable identifier):
-    /// 1. the user already linked to (`iss`, `sub`);
-    /// 2. else the user whose SCIM `externalId` equals `sub` (Okta's provisioning and its
-    ///    sign-in are the same tenant-controlled source), linked now;
-    /// 3. else the user whose `userName` is the token's email, only if the provider says the
-    ///    email is verified, the email's domain is verified for this tenant, and both addresses
-    ///    have the same strict form ([`link_key`]: no case folding, no compatibility mapping);
-    /// 4. else, for a verified email in one of the tenant's verified domains, a new user with
-    ///    `read_only` (just in time).
-    ///
-    /// `preferred_username` is never used. A user already linked to another identity of the
-    /// same issuer is never re-linked. Anything else is a refusal: nothing is linked or created.
-    async fn map_user(&self, tenant: &Tenant, token: &VerifiedIdToken) -> Result<(User, bool), SsoError> {
-        let subject = Subject { issuer: token.issuer.clone(), sub: token.subject.clone() };
-        for _ in 0..LINK_ATTEMPTS {
-            if let Some(u) = self.store.find_user_by_subject(&tenant.id, &subject).await? {
-                return if u.active { Ok((u, false)) } else { Err(SsoError::Deactivated) };
-            }
-            let by_external_id = self.store.find_user_by_external_id(&tenant.id, &subject.sub).await?;
-            let (candidate, how) = match by_external_id {
-                Some(u) => (Some(u), "externalId"),
-                None => match token.email.as_deref() {
-                    Some(email) => (self.store.find_user_by_user_name(&tenant.id, &fold(email.trim())).await?, "email"),
-                    None => (None, "email"),
-                },
-            };
-            let now = self.clock.now();
-            match candidate {
-                Some(u) => {
-                    if how == "email" {
-                        self.check_email_link(tenant, token, &u)?;
-                    }
-                    if !u.active {
-                        return Err(SsoError::Deactivated);
-                    }
-                    if u.subject.as_ref().is_some_and(|s| s.issuer == subject.issuer && s != &subject) {
-                        return Err(SsoError::LinkRefused(
-                            "this account is linked to another identity at your identity provider; ask your administrator"
-                                .into(),
-                        ));
-                    }
-                    let mut next = u.clone();
-                    next.subject = Some(subject.clone());
-                    next.version += 1;
-                    next.last_modified = now;
-                    match self.store.replace_user(&u, &next).await {
-                        Ok(()) => return Ok((next, false)),
-                        Err(Error::PreconditionFailed(_) | Error::Uniqueness(_) | Error::NotFound(_)) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                None => {
-                    let (email, user_name) = self.jit_email(tenant, token)?;
-                    let name = Name {
-                        formatted: token.name.clone(),
-                        family_name: token.family_name.clone(),
-                        given_name: token.given_name.clone(),
-                        middle_name: None,
-                    };
-                    let user = User {
-                        id: UserId::generate(),
-                        tenant: tenant.id.clone(),
-                        user_name,
-                        external_id: None,
-                        name: (!name.is_empty()).then_some(name),
-                        display_name: token.name.clone(),
-                        emails: vec![Email {
-                            value: email,
-                            kind: Some("work".into()),
-                            primary: Some(true),
-                            display: None,
-                        }],
-                        active: true,
-                        locale: None,
-                        role: None,
-                        role_source: Some(RoleSource::Jit),
-                        subject: Some(subject.clone()),
-                        sessions_revoked_at: None,
-                        created: now,
-                        last_modified: now,
-                        version: 1,
-                    };
-                    match self.store.create_user(&user).await {
-                        Ok(()) => return Ok((user, true)),
-                        // Created concurrently (another tab, or Okta's SCIM push): look again.
-                        Err(Error::Uniqueness(_)) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Err(SsoError::Store(Error::Unavailable {
-            message: "the user changed concurrently; retry".into(),
-            retry_after_secs: 1,
-        }))
-    }
-
-    /// Rule 3 of [`Self::map_user`]: may this identity's email link it to `user`?
-    fn check_email_link(&self, tenant: &Tenant, token: &VerifiedIdToken, user: &User) -> Result<(), SsoError> {
-        let email = token.email.as_deref().unwrap_or("");
-        if token.email_verified != Some(true) {
-            return Err(SsoError::LinkRefused(
-                "your identity provider does not say your email address is verified, so it cannot be linked to \
-                 your Butterfly account; ask your administrator"
-                    .into(),
-            ));
-        }
-        let same = match (link_key(email), link_key(user.user_name.as_str())) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        };
-        if !same {
-            return Err(SsoError::LinkRefused(
-                "your email address only resembles the one of a Butterfly account, so they were not linked; ask your \
-                 administrator"
-                    .into(),
-            ));
-        }
-        if !Self::email_domain(email).is_some_and(|d| tenant.has_verified_domain(&d)) {
-            return Err(SsoError::LinkRefused(
-                "your email address is not in one of your organisation's verified domains, so it cannot be linked to \
-                 a Butterfly account; ask your administrator"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Rule 4 of [`Self::map_user`]: the email a just-in-time user is created with.
-    fn jit_email(&self, tenant: &Tenant, token: &VerifiedIdToken) -> Result<(String, UserName), SsoError> {
-        let email = token.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
-            SsoError::rejected("no_email", "the identity provider sent no email address for this user")
-        })?;
-        let user_name = UserName::parse(email).map_err(|_| {
-            SsoError::rejected("no_email", "the identity provider sent an email address Butterfly cannot use")
-        })?;
-        if token.email_verified != Some(true) {
-            return Err(SsoError::LinkRefused(
-                "your identity provider does not say your email address is verified, so no Butterfly account was \
-                 created; ask your administrator"
-                    .into(),
-            ));
-        }
-        if !Self::email_domain(email).is_some_and(|d| tenant.has_verified_domain(&d)) {
-            return Err(SsoError::LinkRefused(
-                "your email address is not in one of your organisation's verified domains, so no Butterfly account \
-                 was created; ask your administrator"
-                    .into(),
-            ));
-        }
-        Ok((email.to_string(), user_name))
-    }
-
-    // ---- sessions ------------------------------------------------------------------------
-
-    /// The signed-in user behind a session cookie. Refuses expired sessions, sessions whose
-    /// user is gone, deactivated or moved, and ends them.
-    pub async fn authenticate(&self, cookie: Option<&str>) -> Result<SignedInUser, SsoError> {
-        let (session, user) = self.live_session(cookie).await?;
-        let tenant = self.store.get_tenant(&session.tenant).await?.ok_or(SsoError::Unauthenticated)?;
-        Ok(SignedInUser { session, user, tenant })
-    }
-
-    /// The session and its user behind a cookie, without the tenant record: what an API call
-    /// needs to authorise (one store round trip fewer than [`Self::authenticate`]).
-    pub async fn authenticate_member(&self, cookie: Option<&str>) -> Result<(Session, User), SsoError> {
-        self.live_session(cookie).await
-    }
-
-    async fn live_session(&self, cookie: Option<&str>) -> Result<(Session, User), SsoError> {
-        let value = cookie.filter(|c| is_secret_shaped(c)).ok_or(SsoError::Unauthenticated)?;
-        let hash = hash_secret(value);
-        let (session, user) = self.store.session_with_user(&hash).await?.ok_or(SsoError::Unauthenticated)?;
-        if !session.confirmed {
-            // A pending switch is not a session; only the confirmation page may use it.
-            return Err(SsoError::Unauthenticated);
-        }
-        let now = self.clock.now();
-        let user = user.filter(|u| {
-            u.tenant == session.tenant && u.active && u.sessions_revoked_at.is_none_or(|at| session.created > at)
-        });
-        let Some(user) = user.filter(|_| session.is_live(now, self.policy.idle_secs)) else {
-            self.store.delete_session(&hash).await?;
-            return Err(SsoError::Unauthenticated);
-        };
-        if now.millis() - session.last_seen.millis() >= self.policy.touch_every_secs * 1000 {
-            self.store.touch_session(&hash, now).await?;
-        }
-        Ok((session, user))
-    }
-
-    /// Ends the session behind the cookie (if any). With `provider_logout`, also returns where
-    /// to send the browser to end the provider session: its `end_session_endpoint`, only if it
-    /// is https (or loopback http where allowed) on the issuer's own host — otherwise no
-    /// redirect, and the ID token is sent nowhere.
-    pub async fn logout(
-        &self,
-        cookie: Option<&str>,
-        provider_logout: bool,
-        post_logout_redirect_uri: &str,
-    ) -> Result<Option<String>, SsoError> {
-        let Some(value) = cookie.filter(|c| is_secret_shaped(c)) else { return Ok(None) };
-        let hash = hash_secret(value);
-        let found = self.store.session_with_user(&hash).await?;
-        if self.store.delete_session(&hash).await? {
-            if let Some((session, _)) = &found {
-                let event = AuditEvent::new(
-                    &session.tenant,
-                    self.clock.now(),
-                    AuditAction::SignOut,
-                    Actor::User(session.user).to_string(),
-                )
-                .target(session.user)
-                .details(json!({ "provider_logout": provider_logout }));
-                self.audit(event).await;
-            }
-        }
-        let Some((session, _)) = found.filter(|_| provider_logout) else { return Ok(None) };
-        let Ok(issuer) = Issuer::parse(&session.issuer, self.policy.allow_loopback_http) else { return Ok(None) };
-        let Ok(info) = self.idp.discover(&issuer, false).await else { return Ok(None) };
-        let Some(end) = info.end_session_endpoint else { return Ok(None) };
-        let Ok(mut url) = url::Url::parse(&end) else { return Ok(None) };
-        let Ok(issuer_url) = url::Url::parse(issuer.as_str()) else { return Ok(None) };
-        if let Err(why) = crate::egress::check_provider_url(&url, &issuer_url, self.policy.allow_loopback_http) {
-            tracing::warn!(issuer = %issuer, why, "end_session_endpoint refused: no provider logout");
-            return Ok(None);
-        }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(t) = &session.id_token {
-                q.append_pair("id_token_hint", t.expose());
-            }
-            q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
-        }
-        Ok(Some(url.to_string()))
-    }
-
-    /// The hash a session cookie is stored under (for revocation tests and tools).
-    pub fn session_hash(cookie: &str) -> TokenHash {
-        hash_secret(cookie)
+        })
+        .await?;
+        bound.ok_or_else(|| SsoError::Store(changed_concurrently("tenant")))
     }
 }
 

@@ -1,12 +1,12 @@
-//! Use cases. Each handler in the HTTP layer calls exactly one of these.
+//! SCIM provisioning of users: authenticating the tenant's SCIM client by its token (and
+//! spending its quota), then creating, reading, replacing, patching, deleting and listing users.
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
-use crate::email::EmailDomain;
 use crate::error::{Error, Result};
 use crate::ids::{TenantId, UserId};
 use crate::limit::{QuotaPolicy, TenantQuota};
-use crate::ports::Store;
+use crate::ports::ScimUserStore;
 use crate::revocation::{Revoker, Trigger};
 use crate::scim::cursor::{self, CursorError, CursorKey, CursorState};
 use crate::scim::doc::{normalize, Draft, NewUserBase};
@@ -14,8 +14,8 @@ use crate::scim::filter::{self, Filter, Lookup};
 use crate::scim::list::{ListQuery, Paging};
 use crate::scim::patch;
 use crate::scim::USER_SCHEMA;
-use crate::tenant::Tenant;
 use crate::token::{ScimToken, TokenHash, TokenRecord};
+use crate::usecase::{retry_on_conflict, Attempt};
 use crate::user::User;
 use serde_json::Value;
 use std::sync::Arc;
@@ -112,6 +112,13 @@ fn invalid_token() -> Error {
     Error::Unauthorized("the SCIM token is not valid: it was revoked, rotated or mistyped".into())
 }
 
+/// A write lost to concurrent writers (with `If-Match`, at once; without, after every attempt).
+fn concurrent_change() -> Error {
+    Error::PreconditionFailed(
+        "the user was changed by another request at the same time; read it again and retry".into(),
+    )
+}
+
 fn not_found(id: &str) -> Error {
     Error::NotFound(format!("User {id} not found"))
 }
@@ -119,7 +126,7 @@ fn not_found(id: &str) -> Error {
 /// SCIM provisioning of users.
 #[derive(Clone)]
 pub struct ScimService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ScimUserStore>,
     clock: Arc<dyn Clock>,
     cursor_key: CursorKey,
     revoker: Revoker,
@@ -137,7 +144,12 @@ fn scim_audit(action: AuditAction, u: &User, at: Timestamp) -> AuditEvent {
 }
 
 impl ScimService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cursor_key: CursorKey, quota: QuotaPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn ScimUserStore>,
+        clock: Arc<dyn Clock>,
+        cursor_key: CursorKey,
+        quota: QuotaPolicy,
+    ) -> Self {
         let revoker = Revoker::new(store.clone(), clock.clone());
         let quota = Arc::new(TenantQuota::new(store.clone(), quota));
         ScimService { store, clock, cursor_key, revoker, quota }
@@ -244,15 +256,19 @@ impl ScimService {
         change: impl Fn(&mut User) -> Result<()>,
     ) -> Result<User> {
         let pre = Precondition::from_header(if_match);
-        let WriteTarget { caller, user: mut current } = target;
-        let id = current.id.to_string();
-        let id = id.as_str();
-        for attempt in 1..=WRITE_ATTEMPTS {
+        let WriteTarget { caller, user } = target;
+        let (tenant, id, change, pre) = (&caller.tenant, user.id, &change, &pre);
+        let written = retry_on_conflict(WRITE_ATTEMPTS, Some(user), |current| async move {
+            // After a concurrent change (no If-Match), the change is re-applied to the newer version.
+            let current = match current {
+                Some(u) => u,
+                None => self.store.get_user(tenant, &id).await?.ok_or_else(|| not_found(&id.to_string()))?,
+            };
             pre.check(&current)?;
             let mut next = current.clone();
             change(&mut next)?;
             if next == current {
-                return Ok(current); // nothing changed: no write, same version
+                return Ok(Attempt::Done(current)); // nothing changed: no write, same version
             }
             next.version = current.version + 1;
             let now = self.clock.now();
@@ -266,36 +282,32 @@ impl ScimService {
             match self.store.replace_user_with(&current, &next, Some(&audit)).await {
                 Ok(()) => {
                     if deactivated {
-                        // The write committed and its cut-off already kills every session; a
-                        // failure of the bookkeeping after it is logged, not answered.
-                        match self
-                            .revoker
-                            .revoke_user(Trigger::ScimDeactivation, &next.tenant, &next.id, "scim", now)
-                            .await
-                        {
-                            Ok((_, true)) => {}
-                            Ok((_, false)) => {
-                                tracing::error!(user = %next.id, "sessions of a deactivated user deleted, but the revocation receipt was not recorded");
-                            }
-                            Err(e) => {
-                                tracing::error!(user = %next.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
-                            }
-                        }
+                        self.end_sessions_after_write(Trigger::ScimDeactivation, &next, now).await;
                     }
-                    return Ok(next);
+                    Ok(Attempt::Done(next))
                 }
-                Err(Error::PreconditionFailed(_)) if pre == Precondition::None && attempt < WRITE_ATTEMPTS => {
-                    current = self.store.get_user(&caller.tenant, &current.id).await?.ok_or_else(|| not_found(id))?;
-                }
-                Err(Error::PreconditionFailed(_)) => {
-                    return Err(Error::PreconditionFailed(
-                        "the user was changed by another request at the same time; read it again and retry".into(),
-                    ))
-                }
-                Err(e) => return Err(explain_uniqueness(e, &next)),
+                Err(Error::PreconditionFailed(_)) if *pre == Precondition::None => Ok(Attempt::Retry(None)),
+                Err(Error::PreconditionFailed(_)) => Err(concurrent_change()),
+                Err(e) => Err(explain_uniqueness(e, &next)),
+            }
+        })
+        .await?;
+        written.ok_or_else(concurrent_change)
+    }
+
+    /// Ends the sessions of a user whose write (deactivation) just committed. The write's
+    /// cut-off already kills every session, so a failure of this bookkeeping is logged, never
+    /// answered: the write stands.
+    async fn end_sessions_after_write(&self, trigger: Trigger, user: &User, now: Timestamp) {
+        match self.revoker.revoke_user(trigger, &user.tenant, &user.id, "scim", now).await {
+            Ok((_, true)) => {}
+            Ok((_, false)) => {
+                tracing::error!(user = %user.id, "sessions of a deactivated user deleted, but the revocation receipt was not recorded");
+            }
+            Err(e) => {
+                tracing::error!(user = %user.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
             }
         }
-        Err(Error::PreconditionFailed("the user kept changing while being updated; retry".into()))
     }
 
     pub async fn delete_user(&self, authorization: Option<&str>, id: &str, if_match: Option<&str>) -> Result<()> {
@@ -488,210 +500,4 @@ fn resource_body(body: &Value) -> Result<&serde_json::Map<String, Value>> {
         }
     }
     Ok(o)
-}
-
-/// Operator use cases: tenants and SCIM tokens.
-#[derive(Clone)]
-pub struct AdminService {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-}
-
-/// How a rotation treats the old token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RotationMode {
-    /// The old token stops working in the same write.
-    Immediate,
-    /// The old token keeps working until the new one is first used, or for `secs` at most.
-    Overlap { secs: i64 },
-}
-
-/// The longest an old token may overlap with its successor.
-pub const MAX_OVERLAP_SECS: i64 = 7 * 86_400;
-/// The overlap when none is asked for (the admin API's and the CLI's default).
-pub const DEFAULT_OVERLAP_HOURS: f64 = 24.0;
-
-impl RotationMode {
-    /// An overlap of `hours` (more than 0, at most 168), or why not.
-    pub fn overlap_hours(hours: f64) -> std::result::Result<Self, String> {
-        if !(hours.is_finite() && hours > 0.0 && hours * 3600.0 <= MAX_OVERLAP_SECS as f64) {
-            return Err(format!("the overlap must be more than 0 and at most {} hours", MAX_OVERLAP_SECS / 3600));
-        }
-        Ok(RotationMode::Overlap { secs: (hours * 3600.0) as i64 })
-    }
-}
-
-impl Default for RotationMode {
-    /// The current token keeps working until the new one is first used, 24 hours at most: no
-    /// provisioning gap while the admin pastes the new token into Okta.
-    fn default() -> Self {
-        RotationMode::Overlap { secs: (DEFAULT_OVERLAP_HOURS * 3600.0) as i64 }
-    }
-}
-
-/// A token just issued: the secret (show it once) and its record.
-#[derive(Debug)]
-pub struct IssuedToken {
-    pub token: ScimToken,
-    pub record: TokenRecord,
-    /// Tokens that stopped working in the same write.
-    pub ended: usize,
-    /// The token left working beside the new one (overlap rotation), until its deadline.
-    pub overlapped: Option<TokenRecord>,
-}
-
-impl AdminService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        AdminService { store, clock }
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
-    pub async fn create_tenant(&self, name: &str, domains: &str) -> Result<Tenant> {
-        let name = Tenant::check_name(name).map_err(Error::InvalidValue)?;
-        // Operators tell tenants apart by name: two with one name are a mistake waiting to happen.
-        if self.store.list_tenants().await?.iter().any(|t| t.name.to_lowercase() == name.to_lowercase()) {
-            return Err(Error::Conflict(format!("a tenant named {name:?} exists already ('tenant list' shows it)")));
-        }
-        let domains = EmailDomain::parse_list(domains).map_err(Error::InvalidValue)?;
-        if let Some(d) = domains.iter().find(|d| d.is_consumer()) {
-            return Err(Error::InvalidValue(format!(
-                "{d} is a public mailbox provider; only domains your organisation owns can route sign-ins"
-            )));
-        }
-        let now = self.clock.now();
-        let mut t = Tenant {
-            id: TenantId::generate(),
-            name,
-            domains: vec![],
-            domain_records: vec![],
-            verification_token: None,
-            created: now,
-            sso: None,
-            version: 1,
-        };
-        // Domains named by the operator at creation are verified on the operator's word.
-        t.set_domain_records(
-            domains
-                .into_iter()
-                .map(|d| crate::tenant::DomainRecord::verified(d, crate::tenant::VerifiedBy::Operator, now))
-                .collect(),
-        );
-        self.store.create_tenant(&t).await?;
-        Ok(t)
-    }
-
-    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        self.store.list_tenants().await
-    }
-
-    async fn tenant(&self, id: &TenantId) -> Result<Tenant> {
-        self.store.get_tenant(id).await?.ok_or_else(|| Error::NotFound(format!("tenant {id} does not exist")))
-    }
-
-    fn new_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        let token = ScimToken::generate().map_err(Error::Store)?;
-        let record = TokenRecord {
-            hash: token.hash(),
-            tenant: tenant.clone(),
-            display_prefix: token.display_prefix(),
-            created: self.clock.now(),
-            last_used: None,
-            expires: None,
-            replaces: None,
-        };
-        Ok(IssuedToken { token, record, ended: 0, overlapped: None })
-    }
-
-    /// Issues the tenant's first SCIM token.
-    pub async fn issue_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        self.tenant(tenant).await?;
-        let issued = self.new_token(tenant)?;
-        self.store.install_token(&issued.record, None).await.map_err(|e| match e {
-            Error::Conflict(_) => Error::Conflict(format!(
-                "tenant {tenant} already has a SCIM token; use 'scim-token rotate' to replace it"
-            )),
-            other => other,
-        })?;
-        let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::ScimTokenIssue, "operator")
-            .details(serde_json::json!({ "display_prefix": issued.record.display_prefix }));
-        self.audit(event).await;
-        Ok(issued)
-    }
-
-    async fn audit(&self, event: AuditEvent) {
-        if let Err(e) = self.store.record_audit(&event).await {
-            tracing::error!(action = event.action.as_str(), error = %e, "audit event not recorded");
-        }
-    }
-
-    /// Replaces the tenant's SCIM token; every old one stops working at once.
-    pub async fn rotate_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        self.rotate_token_with(tenant, RotationMode::Immediate, "operator").await
-    }
-
-    /// Issues the first token, or rotates. A tenant has two live tokens at most, ever:
-    /// `Immediate` ends every other token in the same write (the lost-token case); `Overlap`
-    /// keeps only the current one working beside the new one, until the new one is first used
-    /// or the deadline passes, whichever comes first (no provisioning gap while the admin pastes
-    /// the new token into Okta), and ends any older one in the same write.
-    pub async fn rotate_token_with(&self, tenant: &TenantId, mode: RotationMode, actor: &str) -> Result<IssuedToken> {
-        self.tenant(tenant).await?;
-        let slots = self.store.token_slots(tenant).await?;
-        let current = match &slots {
-            Some(s) => self.store.resolve_token(&s.current).await?,
-            None => None,
-        };
-        let mut issued = self.new_token(tenant)?;
-        let now = self.clock.now();
-        let (action, details) = match (&slots, mode) {
-            (None, _) => {
-                self.store.install_token(&issued.record, None).await?;
-                (AuditAction::ScimTokenIssue, serde_json::json!({ "display_prefix": issued.record.display_prefix }))
-            }
-            (Some(s), RotationMode::Immediate) => {
-                self.store.install_token(&issued.record, Some(s)).await?;
-                issued.ended = 1 + usize::from(s.previous.is_some());
-                (
-                    AuditAction::ScimTokenRotate,
-                    serde_json::json!({ "mode": "immediate", "display_prefix": issued.record.display_prefix,
-                                        "previous_prefix": current.as_ref().map(|c| c.display_prefix.clone()),
-                                        "tokens_ended": 1 + usize::from(s.previous.is_some()) }),
-                )
-            }
-            (Some(s), RotationMode::Overlap { secs }) => {
-                let secs = secs.clamp(60, MAX_OVERLAP_SECS);
-                let until = now.plus_secs(secs);
-                issued.record.replaces = Some(s.current);
-                self.store.install_token_with_overlap(&issued.record, s, until).await?;
-                issued.ended = usize::from(s.previous.is_some());
-                issued.overlapped = current.clone().map(|c| TokenRecord { expires: Some(until), ..c });
-                (
-                    AuditAction::ScimTokenRotate,
-                    serde_json::json!({ "mode": "overlap", "display_prefix": issued.record.display_prefix,
-                                        "previous_prefix": current.as_ref().map(|c| c.display_prefix.clone()),
-                                        "previous_expires": until.to_rfc3339(),
-                                        "tokens_ended": usize::from(s.previous.is_some()) }),
-                )
-            }
-        };
-        self.audit(AuditEvent::new(tenant, now, action, actor).details(details)).await;
-        Ok(issued)
-    }
-
-    /// The tenant's live tokens, current first (never the tokens themselves).
-    pub async fn live_tokens(&self, tenant: &TenantId) -> Result<Vec<TokenRecord>> {
-        self.tenant(tenant).await?;
-        let Some(slots) = self.store.token_slots(tenant).await? else { return Ok(vec![]) };
-        let now = self.clock.now();
-        let mut out = Vec::new();
-        for h in std::iter::once(slots.current).chain(slots.previous) {
-            if let Some(r) = self.store.resolve_token(&h).await?.filter(|r| r.is_live(now)) {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    }
 }
