@@ -83,16 +83,10 @@ pub fn scim_router(state: scim::ScimState) -> Router {
     scim::router(state).merge(health_router())
 }
 
-/// The `scim-users` function's router with the common layers, over one store (the test harness
-/// serves it on loopback).
-pub fn scim_app(
-    store: std::sync::Arc<dyn butterfly_core::ports::Store>,
-    clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
-    cursor_key: butterfly_core::scim::cursor::CursorKey,
-    base_url: scim::BaseUrl,
-    quota: butterfly_core::limit::QuotaPolicy,
-) -> Router {
-    with_common_layers(scim_router(scim_state(store, clock, cursor_key, base_url, quota)))
+/// The `scim-users` function's router with the common layers (the test harness serves it on
+/// loopback).
+pub fn scim_app(state: scim::ScimState) -> Router {
+    with_common_layers(scim_router(state))
 }
 
 /// Everything the routers are built from: the store and the other ports, and the
