@@ -957,13 +957,13 @@ impl ScimServer {
             crate::tenant_with_token(setup_store, &format!("Faults {}", random_secret().expect("rng").expose())).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = butterfly_api::scim_app(
+        let app = butterfly_api::scim_app(butterfly_api::scim_state(
             store,
             Arc::new(SystemClock),
             butterfly_core::scim::cursor::CursorKey::new([7; 32]),
             butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
             butterfly_core::limit::QuotaPolicy::per_minute(1_000_000),
-        );
+        ));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

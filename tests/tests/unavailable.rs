@@ -25,13 +25,13 @@ async fn an_unreachable_table_is_a_503_with_retry_after() {
     let store = DynamoStore::new(butterfly_aws::dynamodb_client(&cfg, None), "unreachable");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let app = butterfly_api::scim_app(
+    let app = butterfly_api::scim_app(butterfly_api::scim_state(
         Arc::new(store),
         Arc::new(SystemClock),
         CursorKey::new([1; 32]),
         butterfly_api::scim::BaseUrl::Fixed(origin.clone().into()),
         butterfly_core::limit::QuotaPolicy::default(),
-    );
+    ));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -66,19 +66,29 @@ pub fn health_router() -> Router {
     Router::new().route("/healthz", get(|| async { "ok" }))
 }
 
-/// The SCIM router alone over one store (the `scim-users` function).
-pub fn scim_app(
+/// What the SCIM router is built from, wherever it is served (the `scim-users` function, the
+/// local stack, the test harness): the SCIM use cases over one store, and the base URL.
+/// `cursor_key` signs paging cursors; `quota` is the per-tenant SCIM rate.
+pub fn scim_state(
     store: std::sync::Arc<dyn butterfly_core::ports::Store>,
     clock: std::sync::Arc<dyn butterfly_core::clock::Clock>,
     cursor_key: butterfly_core::scim::cursor::CursorKey,
     base_url: scim::BaseUrl,
     quota: butterfly_core::limit::QuotaPolicy,
-) -> Router {
-    let scim_state = scim::ScimState {
-        service: butterfly_core::scim_users::ScimService::new(store, clock, cursor_key, quota),
-        base_url,
-    };
-    with_common_layers(scim::router(scim_state).merge(health_router()))
+) -> scim::ScimState {
+    scim::ScimState { service: butterfly_core::scim_users::ScimService::new(store, clock, cursor_key, quota), base_url }
+}
+
+/// The `scim-users` function's router: every `/scim/v2` route and `/healthz` (without the common
+/// layers, which whoever serves it adds).
+pub fn scim_router(state: scim::ScimState) -> Router {
+    scim::router(state).merge(health_router())
+}
+
+/// The `scim-users` function's router with the common layers (the test harness serves it on
+/// loopback).
+pub fn scim_app(state: scim::ScimState) -> Router {
+    with_common_layers(scim_router(state))
 }
 
 /// Everything the routers are built from: the store and the other ports, and the
@@ -215,24 +225,16 @@ impl AppParts {
 /// what the test harness spawns. Each Lambda serves one of the routers instead. `cursor_key`
 /// signs SCIM paging cursors (only the SCIM routes page with it).
 pub fn app(parts: &AppParts, cursor_key: butterfly_core::scim::cursor::CursorKey) -> Router {
-    let scim_state = scim::ScimState {
-        service: butterfly_core::scim_users::ScimService::new(
-            parts.store.clone(),
-            parts.clock.clone(),
-            cursor_key,
-            parts.limits.scim,
-        ),
-        base_url: parts.base_url.clone(),
-    };
+    let scim_users =
+        scim_state(parts.store.clone(), parts.clock.clone(), cursor_key, parts.base_url.clone(), parts.limits.scim);
     let sso_state = parts.sso_state();
     with_common_layers(
-        scim::router(scim_state)
+        scim_router(scim_users)
             .merge(sso::login_router(sso_state.clone()))
             .merge(sso::callback_router(sso_state.clone()))
             .merge(sso::session_router(sso_state))
             .merge(logout::logout_router(parts.logout_state()))
             .merge(admin::token_rotation_router(parts.admin_state()))
-            .merge(admin::admin_router(parts.admin_state()))
-            .merge(health_router()),
+            .merge(admin::admin_router(parts.admin_state())),
     )
 }

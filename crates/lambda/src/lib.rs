@@ -1,22 +1,20 @@
 //! The composition root shared by every Butterfly Lambda. Everything here runs once, in the
 //! Lambda init phase: typed config from the environment, JSON logs, SDK clients (with a warm
 //! TLS connection), the DynamoDB store. Handlers then serve requests with no setup cost.
+//!
+//! Nothing here calls out beyond AWS: the functions that talk to identity providers or DNS build
+//! their parts with `butterfly-lambda-outbound`, so `scim-users` links no OIDC client.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
-use butterfly_api::scim::BaseUrl;
-use butterfly_api::sso::CookiePolicy;
-use butterfly_api::AppParts;
-use butterfly_aws::SecretsManagerStore;
+use butterfly_api::scim::{BaseUrl, ScimState};
 use butterfly_aws::{DynamoStore, RequestCounter};
 use butterfly_core::clock::SystemClock;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::scim::cursor::CursorKey;
-use butterfly_core::sso::SsoPolicy;
-use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLookup};
 use lambda_http::RequestExt;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -69,8 +67,10 @@ pub struct Config {
     /// sign-in and logout endpoints (per instance).
     pub anonymous_per_minute: u32,
     /// `DNS_SERVER`: the name server for provider addresses and domain-verification TXT
-    /// records, `IP:PORT`; unset (or `system`) is the system's resolver, as on Lambda.
-    pub dns: DnsServers,
+    /// records, `IP:PORT`; unset (or `system`) is the system's resolver, as on Lambda. Parsed
+    /// by the functions that look names up (`butterfly-lambda-outbound`), which refuse to start
+    /// on a malformed one; the others do not use it.
+    pub dns_server: Option<String>,
 }
 
 impl Config {
@@ -83,10 +83,7 @@ impl Config {
             secrets_prefix: var("SECRETS_PREFIX").ok_or(InitError::Missing("SECRETS_PREFIX"))?,
             scim_per_minute: number(var("SCIM_RATE_LIMIT_PER_MINUTE"), "SCIM_RATE_LIMIT_PER_MINUTE", 1200)?,
             anonymous_per_minute: number(var("ANONYMOUS_LIMIT_PER_MINUTE"), "ANONYMOUS_LIMIT_PER_MINUTE", 120)?,
-            dns: match var("DNS_SERVER") {
-                Some(s) => DnsServers::parse(&s).map_err(|e| InitError::Invalid("DNS_SERVER", e))?,
-                None => DnsServers::System,
-            },
+            dns_server: var("DNS_SERVER"),
         })
     }
 
@@ -169,59 +166,41 @@ pub async fn connect(cfg: &Config) -> Result<Aws, InitError> {
     Ok(Aws { store, counter, keys, secrets })
 }
 
-/// Whether a function serves browser sessions (and so needs the server secret's CSRF key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sessions {
-    /// Sets or checks session cookies and CSRF tokens: refuses to start without the key.
-    Served,
-    /// Never issues or checks a CSRF token (the login start, provider logout calls).
-    NotServed,
-}
-
-/// The routers' parts over AWS: the table, Secrets Manager for client secrets, the OIDC
-/// adapter over the guarded client (https only, public addresses only; its caches live as long
-/// as the Lambda instance), the configured DNS (the system's by default), `__Host-` cookies.
-pub fn app_parts(cfg: &Config, aws: &Aws, sessions: Sessions) -> Result<AppParts, InitError> {
-    let http = GuardedHttp::new(&cfg.dns, false, Limits::default()).map_err(InitError::Http)?;
-    let dns = TxtLookup::new(&cfg.dns).map_err(InitError::Http)?;
-    let csrf = match (&aws.keys, sessions) {
-        (Some(k), _) => k.csrf.clone(),
-        (None, Sessions::Served) => return Err(InitError::Missing("CURSOR_KEY_SECRET_ID")),
-        // Never used by this function's routers; a random key keeps any token it could see invalid.
-        (None, Sessions::NotServed) => CsrfKey::random().map_err(InitError::Http)?,
-    };
-    Ok(AppParts {
-        store: Arc::new(aws.store.clone()),
-        secrets: Arc::new(SecretsManagerStore::new(aws.secrets.clone(), cfg.secrets_prefix.clone())),
-        idp: Arc::new(OidcProvider::new(http)),
-        clock: Arc::new(SystemClock),
-        base_url: cfg.base_url(),
-        cookies: CookiePolicy { secure: true },
-        sso_policy: SsoPolicy::default(),
-        csrf,
-        dns: Arc::new(dns),
-        limits: limits(cfg),
-    })
-}
-
-/// The whole `main` of a function serving routers built from [`AppParts`]: logging, typed
-/// config, AWS clients (warm), the parts, then `router` as this Lambda.
-pub async fn serve(sessions: Sessions, router: impl FnOnce(&AppParts) -> Router) -> Result<(), lambda_http::Error> {
+/// The whole `main` of an HTTP function: logging, typed config, AWS clients (warm), then
+/// `parts`, what its router is built from (the function refuses to start without them), then
+/// `router` as this Lambda.
+pub async fn serve<P>(
+    parts: impl FnOnce(&Config, &Aws) -> Result<P, InitError>,
+    router: impl FnOnce(P) -> Router,
+) -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = or_refuse_to_start(Config::from_env());
     let aws = or_refuse_to_start(connect(&cfg).await);
-    let parts = or_refuse_to_start(app_parts(&cfg, &aws, sessions));
-    run(router(&parts), aws).await
+    let parts = or_refuse_to_start(parts(&cfg, &aws));
+    run(router(parts), aws).await
+}
+
+/// The `scim-users` function's parts: the SCIM use cases over the table, paging cursors signed
+/// with the server secret's key (`CURSOR_KEY_SECRET_ID` is required), the per-tenant SCIM rate.
+pub fn scim_state(cfg: &Config, aws: &Aws) -> Result<ScimState, InitError> {
+    let keys = aws.keys.as_ref().ok_or(InitError::Missing("CURSOR_KEY_SECRET_ID"))?;
+    Ok(butterfly_api::scim_state(
+        Arc::new(aws.store.clone()),
+        Arc::new(SystemClock),
+        keys.cursor.clone(),
+        cfg.base_url(),
+        limits(cfg).scim,
+    ))
 }
 
 /// Runs one router as this Lambda: common layers, Lambda request ids and cost logging.
-pub async fn run(router: Router, aws: Aws) -> Result<(), lambda_http::Error> {
+async fn run(router: Router, aws: Aws) -> Result<(), lambda_http::Error> {
     lambda_http::run(lambda_layers(butterfly_api::with_common_layers(router), aws.counter)).await
 }
 
 /// Makes the Lambda request id the request's `x-request-id` (so every log line of the request
 /// carries it), and logs how many DynamoDB requests the request cost.
-pub fn lambda_layers(router: Router, counter: RequestCounter) -> Router {
+fn lambda_layers(router: Router, counter: RequestCounter) -> Router {
     router.layer(axum::middleware::from_fn(move |mut req: Request, next: Next| {
         let counter = counter.clone();
         async move {

@@ -3,8 +3,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(butterfly_lambda::Sessions::Served, |parts| {
-        butterfly_api::admin::admin_router(parts.admin_state())
-    })
+    butterfly_lambda::serve(
+        butterfly_lambda_outbound::app_parts(butterfly_lambda_outbound::Sessions::Served),
+        |parts| butterfly_api::admin::admin_router(parts.admin_state()),
+    )
     .await
 }

@@ -2,8 +2,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(butterfly_lambda::Sessions::NotServed, |parts| {
-        butterfly_api::sso::login_router(parts.sso_state())
-    })
+    butterfly_lambda::serve(
+        butterfly_lambda_outbound::app_parts(butterfly_lambda_outbound::Sessions::NotServed),
+        |parts| butterfly_api::sso::login_router(parts.sso_state()),
+    )
     .await
 }

@@ -5,7 +5,6 @@
 use butterfly_core::clock::SystemClock;
 use butterfly_core::domain::DomainService;
 use butterfly_lambda::{connect, init_logging, or_refuse_to_start, Config};
-use butterfly_outbound::TxtLookup;
 use lambda_http::{lambda_runtime, service_fn, LambdaEvent};
 use std::sync::Arc;
 use tracing::Instrument;
@@ -15,7 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_logging();
     let cfg = or_refuse_to_start(Config::from_env());
     let aws = or_refuse_to_start(connect(&cfg).await);
-    let dns = or_refuse_to_start(TxtLookup::new(&cfg.dns).map_err(butterfly_lambda::InitError::Http));
+    let dns = or_refuse_to_start(butterfly_lambda_outbound::txt_lookup(&cfg));
     let service = Arc::new(DomainService::new(Arc::new(aws.store), Arc::new(dns), Arc::new(SystemClock)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let service = service.clone();

@@ -2,8 +2,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    butterfly_lambda::serve(butterfly_lambda::Sessions::Served, |parts| {
-        butterfly_api::sso::session_router(parts.sso_state())
-    })
+    butterfly_lambda::serve(
+        butterfly_lambda_outbound::app_parts(butterfly_lambda_outbound::Sessions::Served),
+        |parts| butterfly_api::sso::session_router(parts.sso_state()),
+    )
     .await
 }
