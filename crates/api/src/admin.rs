@@ -22,13 +22,14 @@ use butterfly_core::actor::Actor;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::domain::DomainService;
 use butterfly_core::ids::TenantId;
-use butterfly_core::role::Permission;
+use butterfly_core::ids::UserId;
+use butterfly_core::role::{Permission, Role};
 use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
 use butterfly_core::sessions::SessionService;
 use butterfly_core::sign_in::SignInService;
 use butterfly_core::sso::SsoError;
 use butterfly_core::sso_settings::{verification_name, verification_value, SsoSettingsInput, SsoSettingsService};
-use butterfly_core::team::TeamService;
+use butterfly_core::team::{no_such_member, TeamService};
 use butterfly_core::token::Secret;
 use butterfly_core::user::User;
 use butterfly_core::Error;
@@ -185,14 +186,12 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageSsoScim).await);
     let b: RotateBody =
         if body.is_empty() { RotateBody { mode: None, overlap_hours: None } } else { try_resp!(parse_json(&body)) };
-    let mode = match (b.mode.as_deref().unwrap_or("overlap"), b.overlap_hours) {
-        ("immediate", _) => RotationMode::Immediate,
-        ("overlap", None) => RotationMode::default(),
-        ("overlap", Some(hours)) => match RotationMode::overlap_hours(hours) {
+    let mode = match b.mode.as_deref().unwrap_or("overlap") {
+        mode @ ("immediate" | "overlap") => match RotationMode::requested(mode == "immediate", b.overlap_hours) {
             Ok(m) => m,
             Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("overlap_hours: {e}")),
         },
-        (other, _) => {
+        other => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -200,7 +199,7 @@ async fn rotate_token(State(s): State<AdminState>, method: Method, headers: Head
             )
         }
     };
-    match s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await {
+    match s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id)).await {
         Ok(issued) => ok(
             StatusCode::CREATED,
             json!({
@@ -375,7 +374,9 @@ async fn change_role(
 ) -> Response {
     let who = try_resp!(authorize(&s, &headers, &method, Permission::ManageTeam).await);
     let b: RoleBody = try_resp!(parse_json(&body));
-    match s.team.change_role(&who.tenant, &who.user.id, &id, &b.role).await {
+    let role = try_resp!(Role::from_name(&b.role).map_err(domain_error));
+    let id = try_resp!(UserId::parse(&id).ok_or_else(|| domain_error(no_such_member())));
+    match s.team.change_role(&who.tenant, &who.user.id, &id, role).await {
         Ok(c) => ok(
             StatusCode::OK,
             json!({

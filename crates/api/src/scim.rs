@@ -15,7 +15,8 @@ use butterfly_core::scim::list::{list_response, service_provider_config, ListQue
 use butterfly_core::scim::projection::Projection;
 use butterfly_core::scim::schema::{resource_types_json, schemas_json};
 use butterfly_core::scim::OKTA_ROLE_SCHEMA;
-use butterfly_core::scim_users::{if_none_match, ScimService};
+use butterfly_core::scim_users::{if_none_match, Precondition, ScimService};
+use butterfly_core::token::ScimToken;
 use butterfly_core::user::User;
 use butterfly_core::Error;
 use serde_json::{json, Value};
@@ -112,12 +113,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 
 /// `If-Match` as sent. A header that is present but not readable text matches nothing, so the
 /// write fails with 412 rather than going ahead unconditionally.
-fn if_match(h: &HeaderMap) -> Option<&str> {
-    h.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+fn if_match(h: &HeaderMap) -> Precondition {
+    Precondition::from_header(h.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{fffd}")))
 }
 
-fn authz(h: &HeaderMap) -> Option<&str> {
-    header_str(h, header::AUTHORIZATION)
+fn authz(h: &HeaderMap) -> butterfly_core::Result<ScimToken> {
+    ScimToken::from_authorization(header_str(h, header::AUTHORIZATION))
 }
 
 fn projection(uri: &Uri) -> Projection {
@@ -143,7 +144,7 @@ fn user_response(base: &str, status: StatusCode, u: &User, p: &Projection) -> Re
 }
 
 async fn list_users(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res {
-    let caller = s.service.authenticate(authz(&headers)).await?;
+    let caller = s.service.authenticate(&authz(&headers)?).await?;
     let pairs = query_pairs(uri.query());
     let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let page = s.service.list_users(&caller, &q).await?;
@@ -161,14 +162,14 @@ async fn list_users(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) ->
 }
 
 async fn create_user(State(s): State<ScimState>, headers: HeaderMap, uri: Uri, body: Body) -> Res {
-    let caller = s.service.authenticate(authz(&headers)).await?;
+    let caller = s.service.authenticate(&authz(&headers)?).await?;
     let v = json_body(&headers, body).await?;
     let u = s.service.create_user(&caller, &v).await?;
     Ok(user_response(&s.base(&headers), StatusCode::CREATED, &u, &projection(&uri)))
 }
 
 async fn get_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri) -> Res {
-    let u = s.service.get_user(authz(&headers), &id).await?;
+    let u = s.service.get_user(&authz(&headers)?, &id).await?;
     if if_none_match(header_str(&headers, header::IF_NONE_MATCH), &u) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(etag) = HeaderValue::from_str(&u.etag()) {
@@ -181,26 +182,26 @@ async fn get_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, ur
 
 async fn replace_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
     // Authenticated before the body is read: a bad token is a 401 whatever the body says.
-    let target = s.service.authorize_write(authz(&headers), &id).await?;
+    let target = s.service.authorize_write(&authz(&headers)?, &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.replace_user(target, &v, if_match(&headers)).await?;
+    let u = s.service.replace_user(target, &v, &if_match(&headers)).await?;
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn patch_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap, uri: Uri, body: Body) -> Res {
-    let target = s.service.authorize_write(authz(&headers), &id).await?;
+    let target = s.service.authorize_write(&authz(&headers)?, &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.patch_user(target, &v, if_match(&headers)).await?;
+    let u = s.service.patch_user(target, &v, &if_match(&headers)).await?;
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn delete_user(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
-    s.service.delete_user(authz(&headers), &id, if_match(&headers)).await?;
+    s.service.delete_user(&authz(&headers)?, &id, &if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_groups(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     let pairs = query_pairs(uri.query());
     let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let start = match q.paging {
@@ -211,7 +212,7 @@ async fn list_groups(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -
 }
 
 async fn get_group(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     Err(Error::NotFound(format!("Group {id} not found: Butterfly does not store groups")).into())
 }
 
@@ -225,7 +226,7 @@ async fn groups_not_supported() -> ScimError {
 }
 
 async fn service_provider(State(s): State<ScimState>, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     Ok(scim_response(
         StatusCode::OK,
         &service_provider_config(&s.base(&headers), &format!("{}/docs", s.base(&headers))),
@@ -253,12 +254,12 @@ fn discovery_list(items: Vec<Value>) -> Response {
 }
 
 async fn resource_types(State(s): State<ScimState>, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     Ok(discovery_list(resource_types_json(&s.base(&headers))))
 }
 
 async fn resource_type(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     resource_types_json(&s.base(&headers))
         .into_iter()
         .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str()))
@@ -267,12 +268,12 @@ async fn resource_type(State(s): State<ScimState>, Id(id): Id, headers: HeaderMa
 }
 
 async fn schemas(State(s): State<ScimState>, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     Ok(discovery_list(schemas_json(&s.base(&headers))))
 }
 
 async fn schema(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     schemas_json(&s.base(&headers))
         .into_iter()
         .find(|r| r.get("id").and_then(Value::as_str).is_some_and(|i| i.eq_ignore_ascii_case(&id)))
@@ -291,7 +292,7 @@ fn role_json(base: &str, r: Role) -> Value {
 }
 
 async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     let pairs = query_pairs(uri.query());
     let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     if q.filter.is_some() {
@@ -312,7 +313,7 @@ async fn roles(State(s): State<ScimState>, headers: HeaderMap, uri: Uri) -> Res 
 }
 
 async fn role(State(s): State<ScimState>, Id(id): Id, headers: HeaderMap) -> Res {
-    s.service.authenticate(authz(&headers)).await?;
+    s.service.authenticate(&authz(&headers)?).await?;
     Role::ALL
         .into_iter()
         .find(|r| r.as_str() == id)

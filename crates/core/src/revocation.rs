@@ -2,6 +2,7 @@
 //! Universal Logout, SCIM deactivation and deletion), each leaving a receipt in the audit
 //! trail; and the validation of the two logout messages a provider sends.
 
+use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::email::{check_email, fold};
@@ -50,13 +51,14 @@ impl Receipt {
     }
 
     /// The audit event this receipt is recorded as.
-    pub fn audit(&self, actor: &str) -> AuditEvent {
-        let mut e = AuditEvent::new(&self.tenant, self.revoked_at, AuditAction::Revocation, actor).details(json!({
-            "trigger": self.trigger,
-            "sessions_ended": self.sessions_ended,
-            "sid": self.sid,
-            "latency_ms": self.latency_ms(),
-        }));
+    pub fn audit(&self, actor: &Actor) -> AuditEvent {
+        let mut e =
+            AuditEvent::new(&self.tenant, self.revoked_at, AuditAction::Revocation, actor.to_string()).details(json!({
+                "trigger": self.trigger,
+                "sessions_ended": self.sessions_ended,
+                "sid": self.sid,
+                "latency_ms": self.latency_ms(),
+            }));
         if let Some(u) = &self.user {
             e = e.target(u);
         }
@@ -84,7 +86,7 @@ impl Revoker {
         trigger: Trigger,
         tenant: &TenantId,
         user: &UserId,
-        actor: &str,
+        actor: &Actor,
         signal_at: Timestamp,
     ) -> Result<(Receipt, bool), Error> {
         let n = self.store.delete_user_sessions(tenant, user).await?;
@@ -98,7 +100,7 @@ impl Revoker {
         tenant: &TenantId,
         issuer: &str,
         sid: &str,
-        actor: &str,
+        actor: &Actor,
         signal_at: Timestamp,
     ) -> Result<(Receipt, bool), Error> {
         let n = self.store.delete_sid_sessions(issuer, sid).await?;
@@ -113,7 +115,7 @@ impl Revoker {
         user: Option<UserId>,
         sid: Option<String>,
         sessions_ended: u32,
-        actor: &str,
+        actor: &Actor,
         signal_at: Timestamp,
     ) -> Result<(Receipt, bool), Error> {
         let receipt = Receipt {
@@ -229,7 +231,7 @@ impl LogoutService {
             return Err(LogoutError::Invalid("the logout token names neither sub nor sid".into()));
         }
         self.remember_jti(&issuer, &claims, "bcl").await?;
-        let actor = format!("provider:{issuer}");
+        let actor = Actor::Provider(issuer.clone());
         let (receipt, _) = match (sid, sub) {
             (Some(sid), _) => self
                 .revoker
@@ -377,7 +379,7 @@ impl LogoutService {
         .ok_or_else(|| LogoutError::NotFound("no such user in this tenant".into()))?;
         let (receipt, _) = self
             .revoker
-            .revoke_user(Trigger::UniversalLogout, &tenant.id, &user.id, &format!("provider:{issuer}"), signal_at)
+            .revoke_user(Trigger::UniversalLogout, &tenant.id, &user.id, &Actor::Provider(issuer.clone()), signal_at)
             .await
             .map_err(|e| LogoutError::Unprocessable(e.to_string()))?;
         Ok(receipt)
