@@ -10,6 +10,7 @@ use crate::ids::{TenantId, UserId};
 use crate::ports::{LogoutStore, RevocationStore};
 use crate::sso::{IdentityProvider, Issuer, JwtKind, SsoError, Subject};
 use crate::tenant::Tenant;
+use crate::usecase::record_or_log;
 use crate::Error;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -79,8 +80,8 @@ impl Revoker {
     }
 
     /// Ends every session of a user, and records the receipt. The receipt is written after
-    /// the sessions are gone; a failure to write it is reported in `Ok((receipt, false))`
-    /// rather than undoing a revocation that happened.
+    /// the sessions are gone; a failure to write it is logged (what was lost, with the request's
+    /// id from its span) rather than undoing a revocation that happened.
     pub async fn revoke_user(
         &self,
         trigger: Trigger,
@@ -88,7 +89,7 @@ impl Revoker {
         user: &UserId,
         actor: &Actor,
         signal_at: Timestamp,
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<Receipt, Error> {
         let n = self.store.delete_user_sessions(tenant, user).await?;
         self.finish(trigger, tenant, Some(*user), None, n, actor, signal_at).await
     }
@@ -102,7 +103,7 @@ impl Revoker {
         sid: &str,
         actor: &Actor,
         signal_at: Timestamp,
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<Receipt, Error> {
         let n = self.store.delete_sid_sessions(issuer, sid).await?;
         self.finish(trigger, tenant, None, Some(sid.to_string()), n, actor, signal_at).await
     }
@@ -117,7 +118,7 @@ impl Revoker {
         sessions_ended: u32,
         actor: &Actor,
         signal_at: Timestamp,
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<Receipt, Error> {
         let receipt = Receipt {
             trigger,
             tenant: tenant.clone(),
@@ -127,8 +128,8 @@ impl Revoker {
             signal_at,
             revoked_at: self.clock.now(),
         };
-        let recorded = self.store.record_audit(&receipt.audit(actor)).await.is_ok();
-        Ok((receipt, recorded))
+        record_or_log(self.store.as_ref(), &receipt.audit(actor)).await;
+        Ok(receipt)
     }
 }
 
@@ -232,7 +233,7 @@ impl LogoutService {
         }
         self.remember_jti(&issuer, &claims, "bcl").await?;
         let actor = Actor::Provider(issuer.clone());
-        let (receipt, _) = match (sid, sub) {
+        let receipt = match (sid, sub) {
             (Some(sid), _) => self
                 .revoker
                 .revoke_sid(Trigger::BackChannelLogout, &tenant.id, issuer.as_str(), sid, &actor, signal_at)
@@ -377,7 +378,7 @@ impl LogoutService {
         }
         .map_err(|e| LogoutError::Unprocessable(e.to_string()))?
         .ok_or_else(|| LogoutError::NotFound("no such user in this tenant".into()))?;
-        let (receipt, _) = self
+        let receipt = self
             .revoker
             .revoke_user(Trigger::UniversalLogout, &tenant.id, &user.id, &Actor::Provider(issuer.clone()), signal_at)
             .await

@@ -275,18 +275,16 @@ impl ScimService {
         written.ok_or_else(concurrent_change)
     }
 
-    /// Ends the sessions of a user whose write (deactivation) just committed. The write's
-    /// cut-off already kills every session, so a failure of this bookkeeping is logged, never
-    /// answered: the write stands.
+    /// Ends the sessions of a user whose write (a deactivation or the deletion) just committed.
+    /// The write already ends every session (its cut-off, or the user being gone refuses them),
+    /// so a failure of this bookkeeping is logged, never answered: the write stands. A lost
+    /// receipt is logged by the revoker.
     async fn end_sessions_after_write(&self, trigger: Trigger, user: &User, now: Timestamp) {
-        match self.revoker.revoke_user(trigger, &user.tenant, &user.id, &Actor::Scim, now).await {
-            Ok((_, true)) => {}
-            Ok((_, false)) => {
-                tracing::error!(user = %user.id, "sessions of a deactivated user deleted, but the revocation receipt was not recorded");
-            }
-            Err(e) => {
-                tracing::error!(user = %user.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
-            }
+        if let Err(e) = self.revoker.revoke_user(trigger, &user.tenant, &user.id, &Actor::Scim, now).await {
+            tracing::error!(
+                user = %user.id, trigger = ?trigger, error = %e,
+                "the user's sessions were not deleted yet; the committed write already refuses them"
+            );
         }
     }
 
@@ -299,11 +297,7 @@ impl ScimService {
             Error::NotFound(_) => not_found(id),
             other => other,
         })?;
-        let (_, recorded) =
-            self.revoker.revoke_user(Trigger::ScimDelete, &current.tenant, &current.id, &Actor::Scim, now).await?;
-        if !recorded {
-            tracing::error!(user = %current.id, "sessions of a deleted user deleted, but the revocation receipt was not recorded");
-        }
+        self.end_sessions_after_write(Trigger::ScimDelete, &current, now).await;
         Ok(())
     }
 
