@@ -41,7 +41,7 @@ pub fn generous_limits() -> butterfly_api::Limits {
 
 /// A new tenant named `name` (no domains) and its first SCIM token, as the operator creates them.
 pub async fn tenant_with_token(store: Arc<dyn Store>, name: &str) -> (Tenant, String) {
-    let t = TenantService::new(store.clone(), Arc::new(SystemClock)).create_tenant(name, "").await.expect("tenant");
+    let t = TenantService::new(store.clone(), Arc::new(SystemClock)).create_tenant(name, &[]).await.expect("tenant");
     let issued = ScimTokenService::new(store, Arc::new(SystemClock)).issue_token(&t.id).await.expect("token");
     (t, issued.token.secret().expose().to_string())
 }

@@ -149,3 +149,75 @@ async fn okta_load_with_faults_on_dynamodb() {
     }
     assert_clean("dynamodb", &report);
 }
+
+/// A deactivation whose write committed answers the write even when ending the user's sessions
+/// (and recording the receipt) fails afterwards: the write's cut-off already ends every session,
+/// so the failure is logged, not answered (issue 14, point 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivation_answers_its_write_when_ending_sessions_fails() {
+    use butterfly_core::clock::{Clock, SystemClock};
+    use butterfly_core::ids::UserId;
+    use butterfly_core::sso::{hash_secret, random_secret, Session};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedStore::open(dir.path()).unwrap();
+    let plan =
+        FaultPlan { only: vec!["delete_user_sessions", "record_audit"], after_share: 0.0, ..FaultPlan::new(1, 1.0) };
+    let faulty = Arc::new(FaultStore::with_hook(embedded.clone(), Faults::new(plan)));
+    let plain: Arc<dyn Store> = Arc::new(embedded);
+    let server = ScimServer::start(faulty.clone(), plain.clone()).await;
+    let client = reqwest::Client::new();
+    let users = format!("{}/scim/v2/Users", server.origin);
+    let auth = format!("Bearer {}", server.token);
+    let created: serde_json::Value = client
+        .post(&users)
+        .header("authorization", &auth)
+        .json(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ada@acme.test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    // Ada is signed in.
+    let cookie = random_secret().unwrap();
+    let now = SystemClock.now();
+    plain
+        .create_session(&Session {
+            hash: hash_secret(cookie.expose()),
+            tenant: server.tenant.clone(),
+            user: UserId::parse(&id).unwrap(),
+            issuer: "https://okta.example/oauth2/default".into(),
+            subject: "00u1".into(),
+            sid: None,
+            id_token: None,
+            created: now,
+            last_seen: now,
+            expires: now.plus_secs(3600),
+            confirmed: true,
+        })
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5)); // the cut-off is after the session's creation
+
+    faulty.hook().arm(true);
+    let r = client
+        .patch(format!("{users}/{id}"))
+        .header("authorization", &auth)
+        .json(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                      "Operations": [{"op": "replace", "path": "active", "value": false}]}))
+        .send()
+        .await
+        .unwrap();
+    faulty.hook().arm(false);
+    assert_eq!(r.status(), 200, "the write committed, so it is answered");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["active"], json!(false));
+    let report = faulty.hook().report();
+    assert_eq!(report.get("delete_user_sessions").map(|o| o.failed_before), Some(1), "{report:?}");
+    // The session is dead anyway: the write's cut-off refuses it.
+    let target = server.target(plain);
+    assert!(target.sso.authenticate_member(Some(cookie.expose())).await.is_err());
+}

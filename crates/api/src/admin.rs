@@ -16,11 +16,13 @@ use butterfly_core::actor::Actor;
 use butterfly_core::audit::AuditTrail;
 use butterfly_core::csrf::CsrfKey;
 use butterfly_core::domain::DomainService;
+use butterfly_core::ids::UserId;
+use butterfly_core::role::Role;
 use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
 use butterfly_core::sessions::SessionService;
 use butterfly_core::sign_in::SignInService;
 use butterfly_core::sso_settings::{verification_name, verification_value, SsoSettingsInput, SsoSettingsService};
-use butterfly_core::team::TeamService;
+use butterfly_core::team::{no_such_member, TeamService};
 use butterfly_core::token::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -102,13 +104,10 @@ struct RotateBody {
 
 impl RotateBody {
     fn mode(&self) -> Result<RotationMode, ApiError<OAuth>> {
-        match (self.mode.as_deref().unwrap_or("overlap"), self.overlap_hours) {
-            ("immediate", _) => Ok(RotationMode::Immediate),
-            ("overlap", None) => Ok(RotationMode::default()),
-            ("overlap", Some(hours)) => {
-                RotationMode::overlap_hours(hours).map_err(|e| ApiError::invalid_request(format!("overlap_hours: {e}")))
-            }
-            (other, _) => Err(ApiError::invalid_request(format!("mode must be immediate or overlap, not {other:?}"))),
+        match self.mode.as_deref().unwrap_or("overlap") {
+            mode @ ("immediate" | "overlap") => RotationMode::requested(mode == "immediate", self.overlap_hours)
+                .map_err(|e| ApiError::invalid_request(format!("overlap_hours: {e}"))),
+            other => Err(ApiError::invalid_request(format!("mode must be immediate or overlap, not {other:?}"))),
         }
     }
 }
@@ -119,7 +118,7 @@ async fn rotate_token(
     JsonBody(body): JsonBody<RotateBody>,
 ) -> Answer {
     let mode = body.mode()?;
-    let issued = s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id).to_string()).await?;
+    let issued = s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id)).await?;
     Ok(json_response(
         StatusCode::CREATED,
         json!({
@@ -252,7 +251,9 @@ async fn change_role(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<RoleBody>,
 ) -> Answer {
-    let c = s.team.change_role(&who.tenant, &who.user.id, &id, &b.role).await?;
+    let role = Role::from_name(&b.role)?;
+    let id = UserId::parse(&id).ok_or_else(no_such_member)?;
+    let c = s.team.change_role(&who.tenant, &who.user.id, &id, role).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({

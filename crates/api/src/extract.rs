@@ -14,7 +14,7 @@ use butterfly_core::ids::TenantId;
 use butterfly_core::role::Permission;
 use butterfly_core::scim_users::Caller;
 use butterfly_core::sessions::SignedInUser;
-use butterfly_core::token::Secret;
+use butterfly_core::token::{ScimToken, Secret};
 use butterfly_core::user::User;
 use cookie::Cookie;
 use serde::de::DeserializeOwned;
@@ -33,21 +33,16 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value_trimmed().to_string())
 }
 
-/// The `Authorization` header as sent, for the SCIM routes that check the token together with
-/// the user they touch (one store round trip).
-pub struct ScimAuthorization(pub Option<String>);
+/// The SCIM token of the `Authorization` header, for the SCIM routes that check it together with
+/// the user they touch (one store round trip). A missing or malformed header is a 401 here.
+pub struct PresentedToken(pub ScimToken);
 
-impl<S: Send + Sync> FromRequestParts<S> for ScimAuthorization {
-    type Rejection = std::convert::Infallible;
+impl<S: Send + Sync> FromRequestParts<S> for PresentedToken {
+    type Rejection = ApiError<Scim>;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ScimAuthorization(parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from)))
-    }
-}
-
-impl ScimAuthorization {
-    pub fn as_deref(&self) -> Option<&str> {
-        self.0.as_deref()
+        let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        Ok(PresentedToken(ScimToken::from_authorization(header)?))
     }
 }
 
@@ -58,8 +53,8 @@ impl FromRequestParts<ScimState> for ScimCaller {
     type Rejection = ApiError<Scim>;
 
     async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, Self::Rejection> {
-        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        Ok(ScimCaller(state.service.authenticate(authorization).await?))
+        let PresentedToken(token) = PresentedToken::from_request_parts(parts, state).await?;
+        Ok(ScimCaller(state.service.authenticate(&token).await?))
     }
 }
 

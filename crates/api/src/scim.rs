@@ -1,7 +1,7 @@
 //! `/scim/v2`: Users, discovery, Roles, and clear refusals for what Butterfly does not offer.
 
 use crate::error::{ApiError, ApiResult, Scim};
-use crate::extract::{ScimAuthorization, ScimCaller};
+use crate::extract::{PresentedToken, ScimCaller};
 use crate::wire::{header_str, json_body, query_pairs, scim_response};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
@@ -16,7 +16,7 @@ use butterfly_core::scim::list::{list_response, service_provider_config, ListQue
 use butterfly_core::scim::projection::Projection;
 use butterfly_core::scim::schema::{resource_types_json, schemas_json};
 use butterfly_core::scim::OKTA_ROLE_SCHEMA;
-use butterfly_core::scim_users::{if_none_match, ScimService};
+use butterfly_core::scim_users::{if_none_match, Precondition, ScimService};
 use butterfly_core::user::User;
 use butterfly_core::Error;
 use serde_json::{json, Value};
@@ -116,8 +116,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 
 /// `If-Match` as sent. A header that is present but not readable text matches nothing, so the
 /// write fails with 412 rather than going ahead unconditionally.
-fn if_match(h: &HeaderMap) -> Option<&str> {
-    h.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+fn if_match(h: &HeaderMap) -> Precondition {
+    Precondition::from_header(h.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{fffd}")))
 }
 
 fn projection(uri: &Uri) -> Projection {
@@ -178,13 +178,13 @@ async fn create_user(
 
 async fn get_user(
     State(s): State<ScimState>,
-    token: ScimAuthorization,
+    PresentedToken(token): PresentedToken,
     Id(id): Id,
     headers: HeaderMap,
     uri: Uri,
 ) -> ScimAnswer {
     // The token and the user in one store round trip (no caller extractor: it would be two).
-    let u = s.service.get_user(token.as_deref(), &id).await?;
+    let u = s.service.get_user(&token, &id).await?;
     if if_none_match(header_str(&headers, header::IF_NONE_MATCH), &u) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(etag) = HeaderValue::from_str(&u.etag()) {
@@ -197,40 +197,40 @@ async fn get_user(
 
 async fn replace_user(
     State(s): State<ScimState>,
-    token: ScimAuthorization,
+    PresentedToken(token): PresentedToken,
     Id(id): Id,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
 ) -> ScimAnswer {
     // Authenticated before the body is read: a bad token is a 401 whatever the body says.
-    let target = s.service.authorize_write(token.as_deref(), &id).await?;
+    let target = s.service.authorize_write(&token, &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.replace_user(target, &v, if_match(&headers)).await?;
+    let u = s.service.replace_user(target, &v, &if_match(&headers)).await?;
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn patch_user(
     State(s): State<ScimState>,
-    token: ScimAuthorization,
+    PresentedToken(token): PresentedToken,
     Id(id): Id,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
 ) -> ScimAnswer {
-    let target = s.service.authorize_write(token.as_deref(), &id).await?;
+    let target = s.service.authorize_write(&token, &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.patch_user(target, &v, if_match(&headers)).await?;
+    let u = s.service.patch_user(target, &v, &if_match(&headers)).await?;
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
 async fn delete_user(
     State(s): State<ScimState>,
-    token: ScimAuthorization,
+    PresentedToken(token): PresentedToken,
     Id(id): Id,
     headers: HeaderMap,
 ) -> ScimAnswer {
-    s.service.delete_user(token.as_deref(), &id, if_match(&headers)).await?;
+    s.service.delete_user(&token, &id, &if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

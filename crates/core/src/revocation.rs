@@ -2,6 +2,7 @@
 //! Universal Logout, SCIM deactivation and deletion), each leaving a receipt in the audit
 //! trail; and the validation of the two logout messages a provider sends.
 
+use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::email::{check_email, fold};
@@ -9,6 +10,7 @@ use crate::ids::{TenantId, UserId};
 use crate::ports::{LogoutStore, RevocationStore};
 use crate::sso::{IdentityProvider, Issuer, JwtKind, SsoError, Subject};
 use crate::tenant::Tenant;
+use crate::usecase::record_or_log;
 use crate::Error;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -50,13 +52,14 @@ impl Receipt {
     }
 
     /// The audit event this receipt is recorded as.
-    pub fn audit(&self, actor: &str) -> AuditEvent {
-        let mut e = AuditEvent::new(&self.tenant, self.revoked_at, AuditAction::Revocation, actor).details(json!({
-            "trigger": self.trigger,
-            "sessions_ended": self.sessions_ended,
-            "sid": self.sid,
-            "latency_ms": self.latency_ms(),
-        }));
+    pub fn audit(&self, actor: &Actor) -> AuditEvent {
+        let mut e =
+            AuditEvent::new(&self.tenant, self.revoked_at, AuditAction::Revocation, actor.to_string()).details(json!({
+                "trigger": self.trigger,
+                "sessions_ended": self.sessions_ended,
+                "sid": self.sid,
+                "latency_ms": self.latency_ms(),
+            }));
         if let Some(u) = &self.user {
             e = e.target(u);
         }
@@ -77,16 +80,16 @@ impl Revoker {
     }
 
     /// Ends every session of a user, and records the receipt. The receipt is written after
-    /// the sessions are gone; a failure to write it is reported in `Ok((receipt, false))`
-    /// rather than undoing a revocation that happened.
+    /// the sessions are gone; a failure to write it is logged (what was lost, with the request's
+    /// id from its span) rather than undoing a revocation that happened.
     pub async fn revoke_user(
         &self,
         trigger: Trigger,
         tenant: &TenantId,
         user: &UserId,
-        actor: &str,
+        actor: &Actor,
         signal_at: Timestamp,
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<Receipt, Error> {
         let n = self.store.delete_user_sessions(tenant, user).await?;
         self.finish(trigger, tenant, Some(*user), None, n, actor, signal_at).await
     }
@@ -98,9 +101,9 @@ impl Revoker {
         tenant: &TenantId,
         issuer: &str,
         sid: &str,
-        actor: &str,
+        actor: &Actor,
         signal_at: Timestamp,
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<Receipt, Error> {
         let n = self.store.delete_sid_sessions(issuer, sid).await?;
         self.finish(trigger, tenant, None, Some(sid.to_string()), n, actor, signal_at).await
     }
@@ -113,9 +116,9 @@ impl Revoker {
         user: Option<UserId>,
         sid: Option<String>,
         sessions_ended: u32,
-        actor: &str,
+        actor: &Actor,
         signal_at: Timestamp,
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<Receipt, Error> {
         let receipt = Receipt {
             trigger,
             tenant: tenant.clone(),
@@ -125,8 +128,8 @@ impl Revoker {
             signal_at,
             revoked_at: self.clock.now(),
         };
-        let recorded = self.store.record_audit(&receipt.audit(actor)).await.is_ok();
-        Ok((receipt, recorded))
+        record_or_log(self.store.as_ref(), &receipt.audit(actor)).await;
+        Ok(receipt)
     }
 }
 
@@ -229,8 +232,8 @@ impl LogoutService {
             return Err(LogoutError::Invalid("the logout token names neither sub nor sid".into()));
         }
         self.remember_jti(&issuer, &claims, "bcl").await?;
-        let actor = format!("provider:{issuer}");
-        let (receipt, _) = match (sid, sub) {
+        let actor = Actor::Provider(issuer.clone());
+        let receipt = match (sid, sub) {
             (Some(sid), _) => self
                 .revoker
                 .revoke_sid(Trigger::BackChannelLogout, &tenant.id, issuer.as_str(), sid, &actor, signal_at)
@@ -375,9 +378,9 @@ impl LogoutService {
         }
         .map_err(|e| LogoutError::Unprocessable(e.to_string()))?
         .ok_or_else(|| LogoutError::NotFound("no such user in this tenant".into()))?;
-        let (receipt, _) = self
+        let receipt = self
             .revoker
-            .revoke_user(Trigger::UniversalLogout, &tenant.id, &user.id, &format!("provider:{issuer}"), signal_at)
+            .revoke_user(Trigger::UniversalLogout, &tenant.id, &user.id, &Actor::Provider(issuer.clone()), signal_at)
             .await
             .map_err(|e| LogoutError::Unprocessable(e.to_string()))?;
         Ok(receipt)

@@ -137,6 +137,17 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == key || r.as_str().replace('_', "") == key)
     }
 
+    /// [`Role::parse`] for a value a person typed: an unknown role is `InvalidValue` naming the
+    /// roles there are.
+    pub fn from_name(s: &str) -> crate::Result<Role> {
+        Role::parse(s).ok_or_else(|| {
+            crate::Error::InvalidValue(format!(
+                "unknown role {s:?}; one of {}",
+                Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
     /// The permission matrix, as code.
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;

@@ -1,6 +1,7 @@
 //! A tenant's SCIM tokens: the first one, rotations (immediate, or with an overlap until the
 //! new token's first use), and which ones are live. A tenant has two live tokens at most, ever.
 
+use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -32,6 +33,18 @@ impl RotationMode {
             return Err(format!("the overlap must be more than 0 and at most {} hours", MAX_OVERLAP_SECS / 3600));
         }
         Ok(RotationMode::Overlap { secs: (hours * 3600.0) as i64 })
+    }
+}
+
+impl RotationMode {
+    /// What an admin or operator asked for: `immediate`, or an overlap of `overlap_hours`
+    /// (the default overlap without it), or why not. `immediate` with hours is immediate.
+    pub fn requested(immediate: bool, overlap_hours: Option<f64>) -> std::result::Result<Self, String> {
+        match (immediate, overlap_hours) {
+            (true, _) => Ok(RotationMode::Immediate),
+            (false, None) => Ok(RotationMode::default()),
+            (false, Some(hours)) => RotationMode::overlap_hours(hours),
+        }
     }
 }
 
@@ -94,7 +107,7 @@ impl ScimTokenService {
             )),
             other => other,
         })?;
-        let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::ScimTokenIssue, "operator")
+        let event = AuditEvent::new(tenant, self.clock.now(), AuditAction::ScimTokenIssue, Actor::Operator.to_string())
             .details(serde_json::json!({ "display_prefix": issued.record.display_prefix }));
         record_or_log(self.store.as_ref(), &event).await;
         Ok(issued)
@@ -102,7 +115,7 @@ impl ScimTokenService {
 
     /// Replaces the tenant's SCIM token; every old one stops working at once.
     pub async fn rotate_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        self.rotate_token_with(tenant, RotationMode::Immediate, "operator").await
+        self.rotate_token_with(tenant, RotationMode::Immediate, &Actor::Operator).await
     }
 
     /// Issues the first token, or rotates. A tenant has two live tokens at most, ever:
@@ -110,7 +123,7 @@ impl ScimTokenService {
     /// keeps only the current one working beside the new one, until the new one is first used
     /// or the deadline passes, whichever comes first (no provisioning gap while the admin pastes
     /// the new token into Okta), and ends any older one in the same write.
-    pub async fn rotate_token_with(&self, tenant: &TenantId, mode: RotationMode, actor: &str) -> Result<IssuedToken> {
+    pub async fn rotate_token_with(&self, tenant: &TenantId, mode: RotationMode, actor: &Actor) -> Result<IssuedToken> {
         self.tenant(tenant).await?;
         let slots = self.store.token_slots(tenant).await?;
         let current = match &slots {
@@ -150,7 +163,8 @@ impl ScimTokenService {
                 )
             }
         };
-        record_or_log(self.store.as_ref(), &AuditEvent::new(tenant, now, action, actor).details(details)).await;
+        record_or_log(self.store.as_ref(), &AuditEvent::new(tenant, now, action, actor.to_string()).details(details))
+            .await;
         Ok(issued)
     }
 

@@ -1,6 +1,7 @@
 //! SCIM provisioning of users: authenticating the tenant's SCIM client by its token (and
 //! spending its quota), then creating, reading, replacing, patching, deleting and listing users.
 
+use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result};
@@ -14,7 +15,7 @@ use crate::scim::filter::{self, Filter, Lookup};
 use crate::scim::list::{ListQuery, Paging};
 use crate::scim::patch;
 use crate::scim::USER_SCHEMA;
-use crate::token::{ScimToken, TokenHash, TokenRecord};
+use crate::token::{invalid_scim_token, ScimToken, TokenHash, TokenRecord};
 use crate::usecase::{retry_on_conflict, Attempt};
 use crate::user::User;
 use serde_json::Value;
@@ -48,7 +49,7 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-/// `If-Match` as sent: `*` or a list of entity tags.
+/// `If-Match` as sent: `*` or a list of entity tags ([`Precondition::from_header`] reads it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
     None,
@@ -94,24 +95,6 @@ pub fn if_none_match(h: Option<&str>, u: &User) -> bool {
     }
 }
 
-/// Reads the token from an `Authorization` header: `Bearer <token>` or, as Okta's "Header"
-/// authentication sends it, the bare token.
-fn presented_token(authorization: Option<&str>) -> Result<ScimToken> {
-    let h = authorization.map(str::trim).filter(|h| !h.is_empty()).ok_or_else(|| {
-        Error::Unauthorized("an Authorization header with the Butterfly SCIM token is required".into())
-    })?;
-    let raw = match h.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        Some(_) => return Err(Error::Unauthorized("use 'Authorization: Bearer <SCIM token>'".into())),
-        None => h,
-    };
-    ScimToken::parse(raw).ok_or_else(invalid_token)
-}
-
-fn invalid_token() -> Error {
-    Error::Unauthorized("the SCIM token is not valid: it was revoked, rotated or mistyped".into())
-}
-
 /// A write lost to concurrent writers (with `If-Match`, at once; without, after every attempt).
 fn concurrent_change() -> Error {
     Error::PreconditionFailed(
@@ -135,7 +118,7 @@ pub struct ScimService {
 
 /// What an audit event of a SCIM write says about the user (never secrets).
 fn scim_audit(action: AuditAction, u: &User, at: Timestamp) -> AuditEvent {
-    AuditEvent::new(&u.tenant, at, action, "scim").target(u.id).details(serde_json::json!({
+    AuditEvent::new(&u.tenant, at, action, Actor::Scim.to_string()).target(u.id).details(serde_json::json!({
         "userName": u.user_name.as_str(),
         "active": u.active,
         "role": u.role.map(|r| r.as_str()),
@@ -176,14 +159,13 @@ impl ScimService {
     fn check_record(&self, presented: &TokenHash, rec: Option<TokenRecord>) -> Result<TokenRecord> {
         match rec {
             Some(r) if r.hash.ct_eq(presented) && r.is_live(self.clock.now()) => Ok(r),
-            _ => Err(invalid_token()),
+            _ => Err(invalid_scim_token()),
         }
     }
 
-    /// Authenticates a request from its `Authorization` header, and spends one request of the
-    /// tenant's SCIM quota.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
-        let token = presented_token(authorization)?;
+    /// Authenticates a request by its token (from the `Authorization` header:
+    /// [`ScimToken::from_authorization`]), and spends one request of the tenant's SCIM quota.
+    pub async fn authenticate(&self, token: &ScimToken) -> Result<Caller> {
         let hash = token.hash();
         let rec = self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
         let now = self.clock.now();
@@ -193,8 +175,7 @@ impl ScimService {
     }
 
     /// Authenticates and reads the user in one store round trip.
-    async fn authenticate_with_user(&self, authorization: Option<&str>, id: &str) -> Result<(Caller, User)> {
-        let token = presented_token(authorization)?;
+    async fn authenticate_with_user(&self, token: &ScimToken, id: &str) -> Result<(Caller, User)> {
         let hash = token.hash();
         let Some(uid) = UserId::parse(id) else {
             // Not one of our ids: authenticate anyway so a bad token is still a 401.
@@ -213,8 +194,8 @@ impl ScimService {
         }
     }
 
-    pub async fn get_user(&self, authorization: Option<&str>, id: &str) -> Result<User> {
-        Ok(self.authenticate_with_user(authorization, id).await?.1)
+    pub async fn get_user(&self, token: &ScimToken, id: &str) -> Result<User> {
+        Ok(self.authenticate_with_user(token, id).await?.1)
     }
 
     pub async fn create_user(&self, caller: &Caller, body: &Value) -> Result<User> {
@@ -232,17 +213,17 @@ impl ScimService {
 
     /// Authenticates a write to `/Users/{id}` and reads the user, in one store round trip,
     /// before anything of the request body is looked at (a bad token is a 401 whatever the body).
-    pub async fn authorize_write(&self, authorization: Option<&str>, id: &str) -> Result<WriteTarget> {
-        let (caller, user) = self.authenticate_with_user(authorization, id).await?;
+    pub async fn authorize_write(&self, token: &ScimToken, id: &str) -> Result<WriteTarget> {
+        let (caller, user) = self.authenticate_with_user(token, id).await?;
         Ok(WriteTarget { caller, user })
     }
 
-    pub async fn replace_user(&self, target: WriteTarget, body: &Value, if_match: Option<&str>) -> Result<User> {
+    pub async fn replace_user(&self, target: WriteTarget, body: &Value, if_match: &Precondition) -> Result<User> {
         let draft = Draft::parse(&normalize(resource_body(body)?))?; // validated before any store write
         self.modify(target, if_match, |u| draft.clone().apply_put(u)).await
     }
 
-    pub async fn patch_user(&self, target: WriteTarget, body: &Value, if_match: Option<&str>) -> Result<User> {
+    pub async fn patch_user(&self, target: WriteTarget, body: &Value, if_match: &Precondition) -> Result<User> {
         let ops = patch::parse_request(body)?;
         self.modify(target, if_match, |u| patch::apply_to_user(u, &ops)).await
     }
@@ -252,12 +233,11 @@ impl ScimService {
     async fn modify(
         &self,
         target: WriteTarget,
-        if_match: Option<&str>,
+        pre: &Precondition,
         change: impl Fn(&mut User) -> Result<()>,
     ) -> Result<User> {
-        let pre = Precondition::from_header(if_match);
         let WriteTarget { caller, user } = target;
-        let (tenant, id, change, pre) = (&caller.tenant, user.id, &change, &pre);
+        let (tenant, id, change) = (&caller.tenant, user.id, &change);
         let written = retry_on_conflict(WRITE_ATTEMPTS, Some(user), |current| async move {
             // After a concurrent change (no If-Match), the change is re-applied to the newer version.
             let current = match current {
@@ -295,24 +275,21 @@ impl ScimService {
         written.ok_or_else(concurrent_change)
     }
 
-    /// Ends the sessions of a user whose write (deactivation) just committed. The write's
-    /// cut-off already kills every session, so a failure of this bookkeeping is logged, never
-    /// answered: the write stands.
+    /// Ends the sessions of a user whose write (a deactivation or the deletion) just committed.
+    /// The write already ends every session (its cut-off, or the user being gone refuses them),
+    /// so a failure of this bookkeeping is logged, never answered: the write stands. A lost
+    /// receipt is logged by the revoker.
     async fn end_sessions_after_write(&self, trigger: Trigger, user: &User, now: Timestamp) {
-        match self.revoker.revoke_user(trigger, &user.tenant, &user.id, "scim", now).await {
-            Ok((_, true)) => {}
-            Ok((_, false)) => {
-                tracing::error!(user = %user.id, "sessions of a deactivated user deleted, but the revocation receipt was not recorded");
-            }
-            Err(e) => {
-                tracing::error!(user = %user.id, error = %e, "sessions of a deactivated user not deleted yet (the cut-off holds)");
-            }
+        if let Err(e) = self.revoker.revoke_user(trigger, &user.tenant, &user.id, &Actor::Scim, now).await {
+            tracing::error!(
+                user = %user.id, trigger = ?trigger, error = %e,
+                "the user's sessions were not deleted yet; the committed write already refuses them"
+            );
         }
     }
 
-    pub async fn delete_user(&self, authorization: Option<&str>, id: &str, if_match: Option<&str>) -> Result<()> {
-        let pre = Precondition::from_header(if_match);
-        let (_, current) = self.authenticate_with_user(authorization, id).await?;
+    pub async fn delete_user(&self, token: &ScimToken, id: &str, pre: &Precondition) -> Result<()> {
+        let (_, current) = self.authenticate_with_user(token, id).await?;
         pre.check(&current)?;
         let now = self.clock.now();
         let audit = scim_audit(AuditAction::ScimUserDelete, &current, now);
@@ -320,11 +297,7 @@ impl ScimService {
             Error::NotFound(_) => not_found(id),
             other => other,
         })?;
-        let (_, recorded) =
-            self.revoker.revoke_user(Trigger::ScimDelete, &current.tenant, &current.id, "scim", now).await?;
-        if !recorded {
-            tracing::error!(user = %current.id, "sessions of a deleted user deleted, but the revocation receipt was not recorded");
-        }
+        self.end_sessions_after_write(Trigger::ScimDelete, &current, now).await;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Team management for super_admins: the members with their roles and where each role came
 //! from, and manual role changes (never removing the last super_admin).
 
+use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
 use crate::ids::{TenantId, UserId};
@@ -18,6 +19,11 @@ pub struct RoleChange {
     pub user: User,
     /// Set when the identity provider manages this user's role and will overwrite it.
     pub warning: Option<String>,
+}
+
+/// The refusal of a role change for a member that does not exist (or whose id is not one).
+pub fn no_such_member() -> Error {
+    Error::NotFound("no such member".into())
 }
 
 pub struct TeamService {
@@ -55,18 +61,12 @@ impl TeamService {
 
     /// Sets a member's role by hand. Refuses to demote the tenant's last active super_admin,
     /// atomically with the write (the store counts them in the same transaction).
-    pub async fn change_role(&self, tenant: &TenantId, actor: &UserId, target: &str, role: &str) -> Result<RoleChange> {
-        let role = Role::parse(role).ok_or_else(|| {
-            Error::InvalidValue(format!(
-                "unknown role {role:?}; one of {}",
-                Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        let id = UserId::parse(target).ok_or_else(|| Error::NotFound("no such member".into()))?;
-        let (id, role) = (&id, &role);
+    /// The HTTP layer parses the role with [`Role::from_name`] and the member's id with
+    /// [`UserId::parse`] (an id that is not one is [`no_such_member`]).
+    pub async fn change_role(&self, tenant: &TenantId, actor: &UserId, id: &UserId, role: Role) -> Result<RoleChange> {
+        let role = &role;
         let changed = retry_on_conflict(ATTEMPTS, (), |()| async move {
-            let current =
-                self.store.get_user(tenant, id).await?.ok_or_else(|| Error::NotFound("no such member".into()))?;
+            let current = self.store.get_user(tenant, id).await?.ok_or_else(no_such_member)?;
             let from = current.effective_role();
             let warning = (current.role_source == Some(RoleSource::Scim)).then(|| {
                 "your identity provider manages this role over SCIM and will overwrite it on its next push; \
@@ -82,7 +82,7 @@ impl TeamService {
             let now = self.clock.now();
             next.version = current.version + 1;
             next.last_modified = now.max(current.last_modified);
-            let audit = AuditEvent::new(tenant, now, AuditAction::RoleChange, format!("user:{actor}"))
+            let audit = AuditEvent::new(tenant, now, AuditAction::RoleChange, Actor::User(*actor).to_string())
                 .target(id)
                 .details(json!({ "from": from.as_str(), "to": role.as_str(), "previous_source": current.role_source }));
             match self.store.replace_user_guarded(&current, &next, Some(&audit)).await {

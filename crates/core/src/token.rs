@@ -78,6 +78,21 @@ impl ScimToken {
         (body_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes()))).then(|| ScimToken(Secret(s.to_string())))
     }
 
+    /// The token of an `Authorization` header, as the HTTP layer reads it: `Bearer <token>` or,
+    /// as Okta's "Header" authentication sends it, the bare token. A missing header, another
+    /// scheme or a value that is not one of our tokens is `Unauthorized`.
+    pub fn from_authorization(header: Option<&str>) -> crate::Result<Self> {
+        let h = header.map(str::trim).filter(|h| !h.is_empty()).ok_or_else(|| {
+            crate::Error::Unauthorized("an Authorization header with the Butterfly SCIM token is required".into())
+        })?;
+        let raw = match h.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            Some(_) => return Err(crate::Error::Unauthorized("use 'Authorization: Bearer <SCIM token>'".into())),
+            None => h,
+        };
+        ScimToken::parse(raw).ok_or_else(invalid_scim_token)
+    }
+
     pub fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(self.0.expose().as_bytes()).into())
     }
@@ -172,6 +187,11 @@ impl TokenRecord {
             Some(t) => now.millis() - t.millis() >= LAST_USED_GRANULARITY_SECS * 1000,
         }
     }
+}
+
+/// The refusal of a SCIM token that is not (or no longer) one of ours.
+pub fn invalid_scim_token() -> crate::Error {
+    crate::Error::Unauthorized("the SCIM token is not valid: it was revoked, rotated or mistyped".into())
 }
 
 #[cfg(test)]

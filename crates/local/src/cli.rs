@@ -3,8 +3,10 @@
 use crate::serve::{serve, Backend, ServeOptions};
 use butterfly_aws::DynamoStore;
 use butterfly_aws::SecretsManagerStore;
+use butterfly_core::actor::Actor;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::domain::DomainService;
+use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::TenantId;
 use butterfly_core::ports::{SecretStore, Store};
 use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
@@ -579,7 +581,8 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tenant(TenantCmd::Create { name, domains, json }) => {
-            let t = tenants.create_tenant(&name, &domains).await.map_err(|e| e.to_string())?;
+            let t =
+                tenants.create_tenant(&name, &EmailDomain::parse_list(&domains)?).await.map_err(|e| e.to_string())?;
             if json {
                 println!("{}", tenant_json(&t));
             } else {
@@ -609,9 +612,8 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 TokenCmd::Show { tenant, json } => (tenant, *json, None),
             };
             let mode = match &cmd {
-                TokenCmd::Rotate { immediate: true, .. } => RotationMode::Immediate,
-                TokenCmd::Rotate { overlap_hours: Some(h), .. } => {
-                    RotationMode::overlap_hours(*h).map_err(|e| format!("--overlap-hours: {e}"))?
+                TokenCmd::Rotate { immediate, overlap_hours, .. } => {
+                    RotationMode::requested(*immediate, *overlap_hours).map_err(|e| format!("--overlap-hours: {e}"))?
                 }
                 _ => RotationMode::default(),
             };
@@ -646,7 +648,7 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 return Ok(());
             };
             let issued = if rotate {
-                tokens.rotate_token_with(&tenant, mode, "operator").await
+                tokens.rotate_token_with(&tenant, mode, &Actor::Operator).await
             } else {
                 tokens.issue_token(&tenant).await
             }

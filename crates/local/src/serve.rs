@@ -147,7 +147,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
         if store.is_empty().await.map_err(|e| e.to_string())? {
             let demo = Arc::new(store.clone());
             let t = TenantService::new(demo.clone(), Arc::new(SystemClock))
-                .create_tenant("demo", "")
+                .create_tenant("demo", &[])
                 .await
                 .map_err(|e| e.to_string())?;
             let issued = ScimTokenService::new(demo, Arc::new(SystemClock))
