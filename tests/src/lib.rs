@@ -46,6 +46,32 @@ pub async fn tenant_with_token(store: Arc<dyn Store>, name: &str) -> (Tenant, St
     (t, issued.token.secret().expose().to_string())
 }
 
+/// A confirmed session of `user` from `issuer`, an hour long from now, and its cookie value.
+pub fn hour_session(
+    tenant: &TenantId,
+    user: butterfly_core::ids::UserId,
+    issuer: &str,
+    subject: &str,
+) -> (butterfly_core::token::Secret, butterfly_core::sso::Session) {
+    use butterfly_core::clock::Clock;
+    let cookie = butterfly_core::sso::random_secret().expect("randomness");
+    let now = SystemClock.now();
+    let session = butterfly_core::sso::Session {
+        hash: butterfly_core::sso::hash_secret(cookie.expose()),
+        tenant: tenant.clone(),
+        user,
+        issuer: issuer.into(),
+        subject: subject.into(),
+        sid: None,
+        id_token: None,
+        created: now,
+        last_seen: now,
+        expires: now.plus_secs(3600),
+        confirmed: true,
+    };
+    (cookie, session)
+}
+
 /// Counts every port call (one call = one store round trip), and logs their names in order.
 #[derive(Default)]
 pub struct OpCounter {

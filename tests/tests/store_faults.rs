@@ -155,9 +155,7 @@ async fn okta_load_with_faults_on_dynamodb() {
 /// so the failure is logged, not answered (issue 14, point 7).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivation_answers_its_write_when_ending_sessions_fails() {
-    use butterfly_core::clock::{Clock, SystemClock};
     use butterfly_core::ids::UserId;
-    use butterfly_core::sso::{hash_secret, random_secret, Session};
     use serde_json::json;
 
     let dir = tempfile::tempdir().unwrap();
@@ -182,24 +180,13 @@ async fn a_deactivation_answers_its_write_when_ending_sessions_fails() {
         .unwrap();
     let id = created["id"].as_str().unwrap().to_string();
     // Ada is signed in.
-    let cookie = random_secret().unwrap();
-    let now = SystemClock.now();
-    plain
-        .create_session(&Session {
-            hash: hash_secret(cookie.expose()),
-            tenant: server.tenant.clone(),
-            user: UserId::parse(&id).unwrap(),
-            issuer: "https://okta.example/oauth2/default".into(),
-            subject: "00u1".into(),
-            sid: None,
-            id_token: None,
-            created: now,
-            last_seen: now,
-            expires: now.plus_secs(3600),
-            confirmed: true,
-        })
-        .await
-        .unwrap();
+    let (cookie, session) = butterfly_tests::hour_session(
+        &server.tenant,
+        UserId::parse(&id).unwrap(),
+        "https://okta.example/oauth2/default",
+        "00u1",
+    );
+    plain.create_session(&session).await.unwrap();
     std::thread::sleep(Duration::from_millis(5)); // the cut-off is after the session's creation
 
     faulty.hook().arm(true);
