@@ -637,7 +637,7 @@ pub async fn super_admin_guard(f: Fixture) {
         let mut up = down.clone();
         up.role = Some(butterfly_core::role::Role::SuperAdmin);
         up.version += 1;
-        s.replace_user_with(&down, &up, None).await.unwrap();
+        s.replace_user_audited(&down, &up, None).await.unwrap();
     }
     // Alone, the last one cannot be demoted by hand; deactivation by SCIM is not guarded.
     let cb = s.get_user(&t, &b.id).await.unwrap().unwrap();
@@ -646,7 +646,7 @@ pub async fn super_admin_guard(f: Fixture) {
     let mut off = cb.clone();
     off.active = false;
     off.version += 1;
-    s.replace_user_with(&cb, &off, None).await.unwrap();
+    s.replace_user_audited(&cb, &off, None).await.unwrap();
 }
 
 pub async fn audit_trail(f: Fixture) {
@@ -678,10 +678,10 @@ pub async fn audit_trail(f: Fixture) {
     s.create_user(&u).await.unwrap();
     let dup = user(&t, "A@example.com", None);
     let ev = AuditEvent::new(&t, now(), AuditAction::ScimUserCreate, "scim").target(dup.id);
-    assert!(s.create_user_with(&dup, Some(&ev)).await.is_err());
+    assert!(s.create_user_audited(&dup, Some(&ev)).await.is_err());
     let ok = user(&t, "b@example.com", None);
     let ev2 = AuditEvent::new(&t, now(), AuditAction::ScimUserCreate, "scim").target(ok.id);
-    s.create_user_with(&ok, Some(&ev2)).await.unwrap();
+    s.create_user_audited(&ok, Some(&ev2)).await.unwrap();
     let page = s.audit_page(&t, None, 100).await.unwrap();
     assert!(!page.iter().any(|e| e.id == ev.id), "a failed write recorded its audit event");
     assert_eq!(page.iter().filter(|e| e.id == ev2.id).count(), 1);

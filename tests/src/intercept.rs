@@ -4,7 +4,7 @@
 //! hooks, so the delegation is written once.
 //!
 //! Each port method is one store operation (`crates/core/src/ports.rs`), named here as the
-//! suites name it (`create_user` for `create_user_with`, and so on).
+//! suites name it (`create_user` for `create_user_audited`, and so on).
 
 use async_trait::async_trait;
 use butterfly_core::audit::AuditEvent;
@@ -186,8 +186,8 @@ impl<S: UserStore, H: Hook> UserStore for Intercepted<S, H> {
     ) -> Result<(Option<TokenRecord>, Option<User>)> {
         self.call("resolve_token_and_get_user", self.inner.resolve_token_and_get_user(h, id)).await
     }
-    async fn create_user_with(&self, u: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.call("create_user", self.inner.create_user_with(u, a)).await
+    async fn create_user_audited(&self, u: &User, a: Option<&AuditEvent>) -> Result<()> {
+        self.call("create_user", self.inner.create_user_audited(u, a)).await
     }
     async fn get_user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
         self.call("get_user", self.inner.get_user(t, id)).await
@@ -201,14 +201,14 @@ impl<S: UserStore, H: Hook> UserStore for Intercepted<S, H> {
     async fn find_user_by_subject(&self, t: &TenantId, s: &Subject) -> Result<Option<User>> {
         self.call("find_user_by_subject", self.inner.find_user_by_subject(t, s)).await
     }
-    async fn replace_user_with(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.call("replace_user", self.inner.replace_user_with(p, n, a)).await
+    async fn replace_user_audited(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
+        self.call("replace_user", self.inner.replace_user_audited(p, n, a)).await
     }
     async fn replace_user_guarded(&self, p: &User, n: &User, a: Option<&AuditEvent>) -> Result<()> {
         self.call("replace_user_guarded", self.inner.replace_user_guarded(p, n, a)).await
     }
-    async fn delete_user_with(&self, p: &User, a: Option<&AuditEvent>) -> Result<()> {
-        self.call("delete_user", self.inner.delete_user_with(p, a)).await
+    async fn delete_user_audited(&self, p: &User, a: Option<&AuditEvent>) -> Result<()> {
+        self.call("delete_user", self.inner.delete_user_audited(p, a)).await
     }
     async fn list_users(&self, t: &TenantId, after: Option<&UserId>, skip: u64, limit: usize) -> Result<Vec<User>> {
         self.call("list_users", self.inner.list_users(t, after, skip, limit)).await

@@ -118,7 +118,7 @@ async fn rotate_token(
     JsonBody(body): JsonBody<RotateBody>,
 ) -> Answer {
     let mode = body.mode()?;
-    let issued = s.tokens.rotate_token_with(&who.tenant, mode, &Actor::User(who.user.id)).await?;
+    let issued = s.tokens.rotate_token_as(&who.tenant, mode, &Actor::User(who.user.id)).await?;
     Ok(json_response(
         StatusCode::CREATED,
         json!({

@@ -80,10 +80,10 @@ pub trait UserStore: Send + Sync {
     /// Creates a user, claiming its case-folded `userName` and its `externalId` within the
     /// tenant in the same atomic write (`Uniqueness` naming the attribute if taken).
     async fn create_user(&self, user: &User) -> Result<()> {
-        self.create_user_with(user, None).await
+        self.create_user_audited(user, None).await
     }
     /// `create_user`, recording `audit` in the same atomic write.
-    async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()>;
+    async fn create_user_audited(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()>;
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>>;
     async fn find_user_by_user_name(&self, tenant: &TenantId, folded: &str) -> Result<Option<User>>;
     async fn find_user_by_external_id(&self, tenant: &TenantId, external_id: &str) -> Result<Option<User>>;
@@ -93,20 +93,20 @@ pub trait UserStore: Send + Sync {
     /// Replaces `previous` with `next` if the stored version is still `previous.version`
     /// (else `PreconditionFailed`; `NotFound` if gone), moving uniqueness claims that changed.
     async fn replace_user(&self, previous: &User, next: &User) -> Result<()> {
-        self.replace_user_with(previous, next, None).await
+        self.replace_user_audited(previous, next, None).await
     }
     /// `replace_user`, recording `audit` in the same atomic write.
-    async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()>;
-    /// `replace_user_with`, refused with `Conflict` if the write would leave the tenant without
+    async fn replace_user_audited(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()>;
+    /// `replace_user_audited`, refused with `Conflict` if the write would leave the tenant without
     /// an active super_admin, checked atomically with the write (two super_admins demoting each
     /// other at once cannot both succeed).
     async fn replace_user_guarded(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()>;
     /// Deletes a user and its uniqueness claims if the stored version is still `previous.version`.
     async fn delete_user(&self, previous: &User) -> Result<()> {
-        self.delete_user_with(previous, None).await
+        self.delete_user_audited(previous, None).await
     }
     /// `delete_user`, recording `audit` in the same atomic write.
-    async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()>;
+    async fn delete_user_audited(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()>;
     /// Users of a tenant in id (creation) order: after `after` if given, skipping `skip`,
     /// at most `limit`.
     async fn list_users(&self, tenant: &TenantId, after: Option<&UserId>, skip: u64, limit: usize)

@@ -115,7 +115,7 @@ impl ScimTokenService {
 
     /// Replaces the tenant's SCIM token; every old one stops working at once.
     pub async fn rotate_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        self.rotate_token_with(tenant, RotationMode::Immediate, &Actor::Operator).await
+        self.rotate_token_as(tenant, RotationMode::Immediate, &Actor::Operator).await
     }
 
     /// Issues the first token, or rotates. A tenant has two live tokens at most, ever:
@@ -123,7 +123,7 @@ impl ScimTokenService {
     /// keeps only the current one working beside the new one, until the new one is first used
     /// or the deadline passes, whichever comes first (no provisioning gap while the admin pastes
     /// the new token into Okta), and ends any older one in the same write.
-    pub async fn rotate_token_with(&self, tenant: &TenantId, mode: RotationMode, actor: &Actor) -> Result<IssuedToken> {
+    pub async fn rotate_token_as(&self, tenant: &TenantId, mode: RotationMode, actor: &Actor) -> Result<IssuedToken> {
         self.tenant(tenant).await?;
         let slots = self.store.token_slots(tenant).await?;
         let current = match &slots {

@@ -138,7 +138,7 @@ impl ScimService {
         ScimService { store, clock, cursor_key, revoker, quota }
     }
 
-    async fn note_use(&self, rec: &TokenRecord, now: Timestamp) {
+    async fn record_use_and_retire_replaced(&self, rec: &TokenRecord, now: Timestamp) {
         if rec.last_used.is_none() {
             if let Some(old) = &rec.replaces {
                 // Overlap rotation: the new token's first use ends the old one. If this fails,
@@ -170,7 +170,7 @@ impl ScimService {
         let rec = self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
         let now = self.clock.now();
         self.quota.admit(&rec.tenant, now).await?;
-        self.note_use(&rec, now).await;
+        self.record_use_and_retire_replaced(&rec, now).await;
         Ok(Caller { tenant: rec.tenant, token: hash })
     }
 
@@ -186,7 +186,7 @@ impl ScimService {
         let rec = self.check_record(&hash, rec)?;
         let now = self.clock.now();
         self.quota.admit(&rec.tenant, now).await?;
-        self.note_use(&rec, now).await;
+        self.record_use_and_retire_replaced(&rec, now).await;
         let caller = Caller { tenant: rec.tenant, token: hash };
         match user {
             Some(u) if u.tenant == caller.tenant => Ok((caller, u)),
@@ -207,7 +207,7 @@ impl ScimService {
             now: self.clock.now(),
         })?;
         let audit = scim_audit(AuditAction::ScimUserCreate, &user, user.created);
-        self.store.create_user_with(&user, Some(&audit)).await.map_err(|e| explain_uniqueness(e, &user))?;
+        self.store.create_user_audited(&user, Some(&audit)).await.map_err(|e| explain_uniqueness(e, &user))?;
         Ok(user)
     }
 
@@ -259,7 +259,7 @@ impl ScimService {
                 next.sessions_revoked_at = Some(now);
             }
             let audit = scim_audit(AuditAction::ScimUserUpdate, &next, now);
-            match self.store.replace_user_with(&current, &next, Some(&audit)).await {
+            match self.store.replace_user_audited(&current, &next, Some(&audit)).await {
                 Ok(()) => {
                     if deactivated {
                         self.end_sessions_after_write(Trigger::ScimDeactivation, &next, now).await;
@@ -293,7 +293,7 @@ impl ScimService {
         pre.check(&current)?;
         let now = self.clock.now();
         let audit = scim_audit(AuditAction::ScimUserDelete, &current, now);
-        self.store.delete_user_with(&current, Some(&audit)).await.map_err(|e| match e {
+        self.store.delete_user_audited(&current, Some(&audit)).await.map_err(|e| match e {
             Error::NotFound(_) => not_found(id),
             other => other,
         })?;

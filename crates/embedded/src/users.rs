@@ -122,7 +122,7 @@ impl UserStore for EmbeddedStore {
         .await
     }
 
-    async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    async fn create_user_audited(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let user = user.clone();
         let audit = audit.cloned();
         self.write(move |tx| {
@@ -156,7 +156,7 @@ impl UserStore for EmbeddedStore {
         self.user_holding(UserClaim::Subject { tenant: tenant.clone(), subject: subject.clone() }).await
     }
 
-    async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    async fn replace_user_audited(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
         self.replace_user_in_tx(previous, next, audit, false).await
     }
 
@@ -164,7 +164,7 @@ impl UserStore for EmbeddedStore {
         self.replace_user_in_tx(previous, next, audit, true).await
     }
 
-    async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    async fn delete_user_audited(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let previous = previous.clone();
         let audit = audit.cloned();
         self.write(move |tx| {

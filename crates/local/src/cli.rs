@@ -648,7 +648,7 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
                 return Ok(());
             };
             let issued = if rotate {
-                tokens.rotate_token_with(&tenant, mode, &Actor::Operator).await
+                tokens.rotate_token_as(&tenant, mode, &Actor::Operator).await
             } else {
                 tokens.issue_token(&tenant).await
             }

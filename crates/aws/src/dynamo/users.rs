@@ -113,7 +113,7 @@ impl UserStore for DynamoStore {
         Ok((token, user))
     }
 
-    async fn create_user_with(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    async fn create_user_audited(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let mut tx = Transaction::new(&self.table);
         tx.put(user_item(user)?, Condition::absent(), Error::Conflict("a user with this id already exists".into()))?;
         tx.move_user_claims(&ClaimDiff::between(None, Some(user)), user, &version_changed())?;
@@ -141,7 +141,7 @@ impl UserStore for DynamoStore {
         self.user_holding(&UserClaim::Subject { tenant: tenant.clone(), subject: subject.clone() }).await
     }
 
-    async fn replace_user_with(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    async fn replace_user_audited(&self, previous: &User, next: &User, audit: Option<&AuditEvent>) -> Result<()> {
         self.replace_user_in_tx(previous, next, audit, false).await
     }
 
@@ -149,7 +149,7 @@ impl UserStore for DynamoStore {
         self.replace_user_in_tx(previous, next, audit, true).await
     }
 
-    async fn delete_user_with(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    async fn delete_user_audited(&self, previous: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let mut tx = Transaction::new(&self.table);
         let same_version = Condition::new("version = :v").value(":v", number_attr(previous.version));
         tx.delete(primary_key(user_pk(&previous.id), USER_SK), same_version, version_changed())?;
