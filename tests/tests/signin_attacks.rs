@@ -61,27 +61,10 @@ async fn me(b: &Browser, rig: &Rig) -> (StatusCode, Value) {
 /// made directly in the store, as sign-ins through /t1 cannot start any more.
 async fn sign_in_before_switch(rig: &Rig, b: &Browser) -> StatusCode {
     use butterfly_core::ports::{SessionStore, UserStore};
-    use butterfly_core::sso::{hash_secret, random_secret, Session};
-    let now = butterfly_core::clock::Clock::now(&butterfly_core::clock::SystemClock);
     let user = rig.app.store.find_user_by_user_name(&rig.app.tenant, "ops@acme.test").await.unwrap().unwrap();
-    let secret = random_secret().unwrap();
-    rig.app
-        .store
-        .create_session(&Session {
-            hash: hash_secret(secret.expose()),
-            tenant: rig.app.tenant.clone(),
-            user: user.id,
-            issuer: rig.op.issuer("/t1"),
-            subject: "ops@acme.test".into(),
-            sid: None,
-            id_token: None,
-            created: now,
-            last_seen: now,
-            expires: now.plus_secs(3600),
-            confirmed: true,
-        })
-        .await
-        .unwrap();
+    let (secret, session) =
+        butterfly_tests::hour_session(&rig.app.tenant, user.id, &rig.op.issuer("/t1"), "ops@acme.test");
+    rig.app.store.create_session(&session).await.unwrap();
     // The back-channel logout names the user by (iss, sub): link them as a sign-in would have.
     let mut linked = user.clone();
     linked.subject = Some(butterfly_core::sso::Subject { issuer: rig.op.issuer("/t1"), sub: "ops@acme.test".into() });
@@ -422,22 +405,12 @@ async fn dns_verification_grants_and_withdraws_a_domain() {
     assert_eq!(routed["sso"], true);
     // The record is removed: one missed check keeps it (a DNS edit being fixed), two withdraw it.
     rig.app.dns.remove(&name, hickory_server::proto::rr::RecordType::TXT).await;
-    assert!(rig
-        .app
-        .domains
-        .verify(&rig.app.tenant, "acme-labs.test", &Actor::System)
-        .await
-        .unwrap()
-        .record
-        .is_verified());
-    assert!(!rig
-        .app
-        .domains
-        .verify(&rig.app.tenant, "acme-labs.test", &Actor::System)
-        .await
-        .unwrap()
-        .record
-        .is_verified());
+    let recheck = || async {
+        let check = rig.app.domains.verify(&rig.app.tenant, "acme-labs.test", &Actor::System).await.unwrap();
+        check.record.is_verified()
+    };
+    assert!(recheck().await);
+    assert!(!recheck().await);
     let t = rig.app.sso.settings(&rig.app.tenant).await.unwrap();
     assert!(!t.domains.iter().any(|d| d.as_str() == "acme-labs.test"));
     let events = rig.app.store.audit_page(&rig.app.tenant, None, 50).await.unwrap();

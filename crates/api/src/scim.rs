@@ -6,7 +6,7 @@ use crate::wire::{header_str, json_body, query_pairs, scim_response};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -77,7 +77,7 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/Users/.search", post(search_not_supported).fallback(method_not_allowed))
         .route(
             "/scim/v2/Users/{id}",
-            get(get_user).put(replace_user).patch(patch_user).delete(delete_user).fallback(method_not_allowed),
+            get(get_user).put(write_user).patch(write_user).delete(delete_user).fallback(method_not_allowed),
         )
         .route("/scim/v2/Groups", get(list_groups).fallback(groups_not_supported))
         .route("/scim/v2/Groups/{id}", get(get_group).fallback(groups_not_supported))
@@ -195,8 +195,10 @@ async fn get_user(
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 
-async fn replace_user(
+/// `PUT` (the full representation) and `PATCH` (operations) on `/Users/{id}`.
+async fn write_user(
     State(s): State<ScimState>,
+    method: Method,
     PresentedToken(token): PresentedToken,
     Id(id): Id,
     headers: HeaderMap,
@@ -206,21 +208,11 @@ async fn replace_user(
     // Authenticated before the body is read: a bad token is a 401 whatever the body says.
     let target = s.service.authorize_write(&token, &id).await?;
     let v = json_body(&headers, body).await?;
-    let u = s.service.replace_user(target, &v, &if_match(&headers)).await?;
-    Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
-}
-
-async fn patch_user(
-    State(s): State<ScimState>,
-    PresentedToken(token): PresentedToken,
-    Id(id): Id,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
-) -> ScimAnswer {
-    let target = s.service.authorize_write(&token, &id).await?;
-    let v = json_body(&headers, body).await?;
-    let u = s.service.patch_user(target, &v, &if_match(&headers)).await?;
+    let u = if method == Method::PATCH {
+        s.service.patch_user(target, &v, &if_match(&headers)).await?
+    } else {
+        s.service.replace_user(target, &v, &if_match(&headers)).await?
+    };
     Ok(user_response(&s.base(&headers), StatusCode::OK, &u, &projection(&uri)))
 }
 

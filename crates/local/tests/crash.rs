@@ -10,10 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use butterfly_core::clock::{Clock, SystemClock};
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::{SessionStore, UserStore};
-use butterfly_core::sso::{hash_secret, random_secret, Session};
 use butterfly_embedded::EmbeddedStore;
 use butterfly_tests::faults::Rng;
 use reqwest::StatusCode;
@@ -445,21 +443,12 @@ async fn sigkill_between_deactivation_and_revocation_leaves_no_working_session()
             let store = EmbeddedStore::open(dir.path()).unwrap();
             let tenant = TenantId::parse(&tenant).unwrap();
             for id in ids {
-                let secret = random_secret().unwrap();
-                let now = SystemClock.now();
-                let s = Session {
-                    hash: hash_secret(secret.expose()),
-                    tenant: tenant.clone(),
-                    user: UserId::parse(&id).unwrap(),
-                    issuer: "https://okta.example/oauth2/default".into(),
-                    subject: format!("00u{iter}{id}"),
-                    sid: None,
-                    id_token: None,
-                    created: now,
-                    last_seen: now,
-                    expires: now.plus_secs(3600),
-                    confirmed: true,
-                };
+                let (secret, s) = butterfly_tests::hour_session(
+                    &tenant,
+                    UserId::parse(&id).unwrap(),
+                    "https://okta.example/oauth2/default",
+                    &format!("00u{iter}{id}"),
+                );
                 store.create_session(&s).await.unwrap();
                 members.push(Member { id, cookie: secret.expose().to_string(), hash: s.hash });
             }
