@@ -289,6 +289,10 @@ async fn the_audit_trail_tells_what_happened_newest_first() {
     assert_eq!(b.sign_in(&rig.app.origin, "gone@acme.test").await.status(), StatusCode::FORBIDDEN);
     jit.b.sign_out(&rig.app.origin, false).await;
 
+    // A repeated parameter keeps its last value (not a plain-text 400 from the query parser).
+    let (s, page) = boss.call(&rig, Method::GET, "/admin/audit?limit=50&limit=2", None).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(2), "{page}");
     let mut all: Vec<Value> = Vec::new();
     let mut url = "/admin/audit?limit=3".to_string();
     for _ in 0..20 {

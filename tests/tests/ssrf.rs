@@ -173,6 +173,43 @@ async fn failed_discovery_is_cached_per_issuer() {
     drop(dir);
 }
 
+/// A hostile provider's discovery document reaches no anonymous caller: a cold instance's
+/// email lookup whose discovery fails (the document names another issuer, or carries a lure as
+/// a key) answers our words and a retryable 503, never the document's text.
+#[tokio::test]
+async fn a_lookup_never_shows_what_discovery_said() {
+    let idp = FakeIdp::start().await;
+    idp.serve_good("/t");
+    let app = TestApp::spawn().await;
+    app.sso.configure(&app.tenant, settings(&idp.issuer("/t"))).await.unwrap();
+    let (tenant, token) = (app.tenant.clone(), app.token.clone());
+    let dir = app.stop().await.unwrap();
+    let lure = "SECRET account suspended, call +1-555-0100";
+    for hostile in
+        [json!({ "issuer": format!("https://evil.example/{lure}") }), json!({ format!("{lure}_endpoint"): 1 })]
+    {
+        // A new instance starts with a cold provider cache, so the lookup runs discovery.
+        idp.answer("/t/.well-known/openid-configuration", Answer::json(&idp.discovery("/t", hostile.clone())));
+        let app = TestApp::start(dir.path(), Some((tenant.clone(), token.clone()))).await;
+        let r = reqwest::Client::new()
+            .post(format!("{}/sso/lookup", app.origin))
+            .json(&json!({"email": "a@evil.test"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let retry_after = r.headers().contains_key("retry-after");
+        let body = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{hostile}: {body}");
+        assert!(retry_after, "{hostile}: a 503 says when to retry");
+        for leak in ["SECRET", "555", "evil.example", "discovery"] {
+            assert!(!body.contains(leak), "{leak:?} echoed for {hostile}: {body}");
+        }
+        app.stop().await;
+    }
+    drop(dir);
+}
+
 /// Nothing the provider sent comes back to an anonymous caller: a Universal Logout whose key
 /// set fetch fails answers our words only.
 #[tokio::test]

@@ -44,18 +44,20 @@ pub struct AdminState {
     pub cookies: CookiePolicy,
 }
 
-/// `?limit=` and a cursor, as sent: a limit that is not a number is the default.
-#[derive(Deserialize)]
+/// `?limit=` and a cursor, as sent (any query reads: a repeated key keeps its last value, a
+/// limit that is not a number is the default).
 struct PageQuery {
-    #[serde(default)]
     limit: Option<String>,
-    #[serde(default)]
     after: Option<String>,
-    #[serde(default)]
     before: Option<String>,
 }
 
 impl PageQuery {
+    fn from_pairs(Query(pairs): Query<Vec<(String, String)>>) -> Self {
+        let last = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        PageQuery { limit: last("limit"), after: last("after"), before: last("before") }
+    }
+
     fn limit(&self) -> usize {
         self.limit.as_deref().and_then(|l| l.parse().ok()).unwrap_or(50)
     }
@@ -221,7 +223,8 @@ async fn update_sso(State(s): State<AdminState>, who: Member<ManageSsoScim>, Jso
     Ok(json_response(StatusCode::OK, settings_json(&view)))
 }
 
-async fn members(State(s): State<AdminState>, who: Member<ManageTeam>, Query(q): Query<PageQuery>) -> Answer {
+async fn members(State(s): State<AdminState>, who: Member<ManageTeam>, query: Query<Vec<(String, String)>>) -> Answer {
+    let q = PageQuery::from_pairs(query);
     let (users, next) = s.team.members(&who.tenant, q.after.as_deref(), q.limit()).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -265,7 +268,12 @@ async fn change_role(
     ))
 }
 
-async fn audit(State(s): State<AdminState>, who: Member<ViewAuditTrail>, Query(q): Query<PageQuery>) -> Answer {
+async fn audit(
+    State(s): State<AdminState>,
+    who: Member<ViewAuditTrail>,
+    query: Query<Vec<(String, String)>>,
+) -> Answer {
+    let q = PageQuery::from_pairs(query);
     let page = s.audit.page(&who.tenant, q.before.as_deref(), q.limit()).await?;
     Ok(json_response(StatusCode::OK, json!({ "events": page.events, "next": page.next })))
 }

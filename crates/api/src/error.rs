@@ -44,6 +44,8 @@ pub struct Refusal {
     /// The heading of the page, in the browser.
     pub title: &'static str,
     pub message: Cow<'static, str>,
+    /// Seconds after which a retry may succeed (a `Retry-After` header), for refusals that pass.
+    pub retry_after: Option<u32>,
 }
 
 /// How a route renders its errors (see the module doc).
@@ -88,7 +90,19 @@ impl<R> ApiError<R> {
         title: &'static str,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
-        ApiError::new(Failure::Refused(Refusal { status, code, title, message: message.into() }))
+        ApiError::new(Failure::Refused(Refusal { status, code, title, message: message.into(), retry_after: None }))
+    }
+
+    /// A 503 that says only "try again" (after `retry_after_secs`): for an anonymous route
+    /// whose failure is not the caller's to know about. Log what happened before answering it.
+    pub fn try_again_later(retry_after_secs: u32) -> Self {
+        ApiError::new(Failure::Refused(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "temporarily_unavailable",
+            title: "Try again later",
+            message: "try again".into(),
+            retry_after: Some(retry_after_secs.max(1)),
+        }))
     }
 
     /// A client error with the `invalid_request` code.
@@ -175,6 +189,7 @@ fn retry_after(failure: &Failure) -> Option<u32> {
         }
         Failure::Sso(SsoError::Throttled(wait)) => Some((*wait).max(1)),
         Failure::Logout(LogoutError::Unavailable(_)) => Some(5),
+        Failure::Refused(r) => r.retry_after,
         _ => None,
     }
 }
@@ -449,6 +464,12 @@ mod tests {
             (s, h.get(header::RETRY_AFTER).map(|v| v.as_bytes())),
             (StatusCode::TOO_MANY_REQUESTS, Some(&b"9"[..]))
         );
+        let (s, h, b) = answer(ApiError::<OAuth>::try_again_later(30)).await;
+        assert_eq!(
+            (s, h.get(header::RETRY_AFTER).map(|v| v.as_bytes())),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(&b"30"[..]))
+        );
+        assert!(b.contains("\"error_description\":\"try again\""), "{b}");
         let (s, _, b) =
             answer(ApiError::<Page>::refused(StatusCode::FORBIDDEN, "csrf", "Request refused", "<b>")).await;
         assert_eq!(s, StatusCode::FORBIDDEN);

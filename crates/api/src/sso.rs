@@ -314,7 +314,17 @@ async fn lookup(State(state): State<SsoState>, headers: HeaderMap, body: Bytes) 
             StatusCode::OK,
             json!({ "sso": false, "message": "Single sign-on is not set up for this email domain." }),
         )),
-        Err(e) => Err(e.into()),
+        // The caller's own input, a limit, the provider not answering, the store: their own answers.
+        Err(e @ (SsoError::InvalidInput(_) | SsoError::Throttled(_) | SsoError::ProviderUnavailable(_))) => {
+            Err(e.into())
+        }
+        Err(SsoError::Store(e)) => Err(e.into()),
+        // Anything else is the tenant's setup (its provider's discovery document included): what
+        // it says is for the log and the tenant's admin, not for an anonymous caller.
+        Err(e) => {
+            tracing::warn!(reason = e.reason(), error = %e, "lookup failed");
+            Err(ApiError::try_again_later(30))
+        }
     }
 }
 

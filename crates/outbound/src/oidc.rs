@@ -365,6 +365,8 @@ impl OidcProvider {
             if !(name.ends_with("_endpoint") || name == "jwks_uri") {
                 continue;
             }
+            // The member's name is the provider's text too: cleaned and bounded like any.
+            let name = text::clean(name, 64);
             let url = value
                 .as_str()
                 .and_then(|s| url::Url::parse(s).ok())
