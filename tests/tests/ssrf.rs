@@ -318,6 +318,12 @@ async fn installed_documents_pass_the_same_checks() {
     assert!(p.insert_discovery(&iss, &doc("https://acme.okta.test/oauth2/v1/keys"), r#"{"keys":[]}"#).is_ok());
     assert!(p.insert_discovery(&iss, &doc("http://169.254.169.254/keys"), r#"{"keys":[]}"#).is_err());
     assert!(p.insert_discovery(&iss, &doc("https://evil.test/keys"), r#"{"keys":[]}"#).is_err());
+    // A member name is the provider's text too: the refusal that names it is cleaned and bounded.
+    let mut lure: serde_json::Value = serde_json::from_str(&doc("https://acme.okta.test/oauth2/v1/keys")).unwrap();
+    let name = format!("call\n+1-555 {}_endpoint", "x".repeat(10_000));
+    lure[name.as_str()] = json!(1);
+    let refused = p.insert_discovery(&iss, &lure.to_string(), r#"{"keys":[]}"#).unwrap_err().to_string();
+    assert!(refused.len() < 300 && !refused.contains('\n'), "{} bytes: {refused:.200}", refused.len());
 }
 
 /// A tenant admin naming issuer after issuer (each with a huge key set) took the process to

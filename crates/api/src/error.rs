@@ -119,10 +119,6 @@ impl<R> ApiError<R> {
     pub fn is_unauthenticated(&self) -> bool {
         matches!(self.failure, Failure::Sso(SsoError::Unauthenticated))
     }
-
-    pub fn failure(&self) -> &Failure {
-        &self.failure
-    }
 }
 
 impl<R> From<Error> for ApiError<R> {
