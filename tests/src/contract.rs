@@ -1,6 +1,7 @@
 //! The store contract: one suite every adapter must pass (the embedded store and DynamoDB
 //! Local run it). Each check gets a fresh, empty store.
 
+use butterfly_core::claims::{TenantClaim, UniqueAttribute};
 use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::email::{EmailDomain, UserName};
 use butterfly_core::ids::{TenantId, UserId};
@@ -12,7 +13,7 @@ use butterfly_core::sso::{
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{ScimToken, Secret, TokenHash, TokenRecord};
 use butterfly_core::user::User;
-use butterfly_core::Error;
+use butterfly_core::{Error, Taken};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -82,7 +83,7 @@ pub async fn tenants(f: Fixture) {
     assert_eq!(s.get_tenant(&TenantId::generate()).await.unwrap(), None);
     // A domain belongs to one tenant only; the failed create leaves nothing behind.
     let b = tenant("B", &["b.example", "a2.example"]);
-    assert!(matches!(s.create_tenant(&b).await, Err(Error::Uniqueness(_))));
+    assert!(matches!(s.create_tenant(&b).await, Err(Error::Taken(Taken::Tenant(_)))));
     assert_eq!(s.get_tenant(&b.id).await.unwrap(), None);
     let b2 = tenant("B", &["b.example"]);
     s.create_tenant(&b2).await.unwrap();
@@ -175,12 +176,14 @@ pub async fn users(f: Fixture) {
     assert_eq!((rec, u), (None, None), "no user without a valid token");
 
     // Uniqueness: same userName in any case, same externalId; other tenants are free.
-    assert!(
-        matches!(s.create_user(&user(&t, "ALICE@example.COM", None)).await, Err(Error::Uniqueness(a)) if a == "userName")
-    );
-    assert!(
-        matches!(s.create_user(&user(&t, "other@example.com", Some("00uALICE"))).await, Err(Error::Uniqueness(a)) if a == "externalId")
-    );
+    assert!(matches!(
+        s.create_user(&user(&t, "ALICE@example.COM", None)).await,
+        Err(Error::Taken(Taken::User(UniqueAttribute::UserName)))
+    ));
+    assert!(matches!(
+        s.create_user(&user(&t, "other@example.com", Some("00uALICE"))).await,
+        Err(Error::Taken(Taken::User(UniqueAttribute::ExternalId)))
+    ));
     assert_eq!(s.find_user_by_user_name(&t, "other@example.com").await.unwrap(), None, "no partial write");
     s.create_user(&user(&other, "alice@example.com", Some("00uALICE"))).await.unwrap();
     assert_eq!(s.count_users(&t).await.unwrap(), 1);
@@ -222,11 +225,11 @@ pub async fn versioned_replace_and_delete(f: Fixture) {
     let mut clash = a2.clone();
     clash.user_name = UserName::parse("B@example.com").unwrap();
     clash.version = 3;
-    assert!(matches!(s.replace_user(&a2, &clash).await, Err(Error::Uniqueness(a)) if a == "userName"));
+    assert!(matches!(s.replace_user(&a2, &clash).await, Err(Error::Taken(Taken::User(UniqueAttribute::UserName)))));
     let mut clash = a2.clone();
     clash.external_id = Some("00uB".into());
     clash.version = 3;
-    assert!(matches!(s.replace_user(&a2, &clash).await, Err(Error::Uniqueness(a)) if a == "externalId"));
+    assert!(matches!(s.replace_user(&a2, &clash).await, Err(Error::Taken(Taken::User(UniqueAttribute::ExternalId)))));
     assert_eq!(s.get_user(&t, &a.id).await.unwrap(), Some(a2.clone()));
     // Dropping the externalId frees it.
     let mut a3 = a2.clone();
@@ -297,7 +300,7 @@ pub async fn create_race(f: Fixture) {
     for task in tasks {
         match tokio::time::timeout(std::time::Duration::from_secs(120), task).await.unwrap().unwrap() {
             Ok(()) => ok += 1,
-            Err(Error::Uniqueness(a)) if a == "userName" => taken += 1,
+            Err(Error::Taken(Taken::User(UniqueAttribute::UserName))) => taken += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
@@ -340,8 +343,8 @@ pub async fn mixed_concurrent_writes(f: Fixture) {
         let (i, r) = tokio::time::timeout(std::time::Duration::from_secs(120), task).await.unwrap().unwrap();
         match (i % 3, r) {
             (0 | 1, Ok(())) => created += 1,
-            (0 | 1, Err(Error::Uniqueness(a))) if a == "userName" => name_taken += 1,
-            (2, Err(Error::Uniqueness(a))) if a == "subject" => subject_taken += 1,
+            (0 | 1, Err(Error::Taken(Taken::User(UniqueAttribute::UserName)))) => name_taken += 1,
+            (2, Err(Error::Taken(Taken::User(UniqueAttribute::Subject)))) => subject_taken += 1,
             (k, r) => panic!("writer {i} (kind {k}): unexpected {r:?}"),
         }
     }
@@ -445,12 +448,14 @@ pub async fn tenant_settings(f: Fixture) {
     steal.domains = vec![domain("b.example"), domain("new.example")];
     steal.sso = Some(sso_config("https://b.okta.example"));
     steal.version += 1;
-    assert!(matches!(s.replace_tenant(&b, &steal).await, Err(Error::Uniqueness(m)) if m.contains("new.example")));
+    assert!(
+        matches!(s.replace_tenant(&b, &steal).await, Err(Error::Taken(Taken::Tenant(TenantClaim::Domain(d)))) if d.as_str() == "new.example")
+    );
     assert_eq!(s.find_tenant_by_issuer("https://b.okta.example").await.unwrap(), None, "no partial write");
     let mut steal_iss = b.clone();
     steal_iss.sso = Some(sso_config("https://a.okta.example"));
     steal_iss.version += 1;
-    assert!(matches!(s.replace_tenant(&b, &steal_iss).await, Err(Error::Uniqueness(m)) if m.contains("issuer")));
+    assert!(matches!(s.replace_tenant(&b, &steal_iss).await, Err(Error::Taken(Taken::Tenant(TenantClaim::Issuer(_))))));
     assert_eq!(s.get_tenant(&b.id).await.unwrap(), Some(b.clone()));
 
     // Changing the issuer moves the claim.
@@ -473,7 +478,7 @@ pub async fn subject_links(f: Fixture) {
     assert_eq!(s.find_user_by_subject(&TenantId::generate(), &sub).await.unwrap(), None, "tenant-scoped");
     let mut dup = user(&t, "b@example.com", None);
     dup.subject = Some(sub.clone());
-    assert!(matches!(s.create_user(&dup).await, Err(Error::Uniqueness(a)) if a == "subject"));
+    assert!(matches!(s.create_user(&dup).await, Err(Error::Taken(Taken::User(UniqueAttribute::Subject)))));
     assert_eq!(s.find_user_by_user_name(&t, "b@example.com").await.unwrap(), None, "no partial write");
     // Linking an existing user by replace.
     let b = user(&t, "b@example.com", None);
@@ -486,7 +491,7 @@ pub async fn subject_links(f: Fixture) {
     let mut taken = linked.clone();
     taken.subject = Some(sub.clone());
     taken.version += 1;
-    assert!(matches!(s.replace_user(&linked, &taken).await, Err(Error::Uniqueness(a)) if a == "subject"));
+    assert!(matches!(s.replace_user(&linked, &taken).await, Err(Error::Taken(Taken::User(UniqueAttribute::Subject)))));
     // A SCIM replace keeps the link; delete releases it.
     s.delete_user(&a).await.unwrap();
     assert_eq!(s.find_user_by_subject(&t, &sub).await.unwrap(), None);

@@ -217,7 +217,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::Mutability(_)
         | Error::InvalidCursor(_)
         | Error::ExpiredCursor(_) => StatusCode::BAD_REQUEST,
-        Error::Uniqueness(_) | Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Uniqueness(_) | Error::Taken(_) | Error::Conflict(_) => StatusCode::CONFLICT,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -286,6 +286,7 @@ impl Rendering for OAuth {
                 Error::Conflict(m) | Error::Uniqueness(m) | Error::PreconditionFailed(m) => {
                     (StatusCode::CONFLICT, "conflict", m.into())
                 }
+                Error::Taken(t) => (StatusCode::CONFLICT, "conflict", t.to_string().into()),
                 Error::NotImplemented(m) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", m.into()),
                 e => (StatusCode::BAD_REQUEST, "invalid_request", e.to_string().into()),
             },
@@ -394,7 +395,7 @@ mod tests {
 
     fn failures() -> Vec<fn() -> Failure> {
         vec![
-            || Failure::Domain(Error::Store(SECRET_WORDS.into())),
+            || Failure::Domain(Error::store(SECRET_WORDS)),
             || Failure::Domain(Error::Unavailable { message: SECRET_WORDS.into(), retry_after_secs: 3 }),
             || Failure::Sso(SsoError::ProviderUnavailable(SECRET_WORDS.into())),
             || Failure::Sso(SsoError::Rejected { reason: "nonce", detail: "the nonce does not match".into() }),
@@ -452,7 +453,7 @@ mod tests {
         assert_eq!(answer(ApiError::<OAuth>::from(race())).await.0, StatusCode::CONFLICT);
         assert_eq!(answer(ApiError::<Scim>::from(race())).await.0, StatusCode::PRECONDITION_FAILED);
         // A store failure reported through the SSO service is the store's answer, not a sign-in refusal.
-        let (s, _, b) = answer(ApiError::<OAuth>::from(SsoError::Store(Error::Store("x".into())))).await;
+        let (s, _, b) = answer(ApiError::<OAuth>::from(SsoError::Store(Error::store("x")))).await;
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(b.contains("server_error"), "{b}");
         let (s, h, _) = answer(ApiError::<Page>::from(SsoError::Throttled(9))).await;

@@ -3,7 +3,7 @@
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use butterfly_core::Error;
+use butterfly_core::{Error, StoreFailure};
 
 const RETRYABLE_CODES: &[&str] = &[
     "ThrottlingException",
@@ -39,23 +39,23 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let unavailable = |why: String| Error::Unavailable { message: format!("{op}: {why}"), retry_after_secs: 1 };
-    match &e {
-        SdkError::TimeoutError(_) => unavailable("timed out".into()),
-        SdkError::DispatchFailure(d) => unavailable(format!("request not sent: {d:?}")),
-        SdkError::ResponseError(_) => unavailable("unreadable response".into()),
+    let failure = match &e {
+        SdkError::TimeoutError(_) => return unavailable("timed out".into()),
+        SdkError::DispatchFailure(d) => return unavailable(format!("request not sent: {d:?}")),
+        SdkError::ResponseError(_) => return unavailable("unreadable response".into()),
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
             let status = se.raw().status().as_u16();
             if code.ends_with("ConditionalCheckFailedException") {
-                Error::Conflict(format!("{op}: condition failed"))
+                return Error::Conflict(format!("{op}: condition failed"));
             } else if RETRYABLE_CODES.contains(&code) || status >= 500 {
-                unavailable(code.to_string())
-            } else {
-                Error::Store(format!("{op}: {code}: {}", se.err().message().unwrap_or("")))
+                return unavailable(code.to_string());
             }
+            format!("{op}: {code}: {}", se.err().message().unwrap_or(""))
         }
-        _ => Error::Store(format!("{op}: {e}")),
-    }
+        _ => format!("{op}: {e}"),
+    };
+    Error::Store(StoreFailure::caused_by(failure, e))
 }
 
 /// Why a transaction was cancelled.

@@ -107,7 +107,7 @@ impl SecretStore for SecretsManagerStore {
                 let s = out
                     .secret_string
                     .map(Secret::new)
-                    .ok_or_else(|| Error::Store(format!("{name} has no string value")))?;
+                    .ok_or_else(|| Error::store(format!("{name} has no string value")))?;
                 self.remember(name, s.clone());
                 Ok(Some(s))
             }

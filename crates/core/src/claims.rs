@@ -6,7 +6,7 @@
 //! taken claim with [`UserClaim::taken`] / [`TenantClaim::taken`].
 
 use crate::email::EmailDomain;
-use crate::error::Error;
+use crate::error::{Error, Taken};
 use crate::ids::TenantId;
 use crate::sso::Subject;
 use crate::tenant::Tenant;
@@ -40,21 +40,13 @@ pub enum UniqueAttribute {
 }
 
 impl UniqueAttribute {
-    /// The name a store's `Error::Uniqueness` carries for a taken user claim.
+    /// The attribute's SCIM name.
     pub fn as_str(self) -> &'static str {
         match self {
             UniqueAttribute::UserName => "userName",
             UniqueAttribute::ExternalId => "externalId",
             UniqueAttribute::Subject => "subject",
         }
-    }
-
-    /// The attribute named by a store's `Error::Uniqueness`, if it is a user claim's.
-    pub fn of(error: &Error) -> Option<UniqueAttribute> {
-        let Error::Uniqueness(name) = error else { return None };
-        [UniqueAttribute::UserName, UniqueAttribute::ExternalId, UniqueAttribute::Subject]
-            .into_iter()
-            .find(|a| a.as_str() == name)
     }
 }
 
@@ -75,9 +67,9 @@ impl UserClaim {
         }
     }
 
-    /// The refusal when another user holds this claim: `Uniqueness` naming the attribute.
+    /// The refusal when another user holds this claim.
     pub fn taken(&self) -> Error {
-        Error::Uniqueness(self.attribute().as_str().into())
+        Error::Taken(Taken::User(self.attribute()))
     }
 }
 
@@ -91,12 +83,9 @@ pub enum TenantClaim {
 }
 
 impl TenantClaim {
-    /// The refusal when another tenant holds this claim (`Uniqueness`, shown to the admin).
+    /// The refusal when another tenant holds this claim (its words are shown to the admin).
     pub fn taken(&self) -> Error {
-        Error::Uniqueness(match self {
-            TenantClaim::Domain(d) => format!("the domain {d} is already verified by another Butterfly organisation"),
-            TenantClaim::Issuer(i) => format!("the issuer {i} is already connected to another Butterfly organisation"),
-        })
+        Error::Taken(Taken::Tenant(self.clone()))
     }
 }
 
@@ -192,10 +181,16 @@ mod tests {
     #[test]
     fn taken_claims_name_what_was_taken() {
         let u = user("alice@example.com", Some("00uA"));
-        let taken: Vec<String> = u.claims().iter().map(|c| c.taken().to_string()).collect();
-        assert_eq!(taken, ["userName", "externalId"]);
-        assert_eq!(UniqueAttribute::of(&u.claims()[1].taken()), Some(UniqueAttribute::ExternalId));
-        assert_eq!(UniqueAttribute::of(&Error::Uniqueness("the domain x is taken".into())), None);
+        let taken: Vec<Error> = u.claims().iter().map(UserClaim::taken).collect();
+        assert_eq!(
+            taken,
+            [
+                Error::Taken(Taken::User(UniqueAttribute::UserName)),
+                Error::Taken(Taken::User(UniqueAttribute::ExternalId))
+            ]
+        );
+        assert_eq!(taken[1].to_string(), "another user of this tenant already has this externalId");
+        assert_eq!(taken[1].scim_type(), Some("uniqueness"));
         let d = TenantClaim::Domain(EmailDomain::parse("a.example").unwrap());
         assert_eq!(d.taken().to_string(), "the domain a.example is already verified by another Butterfly organisation");
         let i = TenantClaim::Issuer("https://a.okta.example".into());

@@ -219,7 +219,7 @@ impl DomainService {
                     Ok(Attempt::Done(out))
                 }
                 Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
-                Err(Error::Uniqueness(_)) => Err(Error::Conflict(format!(
+                Err(Error::Taken(_)) => Err(Error::Conflict(format!(
                     "{domain} is already verified by another Butterfly organisation; contact Butterfly support"
                 ))),
                 Err(e) => Err(e),

@@ -33,4 +33,4 @@ pub mod token;
 pub mod usecase;
 pub mod user;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StoreFailure, Taken};

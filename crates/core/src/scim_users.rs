@@ -3,8 +3,9 @@
 
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
+use crate::claims::UniqueAttribute;
 use crate::clock::{Clock, Timestamp};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Taken};
 use crate::ids::{TenantId, UserId};
 use crate::limit::{QuotaPolicy, TenantQuota};
 use crate::ports::ScimUserStore;
@@ -444,14 +445,14 @@ impl ScimService {
     }
 }
 
-/// Turns a store's `Uniqueness("userName" | "externalId")` into a message for the client.
+/// Turns a store's refusal of a taken claim into a message for the client.
 fn explain_uniqueness(e: Error, user: &User) -> Error {
     match e {
-        Error::Uniqueness(attr) if attr == "externalId" => Error::Uniqueness(format!(
+        Error::Taken(Taken::User(UniqueAttribute::ExternalId)) => Error::Uniqueness(format!(
             "another user of this tenant already has externalId {:?}",
             user.external_id.as_deref().unwrap_or("")
         )),
-        Error::Uniqueness(_) => Error::Uniqueness(format!(
+        Error::Taken(_) => Error::Uniqueness(format!(
             "a user with userName {:?} already exists (userName is compared case-insensitively)",
             user.user_name.as_str()
         )),

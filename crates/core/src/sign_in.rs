@@ -687,7 +687,7 @@ impl SignInService {
                     Ok(Attempt::Done(()))
                 }
                 Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
-                Err(Error::Uniqueness(_)) => Err(SsoError::Settings(
+                Err(Error::Taken(_)) => Err(SsoError::Settings(
                     "this identity provider is already connected to another Butterfly organisation".into(),
                 )),
                 Err(e) => Err(e.into()),

@@ -75,7 +75,7 @@ const ATTEMPTS: usize = 4;
 
 /// An unexpected randomness failure, as a store-side error.
 pub(crate) fn no_randomness(e: String) -> SsoError {
-    SsoError::Store(Error::Store(e))
+    SsoError::Store(Error::store(e))
 }
 
 /// The tenant, or a settings error naming it.
@@ -242,7 +242,7 @@ impl SsoSettingsService {
                     Ok(Attempt::Done(self.view(&next, secret_set)))
                 }
                 Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
-                Err(Error::Uniqueness(m)) => Err(SsoError::Settings(m)),
+                Err(Error::Taken(taken)) => Err(SsoError::Settings(taken.to_string())),
                 Err(e) => Err(e.into()),
             }
         })

@@ -94,7 +94,7 @@ impl EmbeddedStore {
             let Some(id) = unique.get(user_claim_key(&claim).as_str()).or_store_error()? else {
                 return Ok(None);
             };
-            let id: [u8; 16] = id.value().try_into().map_err(|_| Error::Store("corrupt uniqueness claim".into()))?;
+            let id: [u8; 16] = id.value().try_into().map_err(|_| Error::store("corrupt uniqueness claim"))?;
             let users = tx.open_table(USERS).or_store_error()?;
             read_user(&users, &user_key(claim.tenant(), &UserId::from_bytes(id)))
         })

@@ -36,15 +36,15 @@ struct Typed<T, F> {
 impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T> + Send> Job for Typed<T, F> {
     fn apply(&mut self, tx: &WriteTransaction) -> Result<()> {
         let f = &mut self.f;
-        let v = catch_unwind(AssertUnwindSafe(|| f(tx)))
-            .unwrap_or_else(|_| Err(Error::Store("a store write panicked".into())))?;
+        let v =
+            catch_unwind(AssertUnwindSafe(|| f(tx))).unwrap_or_else(|_| Err(Error::store("a store write panicked")))?;
         self.out = Some(v);
         Ok(())
     }
 
     fn finish(self: Box<Self>, outcome: Result<()>) {
         let Typed { out, reply, .. } = *self;
-        let result = outcome.and_then(|()| out.ok_or_else(|| Error::Store("write had no result".into())));
+        let result = outcome.and_then(|()| out.ok_or_else(|| Error::store("write had no result")));
         // The caller may have gone away (a cancelled request); the write stands either way.
         let _ = reply.send(result);
     }
@@ -72,13 +72,13 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Typed { f, out: None, reply });
         {
-            let queue = self.queue.lock().map_err(|_| Error::Store("store writer lock poisoned".into()))?;
+            let queue = self.queue.lock().map_err(|_| Error::store("store writer lock poisoned"))?;
             let sent = queue.as_ref().map(|q| q.send(job));
             if !matches!(sent, Some(Ok(()))) {
-                return Err(Error::Store("the store is closed".into()));
+                return Err(Error::store("the store is closed"));
             }
         }
-        answer.await.map_err(|_| Error::Store("the store writer stopped".into()))?
+        answer.await.map_err(|_| Error::store("the store writer stopped"))?
     }
 }
 

@@ -39,29 +39,29 @@ pub fn ttl_attr(at: Timestamp) -> AttributeValue {
 pub fn read_string<'a>(item: &'a AttributeMap, name: &str) -> Result<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(Error::Store(format!("item without string attribute {name}"))),
+        _ => Err(Error::store(format!("item without string attribute {name}"))),
     }
 }
 
 pub fn read_number(item: &AttributeMap, name: &str) -> Result<Option<i64>> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| Error::Store(format!("bad number in {name}"))),
+        Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| Error::store(format!("bad number in {name}"))),
         None => Ok(None),
-        _ => Err(Error::Store(format!("attribute {name} is not a number"))),
+        _ => Err(Error::store(format!("attribute {name} is not a number"))),
     }
 }
 
 pub fn read_tenant_id(item: &AttributeMap, name: &str) -> Result<TenantId> {
-    TenantId::parse(read_string(item, name)?).ok_or_else(|| Error::Store("bad tenant id".into()))
+    TenantId::parse(read_string(item, name)?).ok_or_else(|| Error::store("bad tenant id"))
 }
 
 pub fn read_token_hash(item: &AttributeMap, name: &str) -> Result<TokenHash> {
-    TokenHash::from_hex(read_string(item, name)?).ok_or_else(|| Error::Store("bad token hash".into()))
+    TokenHash::from_hex(read_string(item, name)?).ok_or_else(|| Error::store("bad token hash"))
 }
 
 /// The record a `body` attribute holds (JSON).
 pub fn read_body<T: serde::de::DeserializeOwned>(item: &AttributeMap) -> Result<T> {
-    serde_json::from_str(read_string(item, "body")?).map_err(|e| Error::Store(format!("corrupt item body: {e}")))
+    serde_json::from_str(read_string(item, "body")?).map_err(|e| Error::store(format!("corrupt item body: {e}")))
 }
 
 fn body_attr<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {

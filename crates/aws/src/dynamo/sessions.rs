@@ -38,7 +38,7 @@ impl DynamoStore {
         let mut keys = Vec::new();
         for it in &listed {
             let hex = read_string(it, "sk")?;
-            let hash = TokenHash::from_hex(hex).ok_or_else(|| Error::Store("bad session index".into()))?;
+            let hash = TokenHash::from_hex(hex).ok_or_else(|| Error::store("bad session index"))?;
             keys.push(session_key(&hash));
             for other in SESSION_INDEX_LINKS {
                 if let Ok(pk) = read_string(it, other) {

@@ -88,7 +88,7 @@ pub struct Transaction {
 
 /// The refusal of an item whose condition cannot fail.
 fn unexpected() -> Error {
-    Error::Store("unexpected transaction failure".into())
+    Error::store("unexpected transaction failure")
 }
 
 impl Transaction {

@@ -60,7 +60,7 @@ impl SignInService {
                     next.last_modified = now;
                     match self.store.replace_user(&u, &next).await {
                         Ok(()) => Ok(Attempt::Done((next, false))),
-                        Err(Error::PreconditionFailed(_) | Error::Uniqueness(_) | Error::NotFound(_)) => {
+                        Err(Error::PreconditionFailed(_) | Error::Taken(_) | Error::NotFound(_)) => {
                             Ok(Attempt::Retry(()))
                         }
                         Err(e) => Err(e.into()),
@@ -100,7 +100,7 @@ impl SignInService {
                     match self.store.create_user(&user).await {
                         Ok(()) => Ok(Attempt::Done((user, true))),
                         // Created concurrently (another tab, or Okta's SCIM push): look again.
-                        Err(Error::Uniqueness(_)) => Ok(Attempt::Retry(())),
+                        Err(Error::Taken(_)) => Ok(Attempt::Retry(())),
                         Err(e) => Err(e.into()),
                     }
                 }
