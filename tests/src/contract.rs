@@ -692,6 +692,61 @@ pub async fn audit_trail(f: Fixture) {
     assert_eq!(page.iter().filter(|e| e.id == ev2.id).count(), 1);
 }
 
+/// A tenant's owner setup link: stored by hash, used once (of concurrent uses exactly one
+/// wins), never after its expiry, never with another hash or another tenant's id, and
+/// replaced (the old one dead) by issuing another.
+pub async fn setup_links(f: Fixture) {
+    use butterfly_core::setup_link::SetupLinkRecord;
+    let s = f.store.clone();
+    let (t, other) = (TenantId::generate(), TenantId::generate());
+    let n = now();
+    let record = |tenant: &TenantId, secret: &str, expires: Timestamp| SetupLinkRecord {
+        tenant: tenant.clone(),
+        owner: UserName::parse("Owner@Example.com").unwrap(),
+        hash: hash_secret(secret),
+        created: n,
+        expires,
+        used: None,
+    };
+    assert_eq!(s.get_setup_link(&t).await.unwrap(), None);
+    assert!(s.use_setup_link(&t, &hash_secret("first"), n).await.unwrap().is_none(), "no link yet");
+    let first = record(&t, "first", n.plus_secs(3600));
+    assert_eq!(s.put_setup_link(&first).await.unwrap(), None, "nothing replaced");
+    assert_eq!(s.get_setup_link(&t).await.unwrap().as_ref(), Some(&first));
+    // A wrong hash, or the right hash under another tenant, is nothing and changes nothing.
+    assert!(s.use_setup_link(&t, &hash_secret("guess"), n).await.unwrap().is_none());
+    assert!(s.use_setup_link(&other, &hash_secret("first"), n).await.unwrap().is_none());
+    assert_eq!(s.get_setup_link(&t).await.unwrap().as_ref(), Some(&first), "still unused");
+    // Re-issuing retires the old link at once.
+    let second = record(&t, "second", n.plus_secs(3600));
+    assert_eq!(s.put_setup_link(&second).await.unwrap().as_ref(), Some(&first), "the replaced one comes back");
+    assert!(s.use_setup_link(&t, &hash_secret("first"), n).await.unwrap().is_none(), "the old link is dead");
+    // Concurrent uses of one link: exactly one gets it, marked used from then on.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move { s.use_setup_link(&t, &hash_secret("second"), n).await.unwrap() }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.extend(task.await.unwrap());
+    }
+    assert_eq!(got, vec![second.clone()], "exactly one use wins, and sees the link as it was");
+    let used = s.get_setup_link(&t).await.unwrap().unwrap();
+    assert_eq!(used.used, Some(n));
+    assert_eq!(used.owner.as_str(), "Owner@Example.com", "the owner stays known after the use");
+    assert!(s.use_setup_link(&t, &hash_secret("second"), n).await.unwrap().is_none(), "no second use");
+    // An expired link does not work, even unused.
+    let old = record(&t, "old", n.plus_secs(60));
+    assert_eq!(s.put_setup_link(&old).await.unwrap().map(|r| r.used), Some(Some(n)));
+    assert!(s.use_setup_link(&t, &hash_secret("old"), n.plus_secs(60)).await.unwrap().is_none(), "expired");
+    assert!(s.use_setup_link(&t, &hash_secret("old"), n.plus_secs(61)).await.unwrap().is_none());
+    assert_eq!(s.get_setup_link(&t).await.unwrap().unwrap().used, None, "an expired use changes nothing");
+    assert!(s.use_setup_link(&t, &hash_secret("old"), n.plus_secs(59)).await.unwrap().is_some(), "just in time");
+    assert_eq!(s.get_setup_link(&other).await.unwrap(), None, "tenants are separate");
+}
+
 /// Declares one test per contract check for a store factory `async fn() -> Fixture`.
 #[macro_export]
 macro_rules! store_contract {
@@ -751,6 +806,10 @@ macro_rules! store_contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn audit_trail() {
             $crate::contract::audit_trail($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn setup_links() {
+            $crate::contract::setup_links($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn expiring_keys() {

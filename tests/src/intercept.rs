@@ -12,9 +12,10 @@ use butterfly_core::clock::Timestamp;
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::{
-    AuditStore, LoginStore, OnceStore, QuotaStore, SecretStore, SessionStore, TenantStore, TokenSlots, TokenStore,
-    UserStore,
+    AuditStore, LoginStore, OnceStore, QuotaStore, SecretStore, SessionStore, SetupLinkStore, TenantStore, TokenSlots,
+    TokenStore, UserStore,
 };
+use butterfly_core::setup_link::SetupLinkRecord;
 use butterfly_core::sso::{LoginTransaction, Session, Subject};
 use butterfly_core::tenant::Tenant;
 use butterfly_core::token::{Secret, TokenHash, TokenRecord};
@@ -222,5 +223,18 @@ impl<S: UserStore, H: Hook> UserStore for Intercepted<S, H> {
 impl<S: OnceStore, H: Hook> OnceStore for Intercepted<S, H> {
     async fn claim_once(&self, scope: &str, key: &str, expires_at: Timestamp) -> Result<bool> {
         self.call("claim_once", self.inner.claim_once(scope, key, expires_at)).await
+    }
+}
+
+#[async_trait]
+impl<S: SetupLinkStore, H: Hook> SetupLinkStore for Intercepted<S, H> {
+    async fn put_setup_link(&self, l: &SetupLinkRecord) -> Result<Option<SetupLinkRecord>> {
+        self.call("put_setup_link", self.inner.put_setup_link(l)).await
+    }
+    async fn get_setup_link(&self, t: &TenantId) -> Result<Option<SetupLinkRecord>> {
+        self.call("get_setup_link", self.inner.get_setup_link(t)).await
+    }
+    async fn use_setup_link(&self, t: &TenantId, h: &TokenHash, at: Timestamp) -> Result<Option<SetupLinkRecord>> {
+        self.call("use_setup_link", self.inner.use_setup_link(t, h, at)).await
     }
 }

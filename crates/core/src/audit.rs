@@ -39,6 +39,12 @@ pub enum AuditAction {
     DomainVerify,
     #[serde(rename = "domain.withdraw")]
     DomainWithdraw,
+    #[serde(rename = "setup_link.issue")]
+    SetupLinkIssue,
+    #[serde(rename = "setup_link.reissue")]
+    SetupLinkReissue,
+    #[serde(rename = "setup_link.use")]
+    SetupLinkUse,
 }
 
 impl AuditAction {
@@ -58,6 +64,9 @@ impl AuditAction {
             AuditAction::SsoTest => "sso.test",
             AuditAction::DomainVerify => "domain.verify",
             AuditAction::DomainWithdraw => "domain.withdraw",
+            AuditAction::SetupLinkIssue => "setup_link.issue",
+            AuditAction::SetupLinkReissue => "setup_link.reissue",
+            AuditAction::SetupLinkUse => "setup_link.use",
         }
     }
 }

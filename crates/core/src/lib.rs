@@ -22,6 +22,7 @@ pub mod scim;
 pub mod scim_tokens;
 pub mod scim_users;
 pub mod sessions;
+pub mod setup_link;
 pub mod sign_in;
 pub mod sso;
 pub mod sso_settings;

@@ -9,6 +9,7 @@ use crate::email::EmailDomain;
 use crate::error::Result;
 use crate::ids::{TenantId, UserId};
 pub use crate::limit::QuotaStore;
+use crate::setup_link::SetupLinkRecord;
 use crate::sso::{LoginTransaction, Session, Subject};
 use crate::tenant::Tenant;
 use crate::token::{TokenHash, TokenRecord};
@@ -148,9 +149,33 @@ impl<T: TenantSessionStore + UserStore + LoginStore + ?Sized> SignInStore for T 
 pub trait LogoutStore: TenantStore + UserStore + OnceStore + RevocationStore {}
 impl<T: TenantStore + UserStore + OnceStore + RevocationStore + ?Sized> LogoutStore for T {}
 
+/// What the owner's setup link needs: tenants, the link itself, users (the owner), sessions
+/// and the audit trail.
+pub trait SetupStore: SetupLinkStore + TenantStore + UserStore + SessionStore + AuditStore {}
+impl<T: SetupLinkStore + TenantStore + UserStore + SessionStore + AuditStore + ?Sized> SetupStore for T {}
+
 /// Every port of one store: what a process builds its services from.
-pub trait Store: DomainStore + ScimTokenStore + ScimUserStore + SignInStore + LogoutStore {}
-impl<T: DomainStore + ScimTokenStore + ScimUserStore + SignInStore + LogoutStore + ?Sized> Store for T {}
+pub trait Store: DomainStore + ScimTokenStore + ScimUserStore + SignInStore + LogoutStore + SetupStore {}
+impl<T: DomainStore + ScimTokenStore + ScimUserStore + SignInStore + LogoutStore + SetupStore + ?Sized> Store for T {}
+
+/// A tenant's owner setup link (`crate::setup_link`): one per tenant, kept only as a hash.
+#[async_trait]
+pub trait SetupLinkStore: Send + Sync {
+    /// Makes `link` the tenant's setup link in one write; the record it replaces (used or not)
+    /// is returned, and its link stops working in that write.
+    async fn put_setup_link(&self, link: &SetupLinkRecord) -> Result<Option<SetupLinkRecord>>;
+    /// The tenant's setup link record (who the owner is; operators only).
+    async fn get_setup_link(&self, tenant: &TenantId) -> Result<Option<SetupLinkRecord>>;
+    /// Marks the tenant's link used at `at`, in one atomic step, if its hash is `hash`, it is
+    /// unused and it has not expired at `at`; returns the record as it was before. Anything
+    /// else is `None` and changes nothing. Of concurrent uses exactly one gets the record.
+    async fn use_setup_link(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+        at: Timestamp,
+    ) -> Result<Option<SetupLinkRecord>>;
+}
 
 /// The audit trail, per tenant, newest first.
 #[async_trait]

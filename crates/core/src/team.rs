@@ -4,6 +4,7 @@
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
+use crate::email::fold;
 use crate::ids::{TenantId, UserId};
 use crate::ports::UserStore;
 use crate::role::Role;
@@ -29,6 +30,13 @@ pub fn no_such_member() -> Error {
 pub struct TeamService {
     store: Arc<dyn UserStore>,
     clock: Arc<dyn Clock>,
+}
+
+/// How a role change names the member.
+enum Member {
+    Id(UserId),
+    /// The case-folded `userName`.
+    UserName(String),
 }
 
 const PAGE_MAX: usize = 200;
@@ -64,9 +72,29 @@ impl TeamService {
     /// The HTTP layer parses the role with [`Role::from_name`] and the member's id with
     /// [`UserId::parse`] (an id that is not one is [`no_such_member`]).
     pub async fn change_role(&self, tenant: &TenantId, actor: &UserId, id: &UserId, role: Role) -> Result<RoleChange> {
+        self.change(tenant, &Actor::User(*actor), &Member::Id(*id), role).await
+    }
+
+    /// [`Self::change_role`] for the member whose `userName` is `email` (case-insensitive), by
+    /// any actor: the operator's `butterfly user set-role` (support), audited as `operator`.
+    pub async fn change_role_by_email(
+        &self,
+        tenant: &TenantId,
+        actor: &Actor,
+        email: &str,
+        role: Role,
+    ) -> Result<RoleChange> {
+        self.change(tenant, actor, &Member::UserName(fold(email.trim())), role).await
+    }
+
+    async fn change(&self, tenant: &TenantId, actor: &Actor, member: &Member, role: Role) -> Result<RoleChange> {
         let role = &role;
         let changed = retry_on_conflict(ATTEMPTS, (), |()| async move {
-            let current = self.store.get_user(tenant, id).await?.ok_or_else(no_such_member)?;
+            let current = match member {
+                Member::Id(id) => self.store.get_user(tenant, id).await?,
+                Member::UserName(folded) => self.store.find_user_by_user_name(tenant, folded).await?,
+            }
+            .ok_or_else(no_such_member)?;
             let from = current.effective_role();
             let warning = (current.role_source == Some(RoleSource::Scim)).then(|| {
                 "your identity provider manages this role over SCIM and will overwrite it on its next push; \
@@ -82,8 +110,8 @@ impl TeamService {
             let now = self.clock.now();
             next.version = current.version + 1;
             next.last_modified = now.max(current.last_modified);
-            let audit = AuditEvent::new(tenant, now, AuditAction::RoleChange, Actor::User(*actor).to_string())
-                .target(id)
+            let audit = AuditEvent::new(tenant, now, AuditAction::RoleChange, actor.to_string())
+                .target(current.id)
                 .details(json!({ "from": from.as_str(), "to": role.as_str(), "previous_source": current.role_source }));
             match self.store.replace_user_guarded(&current, &next, Some(&audit)).await {
                 Ok(()) => Ok(Attempt::Done(RoleChange { user: next, warning })),

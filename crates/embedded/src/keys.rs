@@ -38,6 +38,8 @@ pub const LOGINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("logins")
 pub const QUOTAS: TableDefinition<&str, u64> = TableDefinition::new("quotas");
 /// Audit events: `tenant \x1f event id` (UUIDv7, time-ordered) → event.
 pub const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+/// Owner setup links: tenant id → the link's record (its hash, owner, expiry, use).
+pub const SETUP_LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("setup_links");
 
 /// Creates every table, so readers never meet a missing one.
 pub fn init_tables(db: &Database) -> Result<()> {
@@ -59,6 +61,7 @@ pub fn init_tables(db: &Database) -> Result<()> {
         tx.open_table(QUOTAS).or_store_error()?;
         tx.open_table(LOGINS).or_store_error()?;
         tx.open_table(AUDIT).or_store_error()?;
+        tx.open_table(SETUP_LINKS).or_store_error()?;
     }
     tx.commit().or_store_error()
 }

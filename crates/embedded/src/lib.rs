@@ -14,6 +14,7 @@ mod once;
 mod quota;
 mod secrets;
 mod sessions;
+mod setup_links;
 mod sweep;
 mod tenants;
 mod tokens;

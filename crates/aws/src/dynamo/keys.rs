@@ -18,6 +18,8 @@ pub const USER_COUNT_SK: &str = "USERCOUNT";
 pub const USER_CLAIM_SK: &str = "CLAIM";
 pub const SESSION_SK: &str = "SESSION";
 pub const LOGIN_SK: &str = "LOGIN";
+/// The sort key of a tenant's owner setup link (partition [`tenant_pk`]).
+pub const SETUP_LINK_SK: &str = "SETUPLINK";
 
 /// The primary key of an item.
 pub fn primary_key(pk: String, sk: &str) -> AttributeMap {

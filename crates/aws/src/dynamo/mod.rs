@@ -11,6 +11,7 @@ mod logins;
 mod once;
 mod quota;
 mod sessions;
+mod setup_links;
 mod tenants;
 mod tokens;
 mod transaction;
