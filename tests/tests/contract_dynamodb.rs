@@ -104,3 +104,23 @@ async fn every_expiring_item_carries_the_ttl_attribute() {
         assert!(kinds.contains(k), "no {k} item seen: {kinds:?}");
     }
 }
+
+/// Using a setup link is four DynamoDB requests: the conditional use, the owner's claim read,
+/// the owner's write (with its audit event), the session.
+#[tokio::test]
+async fn using_a_setup_link_is_four_dynamodb_requests() {
+    use butterfly_core::clock::SystemClock;
+    use butterfly_core::setup_link::SetupLinkService;
+    use std::sync::Arc;
+    let (store, counter) = butterfly_tests::aws::dynamo_store("setup").await;
+    let t = butterfly_tests::contract::tenant("Setup Ops", &[]);
+    butterfly_core::ports::TenantStore::create_tenant(&store, &t).await.unwrap();
+    let service = SetupLinkService::new(Arc::new(store), Arc::new(SystemClock), 3600);
+    let owner = butterfly_core::email::UserName::parse("owner@ops.example").unwrap();
+    let issued = service.issue(&t.id, Some(&owner)).await.unwrap();
+    counter.take();
+    service.use_link(issued.link.secret().expose()).await.unwrap();
+    assert_eq!(counter.take(), ["UpdateItem", "GetItem", "TransactWriteItems", "TransactWriteItems"]);
+    assert!(service.use_link(issued.link.secret().expose()).await.is_err());
+    assert_eq!(counter.take(), ["UpdateItem"], "a refused use is one request");
+}

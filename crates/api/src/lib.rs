@@ -10,6 +10,7 @@ pub mod extract;
 pub mod limits;
 pub mod logout;
 pub mod scim;
+pub mod setup;
 pub mod sso;
 pub mod wire;
 
@@ -50,9 +51,10 @@ pub fn with_common_layers(router: Router) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
                     // Method and path only: query strings carry filters with email addresses, and
-                    // headers carry tokens, so neither is logged.
+                    // headers carry tokens, so neither is logged; nor is a setup link in a path.
                     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    let path = setup::loggable_path(req.uri().path());
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
@@ -209,6 +211,19 @@ impl AppParts {
         }
     }
 
+    pub fn setup_state(&self) -> setup::SetupState {
+        setup::SetupState {
+            service: std::sync::Arc::new(butterfly_core::setup_link::SetupLinkService::new(
+                self.store.clone(),
+                self.clock.clone(),
+                self.sso_policy.absolute_secs,
+            )),
+            base_url: self.base_url.clone(),
+            cookies: self.cookies,
+            by_address: self.limits.by_address.clone(),
+        }
+    }
+
     pub fn sso_state(&self) -> sso::SsoState {
         sso::SsoState {
             sign_in: std::sync::Arc::new(self.sign_in_service()),
@@ -235,6 +250,7 @@ pub fn app(parts: &AppParts, cursor_key: butterfly_core::scim::cursor::CursorKey
             .merge(sso::session_router(sso_state))
             .merge(logout::logout_router(parts.logout_state()))
             .merge(admin::token_rotation_router(parts.admin_state()))
-            .merge(admin::admin_router(parts.admin_state())),
+            .merge(admin::admin_router(parts.admin_state()))
+            .merge(setup::setup_router(parts.setup_state())),
     )
 }

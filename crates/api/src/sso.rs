@@ -113,7 +113,7 @@ impl SsoState {
 
 // ---- responses ---------------------------------------------------------------------------
 
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -127,7 +127,7 @@ fn html(status: StatusCode, body: String) -> Response {
     no_store(resp)
 }
 
-fn redirect(location: &str) -> Response {
+pub(crate) fn redirect(location: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -163,7 +163,7 @@ h1{font-size:1.5rem}label{display:block;margin:1rem 0 .3rem}input[type=email]{wi
 button{margin-top:1rem;padding:.5rem 1.2rem;font-size:1rem}.msg{padding:.7rem;border-radius:4px;background:#fdecea}\
 .ok{background:#e8f5e9}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
          content=\"width=device-width,initial-scale=1\"><title>{t} · Butterfly</title><style>{STYLE}</style></head>\
