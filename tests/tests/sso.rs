@@ -666,3 +666,44 @@ async fn discovery_follows_no_redirect_and_must_name_the_issuer() {
     let view = rig.app.sso.settings(&rig.app.tenant).await.unwrap();
     assert_eq!(view.issuer.map(|i| i.as_str().to_string()), Some(rig.op.issuer("/t1")));
 }
+
+/// The owner a setup link signed in (a manual super_admin, no provider identity yet) signs in
+/// later through the tenant's provider with the same email: the same user, linked now, keeping
+/// its role — not a new just-in-time `read_only` user.
+#[tokio::test]
+async fn the_setup_link_owner_signs_in_through_the_provider_to_the_same_super_admin() {
+    use butterfly_core::ports::UserStore;
+    let rig = rig().await;
+    let service = butterfly_core::setup_link::SetupLinkService::new(
+        rig.app.store.clone(),
+        std::sync::Arc::new(butterfly_core::clock::SystemClock),
+        3600,
+    );
+    let owner = butterfly_core::email::UserName::parse("olive@acme.test").unwrap();
+    let issued = service.issue(&rig.app.tenant, Some(&owner)).await.unwrap();
+    let b = Browser::new();
+    let r = b.post_form(&format!("{}/console/setup", rig.app.origin), &[("link", issued.link.secret().expose())]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, first) = me(&b, &rig).await;
+    assert_eq!(
+        (first["role"].as_str(), first["session"]["issuer"].as_str()),
+        (Some("super_admin"), Some("butterfly:setup-link"))
+    );
+    let before = rig.app.store.find_user_by_user_name(&rig.app.tenant, "olive@acme.test").await.unwrap().unwrap();
+    assert!(before.subject.is_none(), "no provider identity yet");
+
+    let r = b.sign_in(&rig.app.origin, "olive@acme.test").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (status, v) = me(&b, &rig).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["user"]["id"], first["user"]["id"], "linked, not a new user");
+    assert_eq!((v["role"].as_str(), v["roleSource"].as_str()), (Some("super_admin"), Some("manual")));
+    assert_eq!(v["session"]["issuer"].as_str(), Some(rig.op.issuer("/t1").as_str()));
+    assert_eq!(rig.app.find("olive@acme.test").await["totalResults"], 1);
+    let after = rig.app.store.find_user_by_user_name(&rig.app.tenant, "olive@acme.test").await.unwrap().unwrap();
+    assert_eq!(after.subject.as_ref().map(|s| s.issuer.as_str()), Some(rig.op.issuer("/t1").as_str()));
+    // And the next sign-in finds it by that link.
+    let b2 = Browser::new();
+    assert_eq!(b2.sign_in(&rig.app.origin, "olive@acme.test").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(me(&b2, &rig).await.1["user"]["id"], first["user"]["id"]);
+}

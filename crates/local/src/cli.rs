@@ -7,11 +7,15 @@ use butterfly_core::actor::Actor;
 use butterfly_core::clock::SystemClock;
 use butterfly_core::domain::DomainService;
 use butterfly_core::email::EmailDomain;
+use butterfly_core::email::UserName;
 use butterfly_core::ids::TenantId;
 use butterfly_core::ports::{SecretStore, Store};
+use butterfly_core::role::Role;
 use butterfly_core::scim_tokens::{RotationMode, ScimTokenService};
+use butterfly_core::setup_link::{IssuedSetupLink, SetupLinkService};
 use butterfly_core::sso::SsoPolicy;
 use butterfly_core::sso_settings::{SsoSettingsInput, SsoSettingsService, SsoSettingsView};
+use butterfly_core::team::TeamService;
 use butterfly_core::tenant::Tenant;
 use butterfly_core::tenants::TenantService;
 use butterfly_core::token::Secret;
@@ -83,6 +87,9 @@ pub enum Command {
     /// Email-domain verification (DNS TXT records).
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// A tenant's members (support).
+    #[command(subcommand)]
+    User(UserCmd),
     /// The DynamoDB table itself (for DynamoDB Local and test setups; on AWS the stack creates it).
     #[command(subcommand)]
     Table(TableCmd),
@@ -131,6 +138,30 @@ pub enum TenantCmd {
         /// in the admin API must be verified by DNS.
         #[arg(long, default_value = "")]
         domains: String,
+        /// The owner's email: prints a one-time setup link (72 hours, single use) that opens the
+        /// console as this person, a super_admin, so the customer sets up single sign-on.
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// The URL the service is reached at, for the setup link (default: the stack's, with
+        /// --stack; http://127.0.0.1:3000, the local stack, on the embedded store).
+        #[arg(long, env = "BUTTERFLY_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new one-time setup link for the tenant's owner (audited); the previous link stops
+    /// working. For a customer locked out by a broken identity-provider setup.
+    OwnerLink {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// A new owner's email (default: the owner of the tenant's previous link).
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// The URL the service is reached at, for the setup link (as for `tenant create`).
+        #[arg(long, env = "BUTTERFLY_PUBLIC_URL")]
+        public_url: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -176,6 +207,25 @@ pub enum TokenCmd {
         /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Set a member's role by hand (audited as the operator; the last super_admin is kept).
+    SetRole {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The member's email (their userName).
+        #[arg(long)]
+        email: String,
+        /// super_admin, admin, operator, auditor or read_only.
+        #[arg(long)]
+        role: String,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -280,15 +330,65 @@ fn token_meta_json(r: &TokenRecord) -> serde_json::Value {
     })
 }
 
+/// The owner's email, as the setup link will create their user.
+fn parse_owner(s: &str) -> Result<UserName, String> {
+    UserName::parse(s).map_err(|e| format!("--owner-email: {}", e.replacen("userName", "the email", 1)))
+}
+
+/// Where setup links point: `--public-url`, else the deployment's URL from its stack, else (the
+/// embedded store) the local stack's default address.
+fn link_base(given: Option<String>, from_stack: Option<String>, embedded: bool) -> Result<String, String> {
+    let url = match (given, from_stack) {
+        (Some(u), _) => u,
+        (None, Some(u)) => u,
+        (None, None) if embedded => "http://127.0.0.1:3000".to_string(),
+        (None, None) => {
+            return Err("a setup link needs the service's URL: give --public-url URL (or --stack NAME)".into());
+        }
+    };
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+    if !ok {
+        return Err(format!("--public-url {url:?} is not an http(s) URL"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn setup_link_url(issued: &IssuedSetupLink, base: &str) -> String {
+    format!("{base}/console/setup/{}", issued.link.secret().expose())
+}
+
+fn setup_link_json(issued: &IssuedSetupLink, base: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("owner_email".into(), json!(issued.record.owner.as_str()));
+    m.insert("setup_link".into(), json!(setup_link_url(issued, base)));
+    m.insert("setup_link_expires".into(), json!(issued.record.expires.to_rfc3339()));
+    m
+}
+
+fn print_setup_link(issued: &IssuedSetupLink, base: &str) {
+    println!(
+        "One-time setup link for the owner {} (shown once; single use; expires {}):",
+        issued.record.owner,
+        issued.record.expires.to_rfc3339()
+    );
+    println!("{}", setup_link_url(issued, base));
+    println!("It opens the console as a super_admin, to set up single sign-on. Send it to the owner only.");
+}
+
 fn parse_tenant(s: &str) -> Result<TenantId, String> {
     TenantId::parse(s).ok_or_else(|| format!("{s:?} is not a tenant id (see 'butterfly tenant list')"))
 }
 
-type Opened = (Arc<dyn Store>, Arc<dyn SecretStore>, Option<DynamoStore>);
+/// The store, the secret store, the DynamoDB store if it is one, and the deployment's public
+/// URL if its stack says it.
+type Opened = (Arc<dyn Store>, Arc<dyn SecretStore>, Option<DynamoStore>, Option<String>);
 
 /// A deployment on AWS, as the command found it: from `--stack` (its Outputs) or the flags.
 struct Deployment {
     table: String,
+    /// The service's URL (the stack's `ScimBaseUrl` output without `/scim/v2`).
+    public_url: Option<String>,
     secrets_prefix: Option<String>,
     server_secret_id: Option<String>,
 }
@@ -350,7 +450,12 @@ async fn deployment(
         let table = cli.table.clone().ok_or(
             "--store dynamodb needs --stack NAME (the stack sam deploy created), or --table NAME (its TableName output)",
         )?;
-        return Ok(Deployment { table, secrets_prefix: cli.secrets_prefix.clone(), server_secret_id: server_secret });
+        return Ok(Deployment {
+            table,
+            public_url: None,
+            secrets_prefix: cli.secrets_prefix.clone(),
+            server_secret_id: server_secret,
+        });
     };
     let out = crate::stack::outputs(cfg, stack).await?;
     let get = |k: &str| {
@@ -379,6 +484,7 @@ async fn deployment(
     }
     Ok(Deployment {
         table,
+        public_url: out.get("ScimBaseUrl").and_then(|u| u.strip_suffix("/scim/v2")).map(str::to_string),
         secrets_prefix: Some(get("SecretsPrefix")?),
         server_secret_id: Some(server_secret.map_or_else(|| get("CursorKeySecretArn"), Ok)?),
     })
@@ -409,7 +515,7 @@ async fn open_store(cli: &Cli) -> Result<Opened, String> {
     match cli.store_kind()? {
         StoreKind::Embedded => {
             let s = EmbeddedStore::open(&cli.data_dir).map_err(|e| e.to_string())?;
-            Ok((Arc::new(s.clone()), Arc::new(s), None))
+            Ok((Arc::new(s.clone()), Arc::new(s), None, None))
         }
         StoreKind::Dynamodb => {
             require_table_or_stack(cli)?;
@@ -420,7 +526,7 @@ async fn open_store(cli: &Cli) -> Result<Opened, String> {
                 Some(prefix) => Arc::new(SecretsManagerStore::new(butterfly_aws::secretsmanager_client(&cfg), prefix)),
                 None => Arc::new(NoSecretStore),
             };
-            Ok((Arc::new(s.clone()), secrets, Some(s)))
+            Ok((Arc::new(s.clone()), secrets, Some(s), d.public_url))
         }
     }
 }
@@ -497,9 +603,10 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
         return serve(ServeOptions { backend, addr: a.addr, public_url: a.public_url, demo: !a.no_demo, dns, limits })
             .await;
     }
-    let (store, secrets, dynamo) = open_store(&cli).await?;
+    let (store, secrets, dynamo, stack_url) = open_store(&cli).await?;
     let tenants = TenantService::new(store.clone(), Arc::new(SystemClock));
     let tokens = ScimTokenService::new(store.clone(), Arc::new(SystemClock));
+    let setup_links = SetupLinkService::new(store.clone(), Arc::new(SystemClock), SsoPolicy::default().absolute_secs);
     let allow_loopback = cli.allow_loopback_issuer.unwrap_or(dynamo.is_none());
     match command {
         Command::Domain(cmd) => {
@@ -580,14 +687,82 @@ pub async fn run(mut cli: Cli) -> Result<(), String> {
             println!("Created table {}", d.table());
             Ok(())
         }
-        Command::Tenant(TenantCmd::Create { name, domains, json }) => {
-            let t =
-                tenants.create_tenant(&name, &EmailDomain::parse_list(&domains)?).await.map_err(|e| e.to_string())?;
+        Command::Tenant(TenantCmd::Create { name, domains, owner_email, public_url, json }) => {
+            let domains = EmailDomain::parse_list(&domains)?;
+            // Everything the setup link needs is checked before the tenant exists.
+            let owner = match &owner_email {
+                Some(e) => Some((parse_owner(e)?, link_base(public_url, stack_url, dynamo.is_none())?)),
+                None => None,
+            };
+            let t = tenants.create_tenant(&name, &domains).await.map_err(|e| e.to_string())?;
+            let link = match &owner {
+                Some((owner, base)) => {
+                    Some((setup_links.issue(&t.id, Some(owner)).await.map_err(|e| e.to_string())?, base))
+                }
+                None => None,
+            };
             if json {
-                println!("{}", tenant_json(&t));
+                let mut v = tenant_json(&t);
+                if let (Some((issued, base)), Some(o)) = (&link, v.as_object_mut()) {
+                    o.extend(setup_link_json(issued, base));
+                }
+                println!("{v}");
             } else {
                 println!("Created tenant {:?}: {}", t.name, t.id);
-                println!("Next: butterfly scim-token issue --tenant {}", t.id);
+                match &link {
+                    Some((issued, base)) => print_setup_link(issued, base),
+                    None => println!("Next: butterfly scim-token issue --tenant {}", t.id),
+                }
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCmd::OwnerLink { tenant, owner_email, public_url, json }) => {
+            let tenant = parse_tenant(&tenant)?;
+            let owner = owner_email.as_deref().map(parse_owner).transpose()?;
+            let base = link_base(public_url, stack_url, dynamo.is_none())?;
+            let issued = setup_links.issue(&tenant, owner.as_ref()).await.map_err(|e| match e {
+                butterfly_core::Error::InvalidValue(_) => {
+                    format!("tenant {tenant} has no owner yet: give --owner-email EMAIL")
+                }
+                e => e.to_string(),
+            })?;
+            if json {
+                let mut v = json!({ "tenant_id": tenant.as_str() });
+                if let Some(o) = v.as_object_mut() {
+                    o.extend(setup_link_json(&issued, &base));
+                }
+                println!("{v}");
+            } else {
+                print_setup_link(&issued, &base);
+                if issued.replaced_unused {
+                    println!("The previous setup link no longer works.");
+                }
+            }
+            Ok(())
+        }
+        Command::User(UserCmd::SetRole { tenant, email, role, json }) => {
+            let tenant = parse_tenant(&tenant)?;
+            let role = Role::from_name(&role).map_err(|e| e.to_string())?;
+            let team = TeamService::new(store.clone(), Arc::new(SystemClock));
+            let changed =
+                team.change_role_by_email(&tenant, &Actor::Operator, &email, role).await.map_err(|e| match e {
+                    butterfly_core::Error::NotFound(_) => {
+                        format!("tenant {tenant} has no member with the email {email:?}")
+                    }
+                    e => e.to_string(),
+                })?;
+            let u = &changed.user;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "tenant_id": tenant.as_str(), "user_id": u.id.to_string(), "email": u.user_name.as_str(),
+                            "role": u.effective_role().as_str(), "role_source": u.role_source, "warning": changed.warning })
+                );
+            } else {
+                println!("{} is now {}", u.user_name, u.effective_role().as_str());
+                if let Some(w) = &changed.warning {
+                    println!("Note: {w}");
+                }
             }
             Ok(())
         }

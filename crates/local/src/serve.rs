@@ -5,9 +5,11 @@
 use butterfly_aws::{DynamoStore, SecretsManagerStore};
 use butterfly_core::clock::SystemClock;
 use butterfly_core::csrf::CsrfKey;
+use butterfly_core::email::UserName;
 use butterfly_core::ports::{SecretStore, Store};
 use butterfly_core::scim::cursor::CursorKey;
 use butterfly_core::scim_tokens::ScimTokenService;
+use butterfly_core::setup_link::SetupLinkService;
 use butterfly_core::sso::SsoPolicy;
 use butterfly_core::tenants::TenantService;
 use butterfly_embedded::EmbeddedStore;
@@ -150,14 +152,25 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
                 .create_tenant("demo", &[])
                 .await
                 .map_err(|e| e.to_string())?;
-            let issued = ScimTokenService::new(demo, Arc::new(SystemClock))
+            let issued = ScimTokenService::new(demo.clone(), Arc::new(SystemClock))
                 .issue_token(&t.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let owner = UserName::parse(DEMO_OWNER).map_err(|e| e.to_string())?;
+            let setup = SetupLinkService::new(demo, Arc::new(SystemClock), SsoPolicy::default().absolute_secs)
+                .issue(&t.id, Some(&owner))
                 .await
                 .map_err(|e| e.to_string())?;
             println!("Created the demo tenant {} with a SCIM token (shown once, it is stored only hashed):", t.id);
             println!();
             println!("  SCIM base URL: {scim_base}");
             println!("  SCIM token:    {}", issued.token.secret().expose());
+            println!(
+                "  Console:       {}/console/setup/{}",
+                public_url.trim_end_matches('/'),
+                setup.link.secret().expose()
+            );
+            println!("                 (a one-time setup link: opens the console as {DEMO_OWNER}, super_admin; 72 h)");
             println!();
             println!("  curl -H 'Authorization: Bearer {}' {scim_base}/Users", issued.token.secret().expose());
             println!();
@@ -219,6 +232,9 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The owner of the demo tenant, whom its setup link signs in.
+pub const DEMO_OWNER: &str = "owner@demo.example";
 
 /// How often expired items are swept from the embedded store.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);

@@ -667,3 +667,201 @@ fn missing_credentials_and_prefix_are_named() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success() && err.contains("--secrets-prefix") && err.contains("--stack"), "{err}");
 }
+
+/// The part of a setup link URL after `/console/setup/`.
+fn link_of(url: &str) -> String {
+    url.rsplit_once("/console/setup/").map(|(_, l)| l.to_string()).unwrap_or_else(|| panic!("not a setup link: {url}"))
+}
+
+/// The owner's setup link and support's role command, on the embedded store and on DynamoDB:
+/// `tenant create --owner-email` prints the link (human and JSON), `tenant owner-link`
+/// re-issues it (the old one dies), `user set-role` changes a role by email, audited as the
+/// operator, keeping the last super_admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_link_and_role_commands_on_both_stores() {
+    use butterfly_core::clock::SystemClock;
+    use butterfly_core::ids::TenantId;
+    use butterfly_core::ports::Store;
+    use butterfly_core::setup_link::SetupLinkService;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let (dynamo, _counter) = butterfly_tests::aws::dynamo_store("cli-setup").await;
+    let table = dynamo.table().to_string();
+    for on_dynamo in [false, true] {
+        let cli = |args: &[&str]| -> Output {
+            if on_dynamo {
+                on_dynamodb(&table, &[]).args(args).output().expect("run butterfly")
+            } else {
+                run(&d, args)
+            }
+        };
+        let store = || -> Arc<dyn Store> {
+            if on_dynamo {
+                Arc::new(dynamo.clone())
+            } else {
+                Arc::new(butterfly_embedded::EmbeddedStore::open(&d).unwrap())
+            }
+        };
+        let name = if on_dynamo { "Setup Dyn" } else { "Setup Embedded" };
+        // On DynamoDB without a stack, the link needs the service's URL: refused before anything is created.
+        if on_dynamo {
+            let o = cli(&["tenant", "create", "--name", name, "--owner-email", "owner@setup.example"]);
+            assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--public-url"));
+        }
+        let o = cli(&["tenant", "create", "--name", name, "--owner-email", "not an email"]);
+        assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--owner-email"));
+        assert!(json_out(&cli(&["tenant", "list", "--json"]))["tenants"].as_array().unwrap().is_empty());
+
+        let base = if on_dynamo { "https://id.butterfly.example" } else { "http://127.0.0.1:3000" };
+        let mut args = vec!["tenant", "create", "--name", name, "--owner-email", "Owner@Setup.example", "--json"];
+        if on_dynamo {
+            args.extend(["--public-url", "https://id.butterfly.example/"]);
+        }
+        let t = json_out(&cli(&args));
+        let tenant = t["tenant_id"].as_str().unwrap().to_string();
+        let first = t["setup_link"].as_str().unwrap().to_string();
+        assert!(first.starts_with(&format!("{base}/console/setup/bfy_setup_{tenant}_")), "{t}");
+        assert_eq!(t["owner_email"], "Owner@Setup.example");
+        assert!(t["setup_link_expires"].is_string());
+
+        // Re-issued (human output): a new link, the previous one dead; audited as the operator.
+        let mut args = vec!["tenant", "owner-link", "--tenant", &tenant];
+        if on_dynamo {
+            args.extend(["--public-url", base]);
+        }
+        let o = cli(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let second = out.lines().find(|l| l.starts_with(base)).unwrap_or_else(|| panic!("{out}")).to_string();
+        assert_ne!(second, first);
+        assert!(out.contains("Owner@Setup.example") && out.contains("previous setup link no longer works"), "{out}");
+        let o =
+            cli(&["tenant", "owner-link", "--tenant", "00000000-0000-4000-8000-000000000000", "--public-url", base]);
+        assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+
+        let s = store();
+        let tid = TenantId::parse(&tenant).unwrap();
+        let service = SetupLinkService::new(s.clone(), Arc::new(SystemClock), 3600);
+        assert!(service.use_link(&link_of(&first)).await.is_err(), "the re-issue retired the first link");
+        let signed_in = service.use_link(&link_of(&second)).await.unwrap();
+        assert!(signed_in.created);
+        let mut reader = butterfly_tests::contract::user(&tid, "reader@setup.example", None);
+        reader.role = None;
+        s.create_user(&reader).await.unwrap();
+        let events = s.audit_page(&tid, None, 20).await.unwrap();
+        assert!(events.iter().any(|e| e.action.as_str() == "setup_link.issue" && e.actor == "operator"));
+        assert!(events.iter().any(|e| e.action.as_str() == "setup_link.reissue" && e.actor == "operator"));
+        drop((s, service));
+
+        // The last super_admin is kept; another one first, then the owner may step down.
+        let o = cli(&["user", "set-role", "--tenant", &tenant, "--email", "OWNER@setup.example", "--role", "admin"]);
+        assert!(!o.status.success(), "the last super_admin was demoted");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("last super_admin"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for (args, needle) in [
+            (vec!["--email", "nobody@setup.example", "--role", "admin"], "no member"),
+            (vec!["--email", "reader@setup.example", "--role", "emperor"], "unknown role"),
+        ] {
+            let o = cli(&[&["user", "set-role", "--tenant", tenant.as_str()][..], &args[..]].concat());
+            assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}");
+        }
+        let v = json_out(&cli(&[
+            "user",
+            "set-role",
+            "--tenant",
+            &tenant,
+            "--email",
+            "reader@setup.example",
+            "--role",
+            "super_admin",
+            "--json",
+        ]));
+        assert_eq!((v["role"].as_str(), v["role_source"].as_str()), (Some("super_admin"), Some("manual")));
+        let o = cli(&["user", "set-role", "--tenant", &tenant, "--email", "owner@setup.example", "--role", "admin"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("is now admin"));
+
+        let s = store();
+        let owner = s.find_user_by_user_name(&tid, "owner@setup.example").await.unwrap().unwrap();
+        assert_eq!(owner.role, Some(butterfly_core::role::Role::Admin));
+        let events = s.audit_page(&tid, None, 20).await.unwrap();
+        let changes: Vec<_> = events.iter().filter(|e| e.action.as_str() == "role.change").collect();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.iter().all(|e| e.actor == "operator"));
+    }
+}
+
+/// `cargo run` on a fresh store prints the demo tenant's setup link beside the SCIM token; the
+/// link's page changes nothing, its button signs in as a super_admin once; and the link never
+/// reaches the logs (debug level, every request of the walk logged).
+#[test]
+fn the_demo_setup_link_works_once_and_never_reaches_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log_path = d.join("stderr.log");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .args(["serve", "--addr", &addr])
+        .env("BUTTERFLY_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stdout.last().is_some_and(|l: &String| l.contains("listening on")) {
+        assert!(Instant::now() < deadline, "server did not start: {stdout:?}");
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "server exited early: {stdout:?}");
+        stdout.push(line.trim_end().to_string());
+    }
+    let server = Server { child, port, stdout };
+    let url = server
+        .stdout
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Console:").map(|t| t.trim().to_string()))
+        .unwrap_or_else(|| panic!("no setup link printed: {:?}", server.stdout));
+    assert!(url.starts_with(&format!("http://127.0.0.1:{port}/console/setup/bfy_setup_")), "{url}");
+    assert!(server.stdout.iter().any(|l| l.contains("SCIM token:")), "next to the SCIM token");
+    let link = link_of(&url);
+    let path = format!("/console/setup/{link}");
+
+    let (status, page) = http_send(port, "GET", &path, &[], "");
+    assert_eq!(status, 200, "{page}");
+    let form = format!("link={link}");
+    let post = |body: &str| {
+        http_send(
+            port,
+            "POST",
+            "/console/setup",
+            &[("Content-Type", "application/x-www-form-urlencoded"), ("Sec-Fetch-Site", "same-origin")],
+            body,
+        )
+    };
+    assert_eq!(post(&form).0, 303, "the button signs in");
+    assert_eq!(post(&form).0, 400, "once");
+    assert_eq!(http_send(port, "GET", &path, &[], "").0, 200);
+    server.stop();
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let secret = &link[link.len() - 43..];
+    assert!(!logs.contains(secret), "the setup link reached the logs");
+    assert!(logs.contains("/console/setup/{link}"), "the walk was logged: {logs}");
+    assert!(logs.contains("signed in with a setup link"), "{logs}");
+
+    // The demo link is printed once, like the token.
+    let again = serve(&d.join("data"), &[]);
+    assert!(!again.stdout.join("\n").contains("Console:"), "{:?}", again.stdout);
+    // Serving (its signal handler is installed once it accepts): then stop.
+    assert_eq!(http_get(again.port, "/healthz", "").0, 200);
+    again.stop();
+}
