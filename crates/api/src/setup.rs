@@ -73,7 +73,8 @@ fn refusal(e: Error) -> ApiError<Page> {
             StatusCode::FORBIDDEN,
             "forbidden",
             "Account deactivated",
-            format!("{}{}.", m[..1].to_uppercase(), &m[1..]),
+            "The account of this setup link's owner is deactivated. Ask your identity provider's administrator to \
+             restore it.",
         ),
         e => e.into(),
     }
