@@ -49,7 +49,7 @@ pub struct SetupLink {
 
 impl SetupLink {
     fn generate(tenant: &TenantId) -> Result<Self> {
-        let secret = random_secret().map_err(Error::Store)?;
+        let secret = random_secret().map_err(Error::store)?;
         let text = format!("{SETUP_LINK_PREFIX}{tenant}_{}", secret.expose());
         Ok(SetupLink { tenant: tenant.clone(), text: Secret::new(text) })
     }
@@ -207,7 +207,7 @@ impl SetupLinkService {
             .filter(|r| r.tenant == *link.tenant() && r.hash.ct_eq(&link.hash()) && r.is_usable(now))
             .ok_or_else(invalid_setup_link)?;
         let (user, created) = self.owner_as_super_admin(&record).await?;
-        let session_secret = random_secret().map_err(Error::Store)?;
+        let session_secret = random_secret().map_err(Error::store)?;
         let session = Session {
             hash: hash_secret(session_secret.expose()),
             tenant: record.tenant.clone(),
@@ -244,7 +244,7 @@ impl SetupLinkService {
                     match self.store.create_user_audited(&user, Some(&event(&user, true, None))).await {
                         Ok(()) => Ok(Attempt::Done((user, true))),
                         // Created meanwhile (Okta's SCIM push, a first sign-in): look again.
-                        Err(Error::Uniqueness(_)) => Ok(Attempt::Retry(())),
+                        Err(Error::Taken(_)) => Ok(Attempt::Retry(())),
                         Err(e) => Err(e),
                     }
                 }

@@ -34,11 +34,11 @@ fn link_item(r: &SetupLinkRecord) -> AttributeMap {
 
 fn read_link(it: &AttributeMap) -> Result<SetupLinkRecord> {
     let millis = |name: &str| -> Result<Timestamp> {
-        read_number(it, name)?.map(Timestamp).ok_or_else(|| Error::Store(format!("setup link without {name}")))
+        read_number(it, name)?.map(Timestamp).ok_or_else(|| Error::store(format!("setup link without {name}")))
     };
     Ok(SetupLinkRecord {
         tenant: read_tenant_id(it, "tenant")?,
-        owner: UserName::parse(read_string(it, "owner")?).map_err(Error::Store)?,
+        owner: UserName::parse(read_string(it, "owner")?).map_err(Error::store)?,
         hash: read_token_hash(it, "hash")?,
         created: millis("created_ms")?,
         expires: millis("expires_ms")?,
