@@ -121,6 +121,13 @@ fn assert_console_page(a: &Answer, what: &str) {
     }
 }
 
+/// Form fields.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+/// A console route: method, path, form, the permission it needs, what an allowed member gets.
+type Route<'a> = (Method, String, Fields<'a>, Option<butterfly_core::role::Permission>, StatusCode);
+/// A forged post: what it is, its form, its extra headers.
+type Forgery<'a> = (&'a str, Vec<(String, String)>, Fields<'a>);
+
 const ROLES: [Role; 5] = [Role::SuperAdmin, Role::Admin, Role::BackupOperator, Role::Auditor, Role::ReadOnly];
 
 /// Whether `role` may use a route: `None` is any role.
@@ -143,7 +150,7 @@ async fn every_page_and_form_follows_the_role_matrix() {
     }
     let role_path = format!("/console/team/{}/role", target.id);
     // (method, path, form, the permission it needs, what a member allowed gets)
-    let routes: Vec<(Method, String, Vec<(&str, &str)>, Option<_>, StatusCode)> = vec![
+    let routes: Vec<Route> = vec![
         (Method::GET, "/console".into(), vec![], None, StatusCode::OK),
         (Method::GET, "/console/sso".into(), vec![], Some(ManageSsoScim), StatusCode::OK),
         (Method::GET, "/console/scim".into(), vec![], Some(ManageSsoScim), StatusCode::OK),
@@ -234,7 +241,7 @@ async fn every_form_post_needs_the_token_and_this_site() {
             f.extend_from_slice(fields);
             f.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>()
         };
-        let attempts: Vec<(&str, Vec<(String, String)>, Vec<(&str, &str)>)> = vec![
+        let attempts: Vec<Forgery> = vec![
             ("no token", with(""), vec![]),
             ("a wrong token", with("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), vec![]),
             ("another session's token", with(&other.csrf), vec![]),

@@ -99,7 +99,7 @@ pub(super) async fn rotate(State(s): State<ConsoleState>, posted: Posted<ManageS
         "" => None,
         h => Some(h.parse::<f64>().map_err(|_| ApiError::invalid_request("the overlap must be a number of hours"))?),
     };
-    let mode = RotationMode::requested(immediate, hours).map_err(|e| ApiError::invalid_request(e))?;
+    let mode = RotationMode::requested(immediate, hours).map_err(ApiError::invalid_request)?;
     let issued = s.tokens.rotate_token_as(&who.tenant, mode, &Actor::User(who.user.id)).await?;
     let content = markup! {
         (notice("warn", "Copy this token now and paste it into Okta: it is shown this once and cannot be shown again. Anyone holding it can provision members."))
