@@ -9,7 +9,7 @@ use butterfly_core::audit::{AuditAction, AuditEvent};
 use butterfly_core::clock::{Clock, SystemClock};
 use butterfly_core::email::UserName;
 use butterfly_core::ids::UserId;
-use butterfly_core::ports::{AuditStore, SessionStore, UserStore};
+use butterfly_core::ports::{AuditStore, SessionStore, TenantStore, UserStore};
 use butterfly_core::role::Role;
 use butterfly_core::user::{RoleSource, User};
 use butterfly_tests::op::{client_spec, location, Browser, TestOp};
@@ -175,6 +175,13 @@ async fn every_page_and_form_follows_the_role_matrix() {
             StatusCode::NOT_FOUND,
         ),
         (Method::POST, "/console/sso/test".into(), vec![], Some(ManageSsoScim), StatusCode::CONFLICT),
+        (
+            Method::POST,
+            "/console/sso/policy".into(),
+            vec![("jit", "1"), ("idle_minutes", "30"), ("absolute_minutes", "480")],
+            Some(ManageSsoScim),
+            StatusCode::SEE_OTHER,
+        ),
     ];
     for (method, path, form, needs, allowed) in &routes {
         let form_ref = (*method == Method::POST).then_some(form.as_slice());
@@ -196,7 +203,7 @@ async fn every_page_and_form_follows_the_role_matrix() {
                     "{what}"
                 );
             }
-            if !path.ends_with(".csv") {
+            if !path.ends_with(".csv") && a.status != StatusCode::SEE_OTHER {
                 assert_console_page(&a, &what);
             }
         }
@@ -230,6 +237,7 @@ async fn every_form_post_needs_the_token_and_this_site() {
         ("/console/sso".into(), vec![("issuer", "https://idp.invalid"), ("client_id", "x")]),
         ("/console/sso/domains/verify".into(), vec![("domain", "acme.test")]),
         ("/console/sso/test".into(), vec![]),
+        ("/console/sso/policy".into(), vec![("idle_minutes", "10"), ("absolute_minutes", "30")]),
     ];
     let before = app.store.audit_page(&app.tenant, None, 50).await.unwrap().len();
     for (path, fields) in &forms {
@@ -261,6 +269,7 @@ async fn every_form_post_needs_the_token_and_this_site() {
     assert_eq!(app.get("/Users").await.status(), StatusCode::OK);
     let t = app.store.get_user(&app.tenant, &target.id).await.unwrap().unwrap();
     assert_eq!(t.effective_role(), Role::ReadOnly);
+    assert_eq!(app.store.get_tenant(&app.tenant).await.unwrap().unwrap().sign_in_policy, None);
     assert_eq!(app.store.audit_page(&app.tenant, None, 50).await.unwrap().len(), before);
     // The same post with the token, from this site, goes through.
     let a = send_with(
@@ -567,4 +576,78 @@ async fn sso_settings_domains_and_a_test_sign_in() {
 
 fn location_of(a: &Answer) -> String {
     a.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn sign_in_policies_apply_to_new_sessions() {
+    use butterfly_core::sso::hash_secret;
+    let app = TestApp::spawn().await;
+    let op = TestOp::start(
+        0,
+        json!([{"prefix": "/t1", "kid": "k1", "clients": [client_spec("acme-app", "acme-secret", &app.origin)]}]),
+    )
+    .await;
+    app.sso
+        .configure(&app.tenant, butterfly_tests::sso_settings(op.issuer("/t1"), "acme-app", "acme-secret", "acme.test"))
+        .await
+        .unwrap();
+    let boss = member(&app, "boss@acme.test", "Grace Boss", Some(Role::SuperAdmin), RoleSource::Manual).await;
+    // Bounds: refused in words, nothing saved.
+    for (idle, absolute) in [("1", "60"), ("10", "5"), ("90", "60"), ("ten", "60"), ("241", "1440"), ("10", "1441")] {
+        let a =
+            post(&app, &boss, "/console/sso/policy", &[("idle_minutes", idle), ("absolute_minutes", absolute)]).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{idle}/{absolute}: {}", a.body);
+        assert_console_page(&a, "policy refused");
+    }
+    let a = post(&app, &boss, "/console/sso/policy", &[("idle_minutes", "10"), ("absolute_minutes", "30")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let page = get(&app, &boss, &location_of(&a)).await;
+    assert!(page.body.contains("Sign-in policies saved."), "{}", page.body);
+    assert!(page.body.contains("id=\"idle\" min=\"5\" max=\"240\" value=\"10\""), "{}", page.body);
+    assert!(!page.body.contains("name=\"jit\" id=\"jit\" value=\"1\" checked"), "JIT is off");
+    // JIT off: a first sign-in creates nobody.
+    let b = Browser::new();
+    let r = b.sign_in(&app.origin, "newbie@acme.test").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("provisioning only"));
+    assert!(app.store.find_user_by_user_name(&app.tenant, "newbie@acme.test").await.unwrap().is_none());
+    // A provisioned member signs in; the session lasts 30 minutes and idles out after 10.
+    app.create_user(&okta_user("ops@acme.test", "Ops", "Person")).await;
+    let b = Browser::new();
+    let r = b.sign_in(&app.origin, "ops@acme.test").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("bfy_session="))
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("Max-Age=1800"), "{cookie}");
+    let value = cookie.trim_start_matches("bfy_session=").split(';').next().unwrap();
+    let (session, _) = app.store.session_with_user(&hash_secret(value)).await.unwrap().unwrap();
+    assert_eq!(session.idle_secs, Some(600));
+    assert_eq!(session.expires.millis() - session.created.millis(), 1_800_000);
+    // A session of this tenant's, unused for 11 minutes, is over.
+    let ops = app.store.find_user_by_user_name(&app.tenant, "ops@acme.test").await.unwrap().unwrap();
+    let (secret, mut idle) = butterfly_tests::hour_session(&app.tenant, ops.id, &op.issuer("/t1"), "ops@acme.test");
+    idle.idle_secs = Some(600);
+    idle.last_seen = SystemClock.now().plus_secs(-660);
+    app.store.create_session(&idle).await.unwrap();
+    let r = client()
+        .get(format!("{}/console", app.origin))
+        .header(COOKIE, format!("bfy_session={}", secret.expose()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "idled out");
+    // JIT on again: the first sign-in creates the member.
+    let a =
+        post(&app, &boss, "/console/sso/policy", &[("jit", "1"), ("idle_minutes", "10"), ("absolute_minutes", "30")])
+            .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let b = Browser::new();
+    assert_eq!(b.sign_in(&app.origin, "newbie@acme.test").await.status(), StatusCode::SEE_OTHER);
+    assert!(app.store.find_user_by_user_name(&app.tenant, "newbie@acme.test").await.unwrap().is_some());
 }

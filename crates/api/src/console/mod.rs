@@ -79,6 +79,7 @@ pub fn console_router(state: ConsoleState) -> Router {
         .route("/console/sso", get(sso::page).post(sso::save))
         .route("/console/sso/domains/verify", post(sso::verify_domain))
         .route("/console/sso/test", post(sso::test_sign_in))
+        .route("/console/sso/policy", post(sso::save_policy))
         .route("/console/scim", get(scim::page))
         .route("/console/scim/token", post(scim::rotate))
         .route("/console/team", get(team::page))

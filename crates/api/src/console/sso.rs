@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use butterfly_core::actor::Actor;
 use butterfly_core::sso::SsoError;
 use butterfly_core::sso_settings::{verification_name, verification_value, SsoSettingsInput, SsoSettingsView};
-use butterfly_core::tenant::VerifiedBy;
+use butterfly_core::tenant::{SignInPolicy, VerifiedBy};
 use butterfly_core::token::Secret;
 use butterfly_core::user::User;
 use maud::{html as markup, Markup};
@@ -114,6 +114,29 @@ fn test_section(v: &SsoSettingsView, csrf: &Secret) -> Markup {
     }
 }
 
+fn policy_form(v: &SsoSettingsView, csrf: &Secret) -> Markup {
+    let p = v.sign_in_policy;
+    let (imin, imax) = SignInPolicy::IDLE_MINUTES;
+    let (amin, amax) = SignInPolicy::ABSOLUTE_MINUTES;
+    markup! {
+        h2 #policies { "Sign-in policies" }
+        form method="post" action="/console/sso/policy" #policy-form {
+            (csrf_field(csrf))
+            p {
+                input type="checkbox" name="jit" id="jit" value="1" checked[p.jit];
+                label.inline for="jit" { "Create a member (as read_only) at their first sign-in (just in time)" }
+            }
+            p.hint { "Off: only members your identity provider provisioned over SCIM can sign in." }
+            label for="idle" { "Sign out after this many idle minutes (" (imin) " to " (imax) ")" }
+            input type="number" name="idle_minutes" id="idle" min=(imin) max=(imax) value=(p.idle_secs / 60);
+            label for="absolute" { "Sign out this many minutes after sign-in (" (amin) " to " (amax) ")" }
+            input type="number" name="absolute_minutes" id="absolute" min=(amin) max=(amax) value=(p.absolute_secs / 60);
+            p.hint { "New sessions follow these; sessions already running keep theirs." }
+            button type="submit" #save-policy { "Save policies" }
+        }
+    }
+}
+
 fn settings_page(user: &User, csrf: &Secret, v: &SsoSettingsView, message: Option<Markup>) -> Markup {
     let values = FormValues {
         issuer: v.issuer.as_ref().map(|i| i.as_str()).unwrap_or(""),
@@ -127,6 +150,7 @@ fn settings_page(user: &User, csrf: &Secret, v: &SsoSettingsView, message: Optio
         (settings_form(&values, csrf))
         (domains_table(v, csrf))
         (test_section(v, csrf))
+        (policy_form(v, csrf))
     };
     layout(user, Some(csrf), Some(Section::Sso), TITLE, content)
 }
@@ -137,13 +161,16 @@ pub(super) async fn page(
     uri: Uri,
 ) -> ApiResult<ConsolePage> {
     let v = s.sso.settings(&who.tenant).await?;
-    let message = query_value(&uri, "checked").map(|d| {
-        let verified = v.domain_records.iter().any(|r| r.domain.as_str() == d && r.is_verified());
-        if verified {
-            notice("ok", &format!("{d} is verified."))
-        } else {
-            notice("warn", &format!("The TXT record of {d} was not found yet. DNS changes can take a while."))
-        }
+    let saved = query_value(&uri, "policy").map(|_| notice("ok", "Sign-in policies saved."));
+    let message = saved.or_else(|| {
+        query_value(&uri, "checked").map(|d| {
+            let verified = v.domain_records.iter().any(|r| r.domain.as_str() == d && r.is_verified());
+            if verified {
+                notice("ok", &format!("{d} is verified."))
+            } else {
+                notice("warn", &format!("The TXT record of {d} was not found yet. DNS changes can take a while."))
+            }
+        })
     });
     Ok(html(StatusCode::OK, settings_page(&who.user, &who.csrf, &v, message)))
 }
@@ -177,6 +204,22 @@ pub(super) async fn save(State(s): State<ConsoleState>, posted: Posted<ManageSso
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /console/sso/policy` (`jit`, `idle_minutes`, `absolute_minutes`).
+pub(super) async fn save_policy(
+    State(s): State<ConsoleState>,
+    posted: Posted<ManageSsoScim>,
+) -> ApiResult<ConsolePage> {
+    let Posted { member: who, form } = posted;
+    let minutes = |name: &str| {
+        form.text(name).trim().parse::<i64>().map_err(|_| ApiError::invalid_request("the lifetimes are whole minutes"))
+    };
+    let policy =
+        SignInPolicy::from_minutes(form.get("jit").is_some(), minutes("idle_minutes")?, minutes("absolute_minutes")?)
+            .map_err(ApiError::invalid_request)?;
+    s.sso.set_sign_in_policy(&who.tenant, policy, &Actor::User(who.user.id)).await?;
+    Ok(see_other("/console/sso?policy=saved#policies"))
 }
 
 /// `POST /console/sso/domains/verify` (`domain`): looks for its TXT record now.
