@@ -395,9 +395,17 @@ async fn the_team_page_finds_pages_and_changes_roles() {
         "{}",
         second.body
     );
+    // The last sign-in, from the audit trail.
+    let m07 = app.store.find_user_by_user_name(&app.tenant, "m07@acme.test").await.unwrap().unwrap();
+    let e =
+        AuditEvent::new(&app.tenant, SystemClock.now(), AuditAction::SignIn, format!("user:{}", m07.id)).target(m07.id);
+    app.store.record_audit(&e).await.unwrap();
+    let m08 = get(&app, &boss, "/console/team?email=m08%40acme.test").await;
+    assert!(m08.body.contains("<td>active</td><td>—</td>"), "{}", m08.body);
     // Find by email, case-insensitively.
     let found = get(&app, &boss, "/console/team?email=M07%40ACME.test").await;
     assert!(found.body.contains("m07@acme.test") && !found.body.contains("m08@acme.test"), "{}", found.body);
+    assert!(found.body.contains(&format!("<td>active</td><td>{}", &e.at.to_human()[..11])), "{}", found.body);
     let none = get(&app, &boss, "/console/team?email=nobody%40acme.test").await;
     assert!(none.body.contains("No member has that email address"));
     // A role Okta pushes: changed, with the warning that Okta will overwrite it.

@@ -344,6 +344,29 @@ impl AuditView {
         Ok(NamedPage { events, next })
     }
 
+    /// Each member's latest sign-in among the tenant's latest events: [`Self::SCAN_PAGES`] store
+    /// pages of [`AuditTrail::MAX_PAGE`] at most, newest first (a member who signed in only
+    /// before that has none here).
+    pub async fn last_sign_ins(&self, tenant: &TenantId) -> crate::error::Result<Vec<(String, Timestamp)>> {
+        let mut out: Vec<(String, Timestamp)> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..Self::SCAN_PAGES {
+            let events = self.events.audit_page(tenant, cursor.as_deref(), AuditTrail::MAX_PAGE).await?;
+            for e in events.iter().filter(|e| e.action == AuditAction::SignIn && e.outcome == "success") {
+                if let Some(id) = e.actor.strip_prefix("user:") {
+                    if !out.iter().any(|(i, _)| i == id) {
+                        out.push((id.to_string(), e.at));
+                    }
+                }
+            }
+            if events.len() < AuditTrail::MAX_PAGE {
+                break;
+            }
+            cursor = events.last().map(|e| e.id.clone());
+        }
+        Ok(out)
+    }
+
     /// Every event matching `filter`, newest first, at most `max` (for an export): pages of
     /// [`Self::MAX_PAGE`], at most `max / MAX_PAGE + 1` of them.
     pub async fn export(

@@ -2,12 +2,13 @@
 //! found by email or paged; `POST /console/team/{id}/role`: a super_admin changes a role (the
 //! last super_admin is kept; a role Okta pushes over SCIM is flagged, as Okta will overwrite it).
 
-use super::layout::{csrf_field, notice, page as layout, Section};
+use super::layout::{csrf_field, notice, page as layout, when, Section};
 use super::{enc, html, query_value, ConsoleState, Posted};
 use crate::error::{ApiResult, ConsolePage};
 use crate::extract::{ManageTeam, Member};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
+use butterfly_core::clock::Timestamp;
 use butterfly_core::ids::UserId;
 use butterfly_core::role::Role;
 use butterfly_core::team::{member_label, no_such_member};
@@ -25,8 +26,9 @@ fn source(u: &User) -> &'static str {
     }
 }
 
-fn row(u: &User, who: &Member<ManageTeam>) -> Markup {
+fn row(u: &User, who: &Member<ManageTeam>, last_sign_ins: &[(String, Timestamp)]) -> Markup {
     let id = u.id.to_string();
+    let last = last_sign_ins.iter().find(|(i, _)| *i == id).map(|(_, t)| *t);
     let select_id = format!("role-{id}");
     markup! {
         tr id=(format!("member-{id}")) {
@@ -40,6 +42,7 @@ fn row(u: &User, who: &Member<ManageTeam>) -> Markup {
                 }
             }
             td { @if u.active { "active" } @else { "deactivated" } }
+            td { (when(last)) }
             td {
                 form method="post" action=(format!("/console/team/{id}/role")) {
                     (csrf_field(&who.csrf))
@@ -59,10 +62,16 @@ fn row(u: &User, who: &Member<ManageTeam>) -> Markup {
 /// `GET /console/team?email=…` (one member by email) or `?after=…` (the next page).
 pub(super) async fn page(State(s): State<ConsoleState>, who: Member<ManageTeam>, uri: Uri) -> ApiResult<ConsolePage> {
     let email = query_value(&uri, "email");
-    let (members, next) = match &email {
-        Some(e) => (s.team.find_member(&who.tenant, e).await?.into_iter().collect(), None),
-        None => s.team.members(&who.tenant, query_value(&uri, "after").as_deref(), PAGE_SIZE).await?,
+    let after = query_value(&uri, "after");
+    let members = async {
+        match &email {
+            Some(e) => Ok((s.team.find_member(&who.tenant, e).await?.into_iter().collect::<Vec<_>>(), None)),
+            None => s.team.members(&who.tenant, after.as_deref(), PAGE_SIZE).await,
+        }
     };
+    // The team and, beside it, the latest sign-ins the audit trail holds.
+    let (members, last_sign_ins) = tokio::join!(members, s.audit.last_sign_ins(&who.tenant));
+    let ((members, next), last_sign_ins) = (members?, last_sign_ins?);
     let content = markup! {
         form method="get" action="/console/team" role="search" {
             label for="email" { "Find a member by email" }
@@ -77,9 +86,10 @@ pub(super) async fn page(State(s): State<ConsoleState>, who: Member<ManageTeam>,
                 caption { "Members" }
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" }
-                    th scope="col" { "Role set by" } th scope="col" { "Status" } th scope="col" { "Change role" }
+                    th scope="col" { "Role set by" } th scope="col" { "Status" } th scope="col" { "Last sign-in" }
+                    th scope="col" { "Change role" }
                 } }
-                tbody { @for u in &members { (row(u, &who)) } }
+                tbody { @for u in &members { (row(u, &who, &last_sign_ins)) } }
             }
         }
         @if let Some(n) = next {
