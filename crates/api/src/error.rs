@@ -349,9 +349,9 @@ fn page_answer(failure: &Failure) -> PageAnswer<'_> {
         Failure::Domain(e @ Error::Unauthorized(_)) => {
             PageAnswer::Shown(StatusCode::UNAUTHORIZED, "Not signed in", e.to_string().into())
         }
-        Failure::Domain(e @ (Error::Conflict(_) | Error::Uniqueness(_) | Error::PreconditionFailed(_))) => {
-            PageAnswer::Shown(StatusCode::CONFLICT, "Request refused", e.to_string().into())
-        }
+        Failure::Domain(
+            e @ (Error::Conflict(_) | Error::Uniqueness(_) | Error::Taken(_) | Error::PreconditionFailed(_)),
+        ) => PageAnswer::Shown(StatusCode::CONFLICT, "Request refused", e.to_string().into()),
         Failure::Domain(e @ Error::NotImplemented(_)) => {
             PageAnswer::Shown(StatusCode::NOT_IMPLEMENTED, "Not available", e.to_string().into())
         }
