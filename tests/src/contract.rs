@@ -37,6 +37,7 @@ pub fn tenant(name: &str, domains: &[&str]) -> Tenant {
         created: now(),
         sso: None,
         version: 1,
+        sign_in_policy: None,
     }
 }
 
@@ -514,6 +515,7 @@ fn session(t: &TenantId, u: &UserId, sid: Option<&str>) -> Session {
         last_seen: n,
         expires: n.plus_secs(3600),
         confirmed: true,
+        idle_secs: None,
     }
 }
 

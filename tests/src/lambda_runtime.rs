@@ -174,7 +174,7 @@ pub fn http_answer(v: &Value) -> (u16, HashMap<String, String>, Value) {
 pub const SUSTAINED_REQUESTS: usize = 1000;
 
 /// The functions that set or check session cookies and CSRF tokens (they need the server key).
-pub const SERVES_SESSIONS: [&str; 4] = ["session", "admin", "token-rotation", "authorize-callback"];
+pub const SERVES_SESSIONS: [&str; 5] = ["session", "admin", "token-rotation", "authorize-callback", "console"];
 
 /// The function `bin` as Lambda starts it: a clean environment with the Runtime API, the
 /// function's identity, test credentials, the emulators' endpoints, its table and prefix.

@@ -68,6 +68,7 @@ pub fn hour_session(
         last_seen: now,
         expires: now.plus_secs(3600),
         confirmed: true,
+        idle_secs: None,
     };
     (cookie, session)
 }

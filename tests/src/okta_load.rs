@@ -364,6 +364,7 @@ impl Shared {
             last_seen: now,
             expires: now.plus_secs(8 * 3600),
             confirmed: true,
+            idle_secs: None,
         };
         match self.store.create_session(&s).await {
             Ok(()) => ident.sessions.push(SessionRec {

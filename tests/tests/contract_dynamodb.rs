@@ -70,6 +70,7 @@ async fn every_expiring_item_carries_the_ttl_attribute() {
             last_seen: now,
             expires: now.plus_secs(3600),
             confirmed: true,
+            idle_secs: None,
         })
         .await
         .unwrap();

@@ -327,56 +327,100 @@ impl Rendering for OAuth {
 
 // ---- pages -----------------------------------------------------------------------------------
 
+/// What a page says for a failure: the table the browser renderings share.
+enum PageAnswer<'a> {
+    /// Something on our side (a store, a logout): a page that says "try again".
+    Trouble(StatusCode),
+    /// Too many requests: wait this many seconds.
+    TooMany(u32),
+    Shown(StatusCode, &'a str, Cow<'a, str>),
+}
+
+fn page_answer(failure: &Failure) -> PageAnswer<'_> {
+    match failure {
+        Failure::Refused(r) => PageAnswer::Shown(r.status, r.title, Cow::from(r.message.as_ref())),
+        Failure::Domain(Error::Unavailable { .. }) => PageAnswer::Trouble(StatusCode::SERVICE_UNAVAILABLE),
+        Failure::Domain(Error::RateLimited { retry_after_secs, .. }) => PageAnswer::TooMany((*retry_after_secs).max(1)),
+        Failure::Domain(Error::Store(_)) | Failure::Logout(_) => PageAnswer::Trouble(StatusCode::INTERNAL_SERVER_ERROR),
+        // What the caller asked for cannot be done (the console's forms): our words.
+        Failure::Domain(e @ Error::NotFound(_)) => {
+            PageAnswer::Shown(StatusCode::NOT_FOUND, "Not found", e.to_string().into())
+        }
+        Failure::Domain(e @ Error::Unauthorized(_)) => {
+            PageAnswer::Shown(StatusCode::UNAUTHORIZED, "Not signed in", e.to_string().into())
+        }
+        Failure::Domain(
+            e @ (Error::Conflict(_) | Error::Uniqueness(_) | Error::Taken(_) | Error::PreconditionFailed(_)),
+        ) => PageAnswer::Shown(StatusCode::CONFLICT, "Request refused", e.to_string().into()),
+        Failure::Domain(e @ Error::NotImplemented(_)) => {
+            PageAnswer::Shown(StatusCode::NOT_IMPLEMENTED, "Not available", e.to_string().into())
+        }
+        Failure::Domain(e) => PageAnswer::Shown(StatusCode::BAD_REQUEST, "Request refused", e.to_string().into()),
+        Failure::Sso(e) => match e {
+            SsoError::Throttled(wait) => PageAnswer::TooMany(*wait),
+            SsoError::ProviderUnavailable(_) => PageAnswer::Shown(
+                StatusCode::BAD_GATEWAY,
+                "Identity provider unreachable",
+                "Your organisation's identity provider did not answer. Please try again in a moment.".into(),
+            ),
+            SsoError::Deactivated => PageAnswer::Shown(
+                StatusCode::FORBIDDEN,
+                "Account deactivated",
+                "Your Butterfly account is deactivated. Ask your administrator to restore your access.".into(),
+            ),
+            SsoError::LinkRefused(m) => {
+                PageAnswer::Shown(StatusCode::FORBIDDEN, "Account not linked", format!("{m}.").into())
+            }
+            SsoError::Rejected { detail, .. } => PageAnswer::Shown(
+                StatusCode::BAD_REQUEST,
+                "Sign-in refused",
+                format!("{detail}. Please start again.").into(),
+            ),
+            SsoError::UnknownIssuer => PageAnswer::Shown(
+                StatusCode::BAD_REQUEST,
+                "Unknown identity provider",
+                "This identity provider is not connected to Butterfly, or single sign-on is turned off.".into(),
+            ),
+            SsoError::Settings(_) => PageAnswer::Shown(
+                StatusCode::CONFLICT,
+                "Single sign-on is not ready",
+                "Your organisation's single sign-on settings are incomplete. Ask your administrator.".into(),
+            ),
+            SsoError::Unauthenticated => PageAnswer::Shown(
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in has expired or was already answered. Sign in again.".into(),
+            ),
+            other => PageAnswer::Shown(StatusCode::BAD_REQUEST, "Sign-in refused", user_message(other).into()),
+        },
+    }
+}
+
+const TROUBLE: &str = "Something went wrong on our side. Please try again.";
+
 impl Rendering for Page {
     fn render(failure: Failure) -> Response {
         log(&failure);
-        let trouble = "Something went wrong on our side. Please try again.";
-        let (status, title, message): (StatusCode, &str, Cow<'_, str>) = match &failure {
-            Failure::Refused(r) => (r.status, r.title, Cow::from(r.message.as_ref())),
-            Failure::Domain(Error::Unavailable { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", trouble.into())
-            }
-            Failure::Domain(Error::RateLimited { retry_after_secs, .. }) => {
-                return crate::limits::too_many((*retry_after_secs).max(1), true)
-            }
-            Failure::Domain(_) | Failure::Logout(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", trouble.into())
-            }
-            Failure::Sso(e) => match e {
-                SsoError::Throttled(wait) => return crate::limits::too_many(*wait, true),
-                SsoError::ProviderUnavailable(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    "Identity provider unreachable",
-                    "Your organisation's identity provider did not answer. Please try again in a moment.".into(),
-                ),
-                SsoError::Deactivated => (
-                    StatusCode::FORBIDDEN,
-                    "Account deactivated",
-                    "Your Butterfly account is deactivated. Ask your administrator to restore your access.".into(),
-                ),
-                SsoError::LinkRefused(m) => (StatusCode::FORBIDDEN, "Account not linked", format!("{m}.").into()),
-                SsoError::Rejected { detail, .. } => {
-                    (StatusCode::BAD_REQUEST, "Sign-in refused", format!("{detail}. Please start again.").into())
-                }
-                SsoError::UnknownIssuer => (
-                    StatusCode::BAD_REQUEST,
-                    "Unknown identity provider",
-                    "This identity provider is not connected to Butterfly, or single sign-on is turned off.".into(),
-                ),
-                SsoError::Settings(_) => (
-                    StatusCode::CONFLICT,
-                    "Single sign-on is not ready",
-                    "Your organisation's single sign-on settings are incomplete. Ask your administrator.".into(),
-                ),
-                SsoError::Unauthenticated => (
-                    StatusCode::BAD_REQUEST,
-                    "Sign-in expired",
-                    "This sign-in has expired or was already answered. Sign in again.".into(),
-                ),
-                other => (StatusCode::BAD_REQUEST, "Sign-in refused", user_message(other).into()),
-            },
-        };
-        crate::sso::error_page(status, title, &message)
+        match page_answer(&failure) {
+            PageAnswer::Trouble(status) => crate::sso::error_page(status, "Sign-in failed", TROUBLE),
+            PageAnswer::TooMany(wait) => crate::limits::too_many(wait, true),
+            PageAnswer::Shown(status, title, message) => crate::sso::error_page(status, title, &message),
+        }
+    }
+}
+
+/// An HTML page of the admin console (its layout and strict CSP).
+#[derive(Debug)]
+pub enum ConsolePage {}
+
+impl Rendering for ConsolePage {
+    fn render(failure: Failure) -> Response {
+        log(&failure);
+        match page_answer(&failure) {
+            PageAnswer::Trouble(status) => crate::console::error_page(status, "Something went wrong", TROUBLE),
+            PageAnswer::TooMany(wait) => crate::limits::too_many(wait, true),
+            PageAnswer::Shown(status, title, message) => crate::console::error_page(status, title, &message),
+        }
     }
 }
 

@@ -4,16 +4,19 @@
 
 use crate::admin::AdminState;
 use crate::error::{ApiError, OAuth, Scim};
+use crate::scim::BaseUrl;
 use crate::scim::ScimState;
-use crate::sso::{from_this_site, SsoState, CSRF_SESSION};
+use crate::sso::{from_this_site, CookiePolicy, SsoState, CSRF_SESSION};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
+use butterfly_core::csrf::CsrfKey;
 use butterfly_core::ids::TenantId;
-use butterfly_core::role::Permission;
+use butterfly_core::role::{Permission, Role};
 use butterfly_core::scim_users::Caller;
-use butterfly_core::sessions::SignedInUser;
+use butterfly_core::sessions::{SessionService, SignedInUser};
+use butterfly_core::sso::SsoError;
 use butterfly_core::token::{ScimToken, Secret};
 use butterfly_core::user::User;
 use cookie::Cookie;
@@ -76,73 +79,152 @@ impl FromRequestParts<SsoState> for SignedIn {
     }
 }
 
-/// A permission a route requires, as a type (so a handler's signature says it).
+/// What a route requires of a member's role, as a type (so a handler's signature says it).
 pub trait Requires: Send + Sync + 'static {
-    const PERMISSION: Permission;
+    /// Whether `role` may use the route.
+    fn allows(role: Role) -> bool;
 }
 
 /// Requires [`Permission::ManageSsoScim`].
 pub struct ManageSsoScim;
 impl Requires for ManageSsoScim {
-    const PERMISSION: Permission = Permission::ManageSsoScim;
+    fn allows(role: Role) -> bool {
+        role.can(Permission::ManageSsoScim)
+    }
 }
 
 /// Requires [`Permission::ManageTeam`].
 pub struct ManageTeam;
 impl Requires for ManageTeam {
-    const PERMISSION: Permission = Permission::ManageTeam;
+    fn allows(role: Role) -> bool {
+        role.can(Permission::ManageTeam)
+    }
 }
 
 /// Requires [`Permission::ViewAuditTrail`].
 pub struct ViewAuditTrail;
 impl Requires for ViewAuditTrail {
-    const PERMISSION: Permission = Permission::ViewAuditTrail;
+    fn allows(role: Role) -> bool {
+        role.can(Permission::ViewAuditTrail)
+    }
+}
+
+/// Any role: a signed-in, active member of the tenant (the console's overview).
+pub struct AnyRole;
+impl Requires for AnyRole {
+    fn allows(_: Role) -> bool {
+        true
+    }
 }
 
 /// A signed-in member whose role grants `P`. For writes, also the CSRF defences: a
 /// same-site request (`Sec-Fetch-Site`/`Origin`) carrying the session's token in
-/// `X-CSRF-Token`.
+/// `X-CSRF-Token` (or, for the console's form posts, its `csrf` field).
 pub struct Member<P> {
     pub tenant: TenantId,
     pub user: User,
+    /// The session's CSRF token, for the forms of a page.
+    pub csrf: Secret,
     permission: PhantomData<P>,
+}
+
+/// What a router state that admits members provides (the admin API, the console).
+pub trait MemberGate: Send + Sync {
+    fn sessions(&self) -> &SessionService;
+    fn csrf_key(&self) -> &CsrfKey;
+    fn base_url(&self) -> &BaseUrl;
+    fn cookies(&self) -> &CookiePolicy;
+}
+
+impl MemberGate for AdminState {
+    fn sessions(&self) -> &SessionService {
+        &self.sessions
+    }
+    fn csrf_key(&self) -> &CsrfKey {
+        &self.csrf
+    }
+    fn base_url(&self) -> &BaseUrl {
+        &self.base_url
+    }
+    fn cookies(&self) -> &CookiePolicy {
+        &self.cookies
+    }
+}
+
+/// Where a write carries its CSRF token.
+#[derive(Clone, Copy)]
+pub enum CsrfFrom<'a> {
+    /// The `X-CSRF-Token` header (scripts calling the admin API).
+    Header,
+    /// A form's `csrf` field (the console's forms, which work without JavaScript).
+    Form(&'a str),
+}
+
+/// Why a member was not admitted.
+#[derive(Debug)]
+pub enum Denied {
+    /// No valid session (or the session check failed).
+    Session(SsoError),
+    /// The member's role does not allow the route.
+    Role { tenant: TenantId, user: Box<User> },
+    /// A write from another site.
+    CrossSite,
+    /// A write without the session's CSRF token.
+    Csrf,
+}
+
+/// Admits a member to a route requiring `P`: a live session, a role that allows it, and for
+/// anything but `GET`/`HEAD` a same-site request with the session's CSRF token from `token`.
+pub async fn admit<P: Requires, S: MemberGate>(
+    parts: &Parts,
+    state: &S,
+    token: CsrfFrom<'_>,
+) -> Result<Member<P>, Denied> {
+    let cookie = read_cookie(&parts.headers, &state.cookies().session_name());
+    let (session, user) = state.sessions().authenticate_member(cookie.as_deref()).await.map_err(Denied::Session)?;
+    let role = user.effective_role();
+    if !P::allows(role) {
+        return Err(Denied::Role { tenant: session.tenant, user: Box::new(user) });
+    }
+    let cookie = cookie.unwrap_or_default();
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        if !from_this_site(&parts.headers, &state.base_url().origin(&parts.headers)) {
+            return Err(Denied::CrossSite);
+        }
+        let sent = match token {
+            CsrfFrom::Form(t) => t,
+            CsrfFrom::Header => parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        };
+        if !state.csrf_key().verify(&cookie, CSRF_SESSION, sent) {
+            return Err(Denied::Csrf);
+        }
+    }
+    let csrf = state.csrf_key().token(&cookie, CSRF_SESSION);
+    Ok(Member { tenant: session.tenant, user, csrf, permission: PhantomData })
 }
 
 impl<P: Requires> FromRequestParts<AdminState> for Member<P> {
     type Rejection = ApiError<OAuth>;
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, Self::Rejection> {
-        let cookie = read_cookie(&parts.headers, &state.cookies.session_name());
-        let (session, user) = state.sessions.authenticate_member(cookie.as_deref()).await?;
-        let role = user.effective_role();
-        if !role.can(P::PERMISSION) {
-            return Err(ApiError::refused(
+        admit(parts, state, CsrfFrom::Header).await.map_err(|denied| match denied {
+            Denied::Session(e) => e.into(),
+            Denied::Role { user, .. } => ApiError::refused(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "Not allowed",
-                format!("your role {} does not allow this", role.as_str()),
-            ));
-        }
-        if parts.method != Method::GET && parts.method != Method::HEAD {
-            if !from_this_site(&parts.headers, &state.base_url.origin(&parts.headers)) {
-                return Err(ApiError::refused(
-                    StatusCode::FORBIDDEN,
-                    "csrf",
-                    "Request refused",
-                    "cross-origin request refused",
-                ));
+                format!("your role {} does not allow this", user.effective_role().as_str()),
+            ),
+            Denied::CrossSite => {
+                ApiError::refused(StatusCode::FORBIDDEN, "csrf", "Request refused", "cross-origin request refused")
             }
-            let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !state.csrf.verify(cookie.as_deref().unwrap_or_default(), CSRF_SESSION, sent) {
-                return Err(ApiError::refused(
-                    StatusCode::FORBIDDEN,
-                    "csrf",
-                    "Request refused",
-                    "missing or wrong X-CSRF-Token (GET /me returns it)",
-                ));
-            }
-        }
-        Ok(Member { tenant: session.tenant, user, permission: PhantomData })
+            Denied::Csrf => ApiError::refused(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "Request refused",
+                "missing or wrong X-CSRF-Token (GET /me returns it)",
+            ),
+        })
     }
 }
 

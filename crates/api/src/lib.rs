@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth_response;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -224,6 +225,24 @@ impl AppParts {
         }
     }
 
+    pub fn console_state(&self) -> console::ConsoleState {
+        console::ConsoleState {
+            sso: std::sync::Arc::new(self.sso_settings_service()),
+            sessions: std::sync::Arc::new(self.session_service()),
+            sign_in: std::sync::Arc::new(self.sign_in_service()),
+            domains: std::sync::Arc::new(self.domain_service()),
+            tokens: std::sync::Arc::new(butterfly_core::scim_tokens::ScimTokenService::new(
+                self.store.clone(),
+                self.clock.clone(),
+            )),
+            team: std::sync::Arc::new(butterfly_core::team::TeamService::new(self.store.clone(), self.clock.clone())),
+            audit: std::sync::Arc::new(butterfly_core::audit::AuditView::new(self.store.clone(), self.store.clone())),
+            csrf: self.csrf.clone(),
+            base_url: self.base_url.clone(),
+            cookies: self.cookies,
+        }
+    }
+
     pub fn sso_state(&self) -> sso::SsoState {
         sso::SsoState {
             sign_in: std::sync::Arc::new(self.sign_in_service()),
@@ -251,6 +270,7 @@ pub fn app(parts: &AppParts, cursor_key: butterfly_core::scim::cursor::CursorKey
             .merge(logout::logout_router(parts.logout_state()))
             .merge(admin::token_rotation_router(parts.admin_state()))
             .merge(admin::admin_router(parts.admin_state()))
-            .merge(setup::setup_router(parts.setup_state())),
+            .merge(setup::setup_router(parts.setup_state()))
+            .merge(console::console_router(parts.console_state())),
     )
 }

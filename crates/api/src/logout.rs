@@ -33,6 +33,20 @@ pub fn logout_router(state: LogoutState) -> Router {
         .with_state(state)
 }
 
+/// The Universal Logout endpoint: one per deployment (the token's issuer names the tenant), or
+/// the older per-tenant path.
+pub fn universal_logout_endpoint(origin: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("{origin}/sso/universal-logout/{t}"),
+        None => format!("{origin}/sso/universal-logout"),
+    }
+}
+
+/// The OIDC Back-Channel Logout URI.
+pub fn back_channel_logout_uri(origin: &str) -> String {
+    format!("{origin}/sso/backchannel-logout")
+}
+
 fn log_receipt(r: &Receipt) {
     tracing::info!(
         trigger = ?r.trigger,
@@ -56,7 +70,7 @@ async fn back_channel(State(state): State<LogoutState>, headers: HeaderMap, body
 }
 
 async fn universal_any(State(state): State<LogoutState>, headers: HeaderMap, body: Bytes) -> ApiResult<OAuth> {
-    let endpoint = format!("{}/sso/universal-logout", state.base_url.origin(&headers));
+    let endpoint = universal_logout_endpoint(&state.base_url.origin(&headers), None);
     universal(&state, None, &endpoint, &headers, &body).await
 }
 
@@ -66,7 +80,7 @@ async fn universal_tenant(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<OAuth> {
-    let endpoint = format!("{}/sso/universal-logout/{tenant}", state.base_url.origin(&headers));
+    let endpoint = universal_logout_endpoint(&state.base_url.origin(&headers), Some(&tenant));
     universal(&state, Some(&tenant), &endpoint, &headers, &body).await
 }
 

@@ -51,6 +51,11 @@ impl BaseUrl {
     }
 }
 
+/// The SCIM base URL Okta is given, e.g. `https://api.example.com/scim/v2`.
+pub fn scim_base_url(base_url: &BaseUrl, headers: &HeaderMap) -> String {
+    format!("{}/scim/v2", base_url.origin(headers))
+}
+
 /// What the SCIM router needs.
 #[derive(Clone)]
 pub struct ScimState {
@@ -61,7 +66,7 @@ pub struct ScimState {
 impl ScimState {
     /// The SCIM base URL for this request, e.g. `https://api.example.com/scim/v2`.
     fn base(&self, headers: &HeaderMap) -> String {
-        format!("{}/scim/v2", self.base_url.origin(headers))
+        scim_base_url(&self.base_url, headers)
     }
 }
 

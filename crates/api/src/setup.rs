@@ -23,7 +23,7 @@ use butterfly_core::Error;
 use std::sync::Arc;
 
 /// Where the browser goes once the link has signed the owner in: the console's first page.
-pub const CONSOLE_HOME: &str = "/";
+pub const CONSOLE_HOME: &str = "/console";
 /// The path a setup link is opened at, followed by the link.
 pub const SETUP_PATH: &str = "/console/setup";
 

@@ -226,8 +226,13 @@ pub(crate) fn transaction_cookie(cookies: &CookiePolicy, start: &LoginStart) -> 
 }
 
 /// The redirect URI registered at the provider: one per deployment.
-pub(crate) fn redirect_uri(base_url: &BaseUrl, headers: &HeaderMap) -> String {
+pub fn redirect_uri(base_url: &BaseUrl, headers: &HeaderMap) -> String {
     format!("{}/sso/callback", base_url.origin(headers))
+}
+
+/// The initiate login URI (OIDC Core §4) the provider's dashboard starts sign-ins at.
+pub fn initiate_login_uri(base_url: &BaseUrl, headers: &HeaderMap) -> String {
+    format!("{}/sso/initiate", base_url.origin(headers))
 }
 
 /// The redirect to the provider, with the transaction cookie.
@@ -471,7 +476,7 @@ fn test_report_page(r: &TestReport) -> Response {
     let body = format!(
         "<h1>Test sign-in</h1><p class=\"msg{}\" role=\"status\" id=\"verdict\">{verdict}</p>{bound}\
          <h2>Checks</h2><ul id=\"checks\">{checks}</ul><h2>Claims received</h2><dl id=\"claims\">{claims}</dl>\
-         <p>Nobody was signed in by this test.</p><p><a href=\"/\">Back to Butterfly</a></p>",
+         <p>Nobody was signed in by this test.</p><p><a href=\"/console/sso\">Back to the single sign-on settings</a></p>",
         if r.passed() { " ok" } else { "" },
     );
     html(StatusCode::OK, page("Test sign-in", &body))

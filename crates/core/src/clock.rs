@@ -36,6 +36,11 @@ impl Timestamp {
             Err(_) => "1970-01-01T00:00:00.000Z".to_string(),
         }
     }
+    /// For people: `2026-11-28 21:19:34 UTC` (seconds, the zone named).
+    pub fn to_human(self) -> String {
+        let r = self.to_rfc3339();
+        format!("{} {} UTC", &r[..10], &r[11..19])
+    }
     /// Parses an RFC 3339 date-time (as SCIM `dateTime` values are written).
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
@@ -72,5 +77,6 @@ mod tests {
         assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
         assert_eq!(Timestamp::parse_rfc3339("2025-11-28T22:19:34.123+01:00"), Some(t));
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+        assert_eq!(t.to_human(), "2025-11-28 21:19:34 UTC");
     }
 }

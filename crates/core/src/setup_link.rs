@@ -219,6 +219,9 @@ impl SetupLinkService {
             created: now,
             last_seen: now,
             expires: now.plus_secs(self.session_secs),
+            // The deployment's idle timeout: the tenant's own policy is not read here (it
+            // would cost a store read on every use; a setup session is the owner's first visit).
+            idle_secs: None,
             confirmed: true,
         };
         self.store.create_session(&session).await?;

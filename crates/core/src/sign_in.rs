@@ -19,7 +19,7 @@ use crate::sso::{
     VerifiedIdToken, CONFIRMATION_TTL_SECS, SCOPES,
 };
 use crate::sso_settings::{no_randomness, tenant_of};
-use crate::tenant::Tenant;
+use crate::tenant::{SignInPolicy, Tenant};
 use crate::text;
 use crate::token::Secret;
 use crate::usecase::{changed_concurrently, record_or_log, retry_on_conflict, Attempt};
@@ -446,6 +446,7 @@ impl SignInService {
         });
         let must_confirm = tx.purpose == LoginPurpose::ProviderInitiated && other_live.is_some();
         let session_secret = random_secret().map_err(no_randomness)?;
+        let policy = SignInPolicy::of(&tenant, &self.policy);
         let session = Session {
             hash: hash_secret(session_secret.expose()),
             tenant: tenant.id.clone(),
@@ -459,9 +460,10 @@ impl SignInService {
             expires: if must_confirm {
                 now.plus_secs(CONFIRMATION_TTL_SECS)
             } else {
-                now.plus_secs(self.policy.absolute_secs)
+                now.plus_secs(policy.absolute_secs)
             },
             confirmed: !must_confirm,
+            idle_secs: tenant.sign_in_policy.map(|p| p.idle_secs),
         };
         self.store.create_session(&session).await?;
         if let Some((_, current, current_user)) = other_live.filter(|_| must_confirm) {
@@ -485,7 +487,7 @@ impl SignInService {
             user,
             tenant,
             return_to: tx.return_to.clone(),
-            max_age_secs: self.policy.absolute_secs,
+            max_age_secs: policy.absolute_secs,
             created,
         })))
     }
@@ -513,11 +515,13 @@ impl SignInService {
         }
         let tenant = self.store.get_tenant(&session.tenant).await?.ok_or(SsoError::Unauthenticated)?;
         let secret = random_secret().map_err(no_randomness)?;
+        let policy = SignInPolicy::of(&tenant, &self.policy);
         let confirmed = Session {
             hash: hash_secret(secret.expose()),
             created: now,
             last_seen: now,
-            expires: now.plus_secs(self.policy.absolute_secs),
+            expires: now.plus_secs(policy.absolute_secs),
+            idle_secs: tenant.sign_in_policy.map(|p| p.idle_secs),
             confirmed: true,
             ..session
         };
@@ -534,7 +538,7 @@ impl SignInService {
             user,
             tenant,
             return_to: ReturnPath::default(),
-            max_age_secs: self.policy.absolute_secs,
+            max_age_secs: policy.absolute_secs,
             created: false,
         }))
     }

@@ -230,6 +230,10 @@ pub struct Session {
     /// replace the session the browser had: such a session authenticates nothing.
     #[serde(default = "confirmed_by_default", skip_serializing_if = "is_true")]
     pub confirmed: bool,
+    /// The tenant's idle timeout when the session started, if it set one (else the
+    /// deployment's applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<i64>,
 }
 
 fn confirmed_by_default() -> bool {
@@ -244,9 +248,11 @@ fn is_true(b: &bool) -> bool {
 pub const CONFIRMATION_TTL_SECS: i64 = 300;
 
 impl Session {
-    /// Whether the session is still valid at `now` with an idle timeout of `idle_secs`.
-    pub fn is_live(&self, now: Timestamp, idle_secs: i64) -> bool {
-        self.confirmed && now < self.expires && now < self.last_seen.plus_secs(idle_secs)
+    /// Whether the session is still valid at `now`: confirmed, before its absolute expiry, and
+    /// used within its idle timeout (its tenant's, else `default_idle_secs`).
+    pub fn is_live(&self, now: Timestamp, default_idle_secs: i64) -> bool {
+        let idle = self.idle_secs.unwrap_or(default_idle_secs);
+        self.confirmed && now < self.expires && now < self.last_seen.plus_secs(idle)
     }
 }
 
@@ -506,10 +512,15 @@ mod tests {
             last_seen: Timestamp(1_000),
             expires: Timestamp(100_000),
             confirmed: true,
+            idle_secs: None,
         };
         assert!(s.is_live(Timestamp(10_000), 60));
         assert!(!s.is_live(Timestamp(61_000), 60));
         assert!(!s.is_live(Timestamp(100_000), 1_000));
+        // The tenant's idle timeout, when the session carries one, wins over the default.
+        let s = Session { idle_secs: Some(30), ..s };
+        assert!(!s.is_live(Timestamp(31_000), 60));
+        assert!(s.is_live(Timestamp(30_000), 60));
     }
 }
 /// Timeouts and what the deployment allows.

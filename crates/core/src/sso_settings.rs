@@ -11,7 +11,7 @@ use crate::limit::{Throttle, Unlimited};
 use crate::ports::{SecretStore, TenantSessionStore, TenantStore};
 use crate::sessions::end_sessions_from;
 use crate::sso::{random_secret, IdentityProvider, Issuer, PreviousProvider, SsoConfig, SsoError, SsoPolicy};
-use crate::tenant::{DomainRecord, Tenant, VerifiedBy};
+use crate::tenant::{DomainRecord, SignInPolicy, Tenant, VerifiedBy};
 use crate::token::Secret;
 use crate::usecase::{changed_concurrently, record_or_log, retry_on_conflict, Attempt};
 use crate::Error;
@@ -46,6 +46,8 @@ pub struct SsoSettingsView {
     pub enabled: bool,
     /// When the issuer was bound (`None`: a test sign-in through it is still needed).
     pub issuer_bound_at: Option<Timestamp>,
+    /// The sign-in policies in force (the tenant's, else the deployment's defaults).
+    pub sign_in_policy: SignInPolicy,
     pub updated: Option<Timestamp>,
 }
 
@@ -250,6 +252,41 @@ impl SsoSettingsService {
         saved.ok_or_else(|| SsoError::Store(changed_concurrently("tenant")))
     }
 
+    /// Sets the tenant's sign-in policies (JIT, session lifetimes; bounded by
+    /// [`SignInPolicy::from_minutes`]). New sessions follow them; running ones keep theirs.
+    pub async fn set_sign_in_policy(
+        &self,
+        tenant: &TenantId,
+        policy: SignInPolicy,
+        actor: &Actor,
+    ) -> Result<SignInPolicy, SsoError> {
+        let policy = &policy;
+        let saved = retry_on_conflict(ATTEMPTS, None, |current: Option<Tenant>| async move {
+            let current = match current {
+                Some(t) => t,
+                None => tenant_of(self.store.as_ref(), tenant).await?,
+            };
+            let mut next = current.clone();
+            next.sign_in_policy = Some(*policy);
+            next.version = current.version + 1;
+            match self.store.replace_tenant(&current, &next).await {
+                Ok(()) => {
+                    let event =
+                        AuditEvent::new(tenant, self.clock.now(), AuditAction::SsoSettingsUpdate, actor.to_string())
+                            .details(json!({ "sign_in_policy": {
+                                "jit": policy.jit, "idle_secs": policy.idle_secs, "absolute_secs": policy.absolute_secs
+                            } }));
+                    record_or_log(self.store.as_ref(), &event).await;
+                    Ok(Attempt::Done(*policy))
+                }
+                Err(Error::PreconditionFailed(_)) => Ok(Attempt::Retry(None)),
+                Err(e) => Err(SsoError::from(e)),
+            }
+        })
+        .await?;
+        saved.ok_or_else(|| SsoError::Store(changed_concurrently("tenant")))
+    }
+
     /// The settings, without the secret (only whether one is set).
     pub async fn settings(&self, tenant: &TenantId) -> Result<SsoSettingsView, SsoError> {
         let t = tenant_of(self.store.as_ref(), tenant).await?;
@@ -268,6 +305,7 @@ impl SsoSettingsService {
             verification_token: t.verification_token.clone(),
             enabled: t.sso.as_ref().is_some_and(|s| s.enabled),
             issuer_bound_at: t.sso.as_ref().and_then(|s| s.bound_at),
+            sign_in_policy: SignInPolicy::of(t, &self.policy),
             updated: t.sso.as_ref().map(|s| s.updated),
         }
     }

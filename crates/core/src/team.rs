@@ -4,7 +4,7 @@
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
-use crate::email::fold;
+use crate::email::{fold, UserName};
 use crate::ids::{TenantId, UserId};
 use crate::ports::UserStore;
 use crate::role::Role;
@@ -25,6 +25,14 @@ pub struct RoleChange {
 /// The refusal of a role change for a member that does not exist (or whose id is not one).
 pub fn no_such_member() -> Error {
     Error::NotFound("no such member".into())
+}
+
+/// How a member is named to people: "Display Name (email)", or the email alone.
+pub fn member_label(u: &User) -> String {
+    match u.display_name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => format!("{n} ({})", u.user_name.as_str()),
+        None => u.user_name.as_str().to_string(),
+    }
 }
 
 pub struct TeamService {
@@ -65,6 +73,19 @@ impl TeamService {
         page.truncate(limit);
         let next = if more { page.last().map(|u| u.id.to_string()) } else { None };
         Ok((page, next))
+    }
+
+    /// The names of the tenant's active super_admins (who can grant access), among its first
+    /// [`PAGE_MAX`] members: one store round trip.
+    pub async fn super_admins(&self, tenant: &TenantId) -> Result<Vec<String>> {
+        let members = self.store.list_users(tenant, None, 0, PAGE_MAX).await?;
+        Ok(members.iter().filter(|u| u.counts_as_super_admin()).map(member_label).collect())
+    }
+
+    /// The member whose userName is `email` (compared case-folded), if any.
+    pub async fn find_member(&self, tenant: &TenantId, email: &str) -> Result<Option<User>> {
+        let name = UserName::parse(email).map_err(Error::InvalidValue)?;
+        self.store.find_user_by_user_name(tenant, name.folded()).await
     }
 
     /// Sets a member's role by hand. Refuses to demote the tenant's last active super_admin,

@@ -84,6 +84,50 @@ pub struct Tenant {
     /// Incremented on every change of the tenant record (optimistic concurrency).
     #[serde(default)]
     pub version: u64,
+    /// The sign-in policies a super_admin set (`None`: the deployment's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in_policy: Option<SignInPolicy>,
+}
+
+/// A tenant's sign-in policies: whether a first sign-in creates the member (just in time, as
+/// read_only), and how long its sessions last — idle and absolute, within bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInPolicy {
+    pub jit: bool,
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+impl SignInPolicy {
+    /// Idle timeout bounds: 5 minutes to 4 hours.
+    pub const IDLE_MINUTES: (i64, i64) = (5, 240);
+    /// Absolute lifetime bounds: 15 minutes to 24 hours.
+    pub const ABSOLUTE_MINUTES: (i64, i64) = (15, 1440);
+
+    /// A policy from minutes, or why not: each within its bounds, idle at most absolute.
+    pub fn from_minutes(jit: bool, idle: i64, absolute: i64) -> Result<Self, String> {
+        let (imin, imax) = Self::IDLE_MINUTES;
+        let (amin, amax) = Self::ABSOLUTE_MINUTES;
+        if !(imin..=imax).contains(&idle) {
+            return Err(format!("the idle timeout must be {imin} to {imax} minutes"));
+        }
+        if !(amin..=amax).contains(&absolute) {
+            return Err(format!("the session lifetime must be {amin} to {amax} minutes"));
+        }
+        if idle > absolute {
+            return Err("the idle timeout cannot be longer than the session lifetime".into());
+        }
+        Ok(SignInPolicy { jit, idle_secs: idle * 60, absolute_secs: absolute * 60 })
+    }
+
+    /// The policy in force for `tenant`: its own, else the deployment's timeouts with JIT on.
+    pub fn of(tenant: &Tenant, defaults: &crate::sso::SsoPolicy) -> Self {
+        tenant.sign_in_policy.unwrap_or(SignInPolicy {
+            jit: true,
+            idle_secs: defaults.idle_secs,
+            absolute_secs: defaults.absolute_secs,
+        })
+    }
 }
 
 impl Tenant {

@@ -44,6 +44,7 @@ impl TenantService {
             created: now,
             sso: None,
             version: 1,
+            sign_in_policy: None,
         };
         // Domains named by the operator at creation are verified on the operator's word.
         t.set_domain_records(

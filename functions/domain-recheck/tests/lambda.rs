@@ -52,6 +52,7 @@ async fn domain_recheck_runs_on_its_schedule_through_the_lambda_runtime() {
         created: long_ago,
         sso: None,
         version: 1,
+        sign_in_policy: None,
     };
     tenant.set_domain_records(vec![
         // Still published: stays verified.

@@ -5,7 +5,7 @@ use super::{SignInService, ATTEMPTS};
 use crate::email::{fold, link_key, UserName};
 use crate::ids::UserId;
 use crate::sso::{SsoError, Subject, VerifiedIdToken};
-use crate::tenant::Tenant;
+use crate::tenant::{SignInPolicy, Tenant};
 use crate::usecase::{changed_concurrently, retry_on_conflict, Attempt};
 use crate::user::{Email, Name, RoleSource, User};
 use crate::Error;
@@ -67,6 +67,13 @@ impl SignInService {
                     }
                 }
                 None => {
+                    if !SignInPolicy::of(tenant, &self.policy).jit {
+                        return Err(SsoError::LinkRefused(
+                            "your organisation gives Butterfly accounts through provisioning only: ask your \
+                             administrator for access"
+                                .into(),
+                        ));
+                    }
                     let (email, user_name) = self.jit_email(tenant, token)?;
                     let name = Name {
                         formatted: token.name.clone(),
