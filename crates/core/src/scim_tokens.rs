@@ -84,7 +84,7 @@ impl ScimTokenService {
     }
 
     fn new_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        let token = ScimToken::generate().map_err(Error::Store)?;
+        let token = ScimToken::generate_for(tenant).map_err(Error::Store)?;
         let record = TokenRecord {
             hash: token.hash(),
             tenant: tenant.clone(),
