@@ -52,7 +52,7 @@ source bench/lib.sh   # machine
   echo "# Butterfly performance report"
   echo
   echo "$( [ $SMOKE = 1 ] && echo 'SMOKE RUN (short, debug builds: the figures mean nothing). ' )Taken on: $(machine), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
-  for f in micro:"Micro-benchmarks" side-by-side:"Side by side with scim2-server" scale-curve:"Scale curve" lambda:"Lambda figures"; do
+  for f in micro:"Micro-benchmarks" side-by-side:"Side by side with scim2-server" scale-curve:"Scale curve" lambda:"Lambda figures" costs:"What a million Okta requests cost on AWS"; do
     echo; echo "## ${f#*:}"; echo; cat "$OUT/${f%%:*}.md"
   done
 } >"$OUT/report.md"

@@ -6,7 +6,10 @@
 #   bash bench/lambda-figures.sh                 # package (sam build + cargo-lambda) and run every release binary
 #   bash bench/lambda-figures.sh --from DIR      # only tabulate what tests/run left in DIR (test-artifacts)
 #
-# Writes test-artifacts/bench/lambda.md.
+# Writes test-artifacts/bench/lambda.md, and test-artifacts/bench/costs.md: per Okta request shape,
+# the DynamoDB requests and the capacity units DynamoDB reported (ReturnConsumedCapacity, through
+# the function's SDK interceptor), the time per request, and what a million of each costs on AWS
+# at list on-demand prices (the price table is in bench/prices.env, with its date and sources).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FROM=""
@@ -68,4 +71,63 @@ for fn in sorted(figs):
     ddb = f.get("dynamodb_requests", "—").replace(",", " ")
     print(f'| `{fn}` | {cells} | {f["first_response_ms"]} ms | {rss:.1f} MiB | {f.get("mean_ms", "—")} | {ddb} |')
 PY
-cat "$OUT/lambda.md"
+MEMORY_MB=$(awk '/^Globals:/{g=1} g && /MemorySize:/{print $2; exit}' template.yaml)
+python3 - "$FROM" "$(machine)" "$MEMORY_MB" bench/prices.env >"$OUT/costs.md" <<'PY'
+import glob, math, os, sys
+src, machine, memory_mb, prices_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+price = {}
+for line in open(prices_file):
+    line = line.strip()
+    if line and not line.startswith("#"):
+        k, v = line.split("=", 1)
+        price[k] = v.strip().strip('"')
+shapes = {}
+for log in glob.glob(os.path.join(src, "lambda-release-scim-users.log")):
+    for line in open(log):
+        if "LAMBDA_SHAPE " in line:
+            kv = dict(p.split("=", 1) for p in line.split("LAMBDA_SHAPE ", 1)[1].split() if "=" in p)
+            shapes[kv["shape"]] = kv
+if not shapes:
+    sys.exit("no LAMBDA_SHAPE lines in " + src)
+rows = [
+    ("lookup", "lookup `GET /Users?filter=userName eq \"…\"`"),
+    ("get", "get `GET /Users/{id}`"),
+    ("create", "create `POST /Users`"),
+    ("put", "replace `PUT /Users/{id}`"),
+    ("patch", "`PATCH /Users/{id}` (an attribute)"),
+    ("deactivate", "deactivate `PATCH` `active: false`"),
+    ("reactivate", "reactivate `PATCH` `active: true`"),
+    ("lookup/old_token", "lookup, token without routing part"),
+    ("create/old_token", "create, token without routing part"),
+]
+rru, wru = float(price["DYNAMODB_RRU_PER_MILLION"]), float(price["DYNAMODB_WRU_PER_MILLION"])
+gbs, lreq, apigw = float(price["LAMBDA_ARM64_GB_SECOND"]), float(price["LAMBDA_PER_MILLION"]), float(price["HTTP_API_PER_MILLION"])
+gb = memory_mb / 1024
+print(f"Per Okta request shape, from `functions/scim-users/tests/lambda.rs` (the function's binary under the Runtime API emulator, DynamoDB Local; {machine}). "
+      f"Capacity units as DynamoDB Local reports them (`ReturnConsumedCapacity: TOTAL`, summed by the function's SDK interceptor and logged per request); "
+      f"GB-seconds at the deployed {memory_mb} MB and this run's mean time per request, billed per started millisecond. "
+      f"Prices: {price['REGION']}, list on-demand, as read on {price['PRICES_READ_ON']} (`bench/prices.env`): DynamoDB ${price['DYNAMODB_RRU_PER_MILLION']} per million read request units and ${price['DYNAMODB_WRU_PER_MILLION']} per million write request units, "
+      f"Lambda arm64 ${price['LAMBDA_ARM64_GB_SECOND']} per GB-second and ${price['LAMBDA_PER_MILLION']} per million requests, API Gateway HTTP API ${price['HTTP_API_PER_MILLION']} per million requests. "
+      f"Times here are DynamoDB Local's round trips on loopback through the Runtime API emulator, not AWS's; compare rows, and see docs/performance.md for what limits them.\n")
+print("| request | DynamoDB requests | read units | write units | ms per request (here) | Lambda GB-s | DynamoDB $ per million | Lambda $ per million | all, with API Gateway, $ per million |")
+print("|---|---|---|---|---|---|---|---|---|")
+for key, label in rows:
+    f = shapes.get(key)
+    if not f:
+        continue
+    r, w, ms = float(f["read_units"]), float(f["write_units"]), float(f["mean_ms"])
+    billed_ms = max(1, math.ceil(ms))
+    g = gb * billed_ms / 1000
+    ddb = r * rru + w * wru
+    lam = g * 1e6 * gbs + lreq
+    print(f"| {label} | {f['requests']} | {r:.2f} | {w:.2f} | {ms:.2f} | {g:.6f} | {ddb:.2f} | {lam:.2f} | **{ddb + lam + apigw:.2f}** |")
+lat = {k: float(v["mean_ms"]) for k, v in shapes.items()}
+print()
+print("Time per request, one round trip against two (token read first), same run, same tenant size:\n")
+print("| request | one round trip ms | two round trips ms | two ÷ one |")
+print("|---|---|---|---|")
+for new, old, label in [("lookup", "lookup/old_token", "lookup"), ("create", "create/old_token", "create")]:
+    if new in lat and old in lat:
+        print(f"| {label} | {lat[new]:.2f} | {lat[old]:.2f} | **{lat[old] / lat[new]:.2f}×** |")
+PY
+cat "$OUT/lambda.md" "$OUT/costs.md"

@@ -1,7 +1,8 @@
 //! The store contract: one suite every adapter must pass (the embedded store and DynamoDB
 //! Local run it). Each check gets a fresh, empty store.
 
-use butterfly_core::claims::{TenantClaim, UniqueAttribute};
+use butterfly_core::audit::{AuditAction, AuditEvent};
+use butterfly_core::claims::{TenantClaim, UniqueAttribute, UserClaim};
 use butterfly_core::clock::{Clock, SystemClock, Timestamp};
 use butterfly_core::email::{EmailDomain, UserName};
 use butterfly_core::ids::{TenantId, UserId};
@@ -64,7 +65,7 @@ pub fn user(tenant: &TenantId, name: &str, external_id: Option<&str>) -> User {
 }
 
 fn token(tenant: &TenantId) -> TokenRecord {
-    let t = ScimToken::generate().unwrap();
+    let t = ScimToken::generate_for(tenant).unwrap();
     TokenRecord {
         hash: t.hash(),
         tenant: tenant.clone(),
@@ -189,6 +190,80 @@ pub async fn users(f: Fixture) {
     s.create_user(&user(&other, "alice@example.com", Some("00uALICE"))).await.unwrap();
     assert_eq!(s.count_users(&t).await.unwrap(), 1);
     assert_eq!(s.count_users(&other).await.unwrap(), 1);
+}
+
+/// The one-round-trip reads and writes of a token that names its tenant: the token read with the
+/// claim of a user, and a create in the same atomic write as the check that the token is live.
+pub async fn token_checked_requests(f: Fixture) {
+    let s = &f.store;
+    let (a, b) = (TenantId::generate(), TenantId::generate());
+    let (ta, tb) = (token(&a), token(&b));
+    s.install_token(&ta, None).await.unwrap();
+    s.install_token(&tb, None).await.unwrap();
+    let alice = user(&a, "Alice@Example.com", Some("00uALICE"));
+    let bob = user(&b, "bob@example.com", Some("00uBOB"));
+    s.create_user(&alice).await.unwrap();
+    s.create_user(&bob).await.unwrap();
+    let un = |t: &TenantId, n: &str| UserClaim::UserName { tenant: t.clone(), folded: n.into() };
+    let ext = |t: &TenantId, e: &str| UserClaim::ExternalId { tenant: t.clone(), external_id: e.into() };
+
+    let found = s.resolve_token_and_find_user(&ta.hash, &un(&a, "alice@example.com")).await.unwrap();
+    assert_eq!(found, (Some(ta.clone()), Some(alice.clone())));
+    let found = s.resolve_token_and_find_user(&ta.hash, &ext(&a, "00uALICE")).await.unwrap();
+    assert_eq!(found, (Some(ta.clone()), Some(alice.clone())));
+    let found = s.resolve_token_and_find_user(&ta.hash, &un(&a, "nobody@example.com")).await.unwrap();
+    assert_eq!(found, (Some(ta.clone()), None), "a miss still proves (or not) the token");
+    // Another tenant's claim with A's token: A's record (the caller refuses it), never B's user.
+    let found = s.resolve_token_and_find_user(&ta.hash, &un(&b, "bob@example.com")).await.unwrap();
+    assert_eq!(found, (Some(ta.clone()), None), "no user of another tenant");
+    let found = s.resolve_token_and_find_user(&token(&a).hash, &un(&a, "alice@example.com")).await.unwrap();
+    assert_eq!(found, (None, None), "no user without a token");
+
+    // A create checked against a live token of the user's tenant.
+    let t0 = now();
+    let carol = user(&a, "carol@example.com", None);
+    let ev = AuditEvent::new(&a, t0, AuditAction::ScimUserCreate, "scim").target(carol.id);
+    s.create_user_checked(&carol, Some(&ev), &ta.hash, t0).await.unwrap();
+    assert_eq!(s.get_user(&a, &carol.id).await.unwrap(), Some(carol.clone()));
+    assert_eq!(s.count_users(&a).await.unwrap(), 2);
+    assert!(s.audit_page(&a, None, 100).await.unwrap().iter().any(|e| e.id == ev.id));
+
+    // Refused, with nothing written (no user, no claim, no count, no audit event): a token of
+    // another tenant, an unknown token, and — ahead of a taken userName — an unknown token.
+    let refused = |r: butterfly_core::Result<()>| matches!(r, Err(Error::Unauthorized(_)));
+    let dave = user(&b, "dave@example.com", None);
+    let ev = AuditEvent::new(&b, t0, AuditAction::ScimUserCreate, "scim").target(dave.id);
+    assert!(refused(s.create_user_checked(&dave, Some(&ev), &ta.hash, t0).await), "A's token writing into B");
+    assert!(refused(s.create_user_checked(&dave, None, &token(&b).hash, t0).await), "an unknown token");
+    let dup = user(&a, "ALICE@example.com", None);
+    assert!(refused(s.create_user_checked(&dup, None, &token(&a).hash, t0).await), "the token is checked first");
+    assert!(matches!(
+        s.create_user_checked(&dup, None, &ta.hash, t0).await,
+        Err(Error::Taken(Taken::User(UniqueAttribute::UserName)))
+    ));
+    assert_eq!(s.get_user(&b, &dave.id).await.unwrap(), None);
+    assert_eq!(s.find_user_by_user_name(&b, "dave@example.com").await.unwrap(), None);
+    assert_eq!((s.count_users(&a).await.unwrap(), s.count_users(&b).await.unwrap()), (2, 1));
+    assert!(!s.audit_page(&b, None, 100).await.unwrap().iter().any(|e| e.id == ev.id));
+
+    // Rotation with overlap: the old token works until its deadline, not after; once retired
+    // (the new token's first use), not at all; and after an immediate rotation, neither.
+    let ta2 = token(&a);
+    let until = Timestamp(t0.millis() + 60_000);
+    s.install_token_with_overlap(&ta2, &TokenSlots { current: ta.hash, previous: None }, until).await.unwrap();
+    let erin = user(&a, "erin@example.com", None);
+    assert!(refused(s.create_user_checked(&erin, None, &ta.hash, Timestamp(until.millis() + 1)).await), "past it");
+    s.create_user_checked(&erin, None, &ta.hash, t0).await.unwrap();
+    s.retire_previous(&a, &ta2.hash, &ta.hash).await.unwrap();
+    let fred = user(&a, "fred@example.com", None);
+    assert!(refused(s.create_user_checked(&fred, None, &ta.hash, t0).await), "a retired token");
+    s.create_user_checked(&fred, None, &ta2.hash, t0).await.unwrap();
+    let ta3 = token(&a);
+    s.install_token(&ta3, Some(&TokenSlots { current: ta2.hash, previous: None })).await.unwrap();
+    let gail = user(&a, "gail@example.com", None);
+    assert!(refused(s.create_user_checked(&gail, None, &ta2.hash, t0).await), "a rotated-away token");
+    assert_eq!(s.get_user(&a, &gail.id).await.unwrap(), None);
+    assert_eq!(s.count_users(&a).await.unwrap(), 4);
 }
 
 pub async fn versioned_replace_and_delete(f: Fixture) {
@@ -768,6 +843,10 @@ macro_rules! store_contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn users() {
             $crate::contract::users($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn token_checked_requests() {
+            $crate::contract::token_checked_requests($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn versioned_replace_and_delete() {

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use butterfly_core::audit::AuditEvent;
+use butterfly_core::claims::UserClaim;
 use butterfly_core::clock::Timestamp;
 use butterfly_core::email::EmailDomain;
 use butterfly_core::ids::{TenantId, UserId};
@@ -186,6 +187,16 @@ impl<S: UserStore, H: Hook> UserStore for Intercepted<S, H> {
         id: &UserId,
     ) -> Result<(Option<TokenRecord>, Option<User>)> {
         self.call("resolve_token_and_get_user", self.inner.resolve_token_and_get_user(h, id)).await
+    }
+    async fn resolve_token_and_find_user(
+        &self,
+        h: &TokenHash,
+        c: &UserClaim,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
+        self.call("resolve_token_and_find_user", self.inner.resolve_token_and_find_user(h, c)).await
+    }
+    async fn create_user_checked(&self, u: &User, a: Option<&AuditEvent>, h: &TokenHash, now: Timestamp) -> Result<()> {
+        self.call("create_user_checked", self.inner.create_user_checked(u, a, h, now)).await
     }
     async fn create_user_audited(&self, u: &User, a: Option<&AuditEvent>) -> Result<()> {
         self.call("create_user", self.inner.create_user_audited(u, a)).await

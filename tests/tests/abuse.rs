@@ -271,7 +271,7 @@ async fn scim_writes_authenticate_before_reading_the_body() {
     let app = TestApp::spawn().await;
     let created = app.create_user(&okta_user("w@acme.test", "W", "X")).await;
     let id = created["id"].as_str().unwrap();
-    let forged = butterfly_core::token::ScimToken::generate().unwrap();
+    let forged = butterfly_core::token::ScimToken::generate_for(&app.tenant).unwrap();
     for method in [Method::PUT, Method::PATCH] {
         let r = app
             .req_as(method.clone(), &format!("/Users/{id}"), forged.secret().expose())

@@ -20,7 +20,7 @@ async fn every_expiring_item_carries_the_ttl_attribute() {
     let t = TenantId::generate();
     let u = UserId::generate();
     let token = |_: u8| {
-        let s = ScimToken::generate().unwrap();
+        let s = ScimToken::generate_for(&t).unwrap();
         TokenRecord {
             hash: s.hash(),
             tenant: t.clone(),

@@ -16,7 +16,7 @@ async fn unauthorized_requests_get_scim_401s() {
     expect_error(r, StatusCode::UNAUTHORIZED, None).await;
     let r = app.client.get(&url).header("Authorization", "Bearer non-token").send().await.unwrap();
     expect_error(r, StatusCode::UNAUTHORIZED, None).await;
-    let fresh = butterfly_core::token::ScimToken::generate().unwrap();
+    let fresh = butterfly_core::token::ScimToken::generate_for(&app.tenant).unwrap();
     let r = app
         .client
         .get(&url)

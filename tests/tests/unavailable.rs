@@ -35,7 +35,7 @@ async fn an_unreachable_table_is_a_503_with_retry_after() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let token = butterfly_core::token::ScimToken::generate().unwrap();
+    let token = butterfly_core::token::ScimToken::generate_for(&butterfly_core::ids::TenantId::generate()).unwrap();
     let r = reqwest::Client::new()
         .get(format!("{origin}/scim/v2/Users?filter=userName%20eq%20%22a%40b.io%22"))
         .header("Authorization", format!("Bearer {}", token.secret().expose()))

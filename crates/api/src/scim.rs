@@ -149,13 +149,15 @@ fn user_response(base: &str, status: StatusCode, u: &User, p: &Projection) -> Re
 
 async fn list_users(
     State(s): State<ScimState>,
-    ScimCaller(caller): ScimCaller,
+    PresentedToken(token): PresentedToken,
     headers: HeaderMap,
     uri: Uri,
 ) -> ScimAnswer {
     let pairs = query_pairs(uri.query());
-    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let page = s.service.list_users(&caller, &q).await?;
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    // The token is checked before a query error is answered; a lookup may read both at once.
+    let page = s.service.list_users_as(&token, q.clone()).await?;
+    let q = q?;
     let base = s.base(&headers);
     let resources = page
         .users
@@ -171,13 +173,13 @@ async fn list_users(
 
 async fn create_user(
     State(s): State<ScimState>,
-    ScimCaller(caller): ScimCaller,
+    PresentedToken(token): PresentedToken,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
 ) -> ScimAnswer {
-    let v = json_body(&headers, body).await?;
-    let u = s.service.create_user(&caller, &v).await?;
+    // The token is checked before a body error is answered; it may be checked in the write.
+    let u = s.service.create_user_as(&token, json_body(&headers, body).await).await?;
     Ok(user_response(&s.base(&headers), StatusCode::CREATED, &u, &projection(&uri)))
 }
 

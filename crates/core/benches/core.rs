@@ -69,7 +69,7 @@ fn benches(c: &mut Criterion) {
             x
         })
     });
-    let token = ScimToken::generate().unwrap();
+    let token = ScimToken::generate_for(&butterfly_core::ids::TenantId::generate()).unwrap();
     let presented = token.secret().expose().to_string();
     c.bench_function("token: parse + SHA-256", |b| b.iter(|| ScimToken::parse(black_box(&presented)).unwrap().hash()));
     let key = CursorKey::new([7; 32]);

@@ -139,6 +139,24 @@ impl TenantQuota {
         Ok(())
     }
 
+    /// Spends one request of the tenant's quota from what this instance already holds, without
+    /// asking the shared counter: `false` when nothing is held here for this window (then call
+    /// [`TenantQuota::admit`] once the caller is authenticated).
+    pub fn spend_held(&self, tenant: &TenantId, now: Timestamp) -> bool {
+        self.spend_local(tenant, Self::window_of(now)) == Some(true)
+    }
+
+    /// Gives back a request spent with [`TenantQuota::spend_held`] at `now` whose token the
+    /// store then refused (a refused request does not count against the tenant).
+    pub fn give_back(&self, tenant: &TenantId, now: Timestamp) {
+        let window = Self::window_of(now);
+        if let Ok(mut leases) = self.leases.lock() {
+            if let Some(l) = leases.get_mut(tenant).filter(|l| l.window == window) {
+                l.left = l.left.saturating_add(1);
+            }
+        }
+    }
+
     fn limited(&self, window: i64, now: Timestamp) -> Error {
         let next = (window + 1) * WINDOW_SECS * 1000;
         let wait = ((next - now.millis()) + 999) / 1000;

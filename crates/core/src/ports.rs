@@ -4,6 +4,7 @@
 //! `Uniqueness`/`PreconditionFailed`/`Conflict`, throttling into `Unavailable`.
 
 use crate::audit::AuditEvent;
+use crate::claims::UserClaim;
 use crate::clock::Timestamp;
 use crate::email::EmailDomain;
 use crate::error::Result;
@@ -78,6 +79,25 @@ pub trait UserStore: Send + Sync {
         hash: &TokenHash,
         id: &UserId,
     ) -> Result<(Option<TokenRecord>, Option<User>)>;
+    /// One round trip for a lookup with a token that names its tenant: the token's record and
+    /// the user holding `claim` (a claim of that tenant). The user comes back only with a record
+    /// of the claim's tenant; the caller still checks the record (hash, deadline, routing part).
+    async fn resolve_token_and_find_user(
+        &self,
+        hash: &TokenHash,
+        claim: &UserClaim,
+    ) -> Result<(Option<TokenRecord>, Option<User>)>;
+    /// One round trip for a create with a token that names its tenant: `create_user_audited`,
+    /// in the same atomic write as the check that `token` is still a live token of
+    /// `user.tenant` at `now` (not rotated away or retired, not past its deadline), else
+    /// `Unauthorized` (checked before the uniqueness conditions: a refused token learns nothing).
+    async fn create_user_checked(
+        &self,
+        user: &User,
+        audit: Option<&AuditEvent>,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<()>;
     /// Creates a user, claiming its case-folded `userName` and its `externalId` within the
     /// tenant in the same atomic write (`Uniqueness` naming the attribute if taken).
     async fn create_user(&self, user: &User) -> Result<()> {

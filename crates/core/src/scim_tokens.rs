@@ -84,7 +84,7 @@ impl ScimTokenService {
     }
 
     fn new_token(&self, tenant: &TenantId) -> Result<IssuedToken> {
-        let token = ScimToken::generate().map_err(Error::store)?;
+        let token = ScimToken::generate_for(tenant).map_err(Error::store)?;
         let record = TokenRecord {
             hash: token.hash(),
             tenant: tenant.clone(),

@@ -3,7 +3,7 @@
 
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
-use crate::claims::UniqueAttribute;
+use crate::claims::{UniqueAttribute, UserClaim};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result, Taken};
 use crate::ids::{TenantId, UserId};
@@ -16,11 +16,12 @@ use crate::scim::filter::{self, Filter, Lookup};
 use crate::scim::list::{ListQuery, Paging};
 use crate::scim::patch;
 use crate::scim::USER_SCHEMA;
-use crate::token::{invalid_scim_token, ScimToken, TokenHash, TokenRecord};
+use crate::token::{invalid_scim_token, ScimToken, TokenHash, TokenRecord, LAST_USED_GRANULARITY_SECS};
 use crate::usecase::{retry_on_conflict, Attempt};
 use crate::user::User;
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// How often an unconditional read-modify-write is retried when another writer got there first.
 const WRITE_ATTEMPTS: usize = 8;
@@ -107,6 +108,40 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!("User {id} not found"))
 }
 
+/// What this instance saw of each token's bookkeeping: the last-used time it read or recorded.
+/// A hint, never a credential (every request still proves its token in the store); it only says
+/// whether a create may skip the token read because nothing is due (no first-use retirement, no
+/// last-used update within [`LAST_USED_GRANULARITY_SECS`]).
+#[derive(Default)]
+struct TokenUseHints(Mutex<HashMap<TokenHash, Timestamp>>);
+
+/// Hints kept per instance at most; past it they are dropped (each costs one token read again).
+const MAX_HINTS: usize = 10_000;
+
+impl TokenUseHints {
+    fn note(&self, hash: TokenHash, last_used: Timestamp) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= MAX_HINTS {
+                m.clear();
+            }
+            m.insert(hash, last_used);
+        }
+    }
+    fn forget(&self, hash: &TokenHash) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(hash);
+        }
+    }
+    /// The token's use was recorded (and so its first-use retirement done) within the last
+    /// granularity window, as far as this instance knows.
+    fn nothing_due(&self, hash: &TokenHash, now: Timestamp) -> bool {
+        self.0.lock().ok().and_then(|m| m.get(hash).copied()).is_some_and(|t| {
+            let age = now.millis() - t.millis();
+            (0..LAST_USED_GRANULARITY_SECS * 1000).contains(&age)
+        })
+    }
+}
+
 /// SCIM provisioning of users.
 #[derive(Clone)]
 pub struct ScimService {
@@ -115,6 +150,7 @@ pub struct ScimService {
     cursor_key: CursorKey,
     revoker: Revoker,
     quota: Arc<TenantQuota>,
+    hints: Arc<TokenUseHints>,
 }
 
 /// What an audit event of a SCIM write says about the user (never secrets).
@@ -136,7 +172,7 @@ impl ScimService {
     ) -> Self {
         let revoker = Revoker::new(store.clone(), clock.clone());
         let quota = Arc::new(TenantQuota::new(store.clone(), quota));
-        ScimService { store, clock, cursor_key, revoker, quota }
+        ScimService { store, clock, cursor_key, revoker, quota, hints: Arc::default() }
     }
 
     async fn record_use_and_retire_replaced(&self, rec: &TokenRecord, now: Timestamp) {
@@ -146,33 +182,47 @@ impl ScimService {
                 // the next request tries again, and the old token's deadline holds meanwhile.
                 if let Err(e) = self.store.retire_previous(&rec.tenant, &rec.hash, old).await {
                     tracing::warn!(error = %e, "the overlapped SCIM token was not retired yet");
+                    return;
                 }
             }
         }
         if rec.last_used_is_stale(now) {
             // A failed last-used update must not fail the request.
-            if let Err(e) = self.store.record_token_use(&rec.hash, now).await {
-                tracing::warn!(error = %e, "the SCIM token's last use was not recorded");
+            match self.store.record_token_use(&rec.hash, now).await {
+                Ok(()) => self.hints.note(rec.hash, now),
+                Err(e) => tracing::warn!(error = %e, "the SCIM token's last use was not recorded"),
             }
+        } else if let Some(t) = rec.last_used {
+            self.hints.note(rec.hash, t);
         }
     }
 
-    fn check_record(&self, presented: &TokenHash, rec: Option<TokenRecord>) -> Result<TokenRecord> {
+    /// The record a token's hash found, if it proves the token: same hash, before its deadline,
+    /// and of the tenant the token names (a token whose routing part names another tenant is
+    /// refused like an unknown one).
+    fn check_record(&self, token: &ScimToken, rec: Option<TokenRecord>) -> Result<TokenRecord> {
+        let presented = token.hash();
         match rec {
-            Some(r) if r.hash.ct_eq(presented) && r.is_live(self.clock.now()) => Ok(r),
+            Some(r) if r.hash.ct_eq(&presented) && r.is_live(self.clock.now()) && token.routes_to(&r.tenant) => Ok(r),
             _ => Err(invalid_scim_token()),
         }
+    }
+
+    /// A proven token's request: spends one request of the tenant's quota, does the token's
+    /// bookkeeping (last use, first-use retirement), and names the caller.
+    async fn admit(&self, token: &ScimToken, rec: Option<TokenRecord>) -> Result<Caller> {
+        let rec = self.check_record(token, rec)?;
+        let now = self.clock.now();
+        self.quota.admit(&rec.tenant, now).await?;
+        self.record_use_and_retire_replaced(&rec, now).await;
+        Ok(Caller { tenant: rec.tenant, token: rec.hash })
     }
 
     /// Authenticates a request by its token (from the `Authorization` header:
     /// [`ScimToken::from_authorization`]), and spends one request of the tenant's SCIM quota.
     pub async fn authenticate(&self, token: &ScimToken) -> Result<Caller> {
-        let hash = token.hash();
-        let rec = self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
-        let now = self.clock.now();
-        self.quota.admit(&rec.tenant, now).await?;
-        self.record_use_and_retire_replaced(&rec, now).await;
-        Ok(Caller { tenant: rec.tenant, token: hash })
+        let rec = self.store.resolve_token(&token.hash()).await?;
+        self.admit(token, rec).await
     }
 
     /// Authenticates and reads the user in one store round trip.
@@ -180,15 +230,11 @@ impl ScimService {
         let hash = token.hash();
         let Some(uid) = UserId::parse(id) else {
             // Not one of our ids: authenticate anyway so a bad token is still a 401.
-            self.check_record(&hash, self.store.resolve_token(&hash).await?)?;
+            self.check_record(token, self.store.resolve_token(&hash).await?)?;
             return Err(not_found(id));
         };
         let (rec, user) = self.store.resolve_token_and_get_user(&hash, &uid).await?;
-        let rec = self.check_record(&hash, rec)?;
-        let now = self.clock.now();
-        self.quota.admit(&rec.tenant, now).await?;
-        self.record_use_and_retire_replaced(&rec, now).await;
-        let caller = Caller { tenant: rec.tenant, token: hash };
+        let caller = self.admit(token, rec).await?;
         match user {
             Some(u) if u.tenant == caller.tenant => Ok((caller, u)),
             _ => Err(not_found(id)),
@@ -200,16 +246,51 @@ impl ScimService {
     }
 
     pub async fn create_user(&self, caller: &Caller, body: &Value) -> Result<User> {
-        let o = resource_body(body)?;
-        let draft = Draft::parse(&normalize(o))?;
-        let user = draft.into_new_user(NewUserBase {
-            id: UserId::generate(),
-            tenant: caller.tenant.clone(),
-            now: self.clock.now(),
-        })?;
+        let user = self.new_user(&caller.tenant, body)?;
         let audit = scim_audit(AuditAction::ScimUserCreate, &user, user.created);
         self.store.create_user_audited(&user, Some(&audit)).await.map_err(|e| explain_uniqueness(e, &user))?;
         Ok(user)
+    }
+
+    fn new_user(&self, tenant: &TenantId, body: &Value) -> Result<User> {
+        let draft = Draft::parse(&normalize(resource_body(body)?))?;
+        draft.into_new_user(NewUserBase { id: UserId::generate(), tenant: tenant.clone(), now: self.clock.now() })
+    }
+
+    /// `POST /Users` as sent: the token and the body (or why it could not be read). In one store
+    /// round trip when it can be — the token names its tenant, this instance holds quota for
+    /// it, and nothing of the token's bookkeeping is due — the user is written in the same
+    /// atomic write as the check that the token is live; otherwise the token is read first (two
+    /// round trips). A bad token is a 401 whatever the body: a body error is answered only
+    /// after the token was read and proven.
+    /// `E` is the caller's error type, so that a body its HTTP layer could not read (too large,
+    /// wrong media type) is answered as that layer words it, after the token check.
+    pub async fn create_user_as<E: From<Error>>(
+        &self,
+        token: &ScimToken,
+        body: std::result::Result<Value, E>,
+    ) -> std::result::Result<User, E> {
+        let (hash, now) = (token.hash(), self.clock.now());
+        if let (Some(tenant), Ok(v)) = (token.route(), &body) {
+            if self.hints.nothing_due(&hash, now) {
+                if let Ok(user) = self.new_user(&tenant, v) {
+                    if self.quota.spend_held(&tenant, now) {
+                        let audit = scim_audit(AuditAction::ScimUserCreate, &user, user.created);
+                        return match self.store.create_user_checked(&user, Some(&audit), &hash, now).await {
+                            Ok(()) => Ok(user),
+                            Err(Error::Unauthorized(_)) => {
+                                self.quota.give_back(&tenant, now);
+                                self.hints.forget(&hash);
+                                Err(invalid_scim_token().into())
+                            }
+                            Err(e) => Err(explain_uniqueness(e, &user).into()),
+                        };
+                    }
+                }
+            }
+        }
+        let caller = self.authenticate(token).await?;
+        Ok(self.create_user(&caller, &body?).await?)
     }
 
     /// Authenticates a write to `/Users/{id}` and reads the user, in one store round trip,
@@ -302,7 +383,44 @@ impl ScimService {
         Ok(())
     }
 
+    /// `GET /Users` as sent: the token and the query (or why it could not be read). A lookup of
+    /// one `userName`, `externalId` or `id` with a token that names its tenant reads the token and
+    /// the user in one store round trip; anything else authenticates first (a bad token is a 401
+    /// whatever the query), then lists.
+    pub async fn list_users_as(&self, token: &ScimToken, q: Result<ListQuery>) -> Result<UserPage> {
+        if let (Some(tenant), Ok(q)) = (token.route(), &q) {
+            let single = q.filter.as_deref().and_then(|f| filter::parse(f).ok()).and_then(|f| f.lookups());
+            if let Some([one]) = single.as_deref() {
+                let hash = token.hash();
+                let (rec, user) = match one {
+                    Lookup::UserName(folded) => {
+                        let claim = UserClaim::UserName { tenant, folded: folded.clone() };
+                        self.store.resolve_token_and_find_user(&hash, &claim).await?
+                    }
+                    Lookup::ExternalId(e) => {
+                        let claim = UserClaim::ExternalId { tenant, external_id: e.clone() };
+                        self.store.resolve_token_and_find_user(&hash, &claim).await?
+                    }
+                    Lookup::Id(id) => match UserId::parse(id) {
+                        Some(uid) => self.store.resolve_token_and_get_user(&hash, &uid).await?,
+                        None => (self.store.resolve_token(&hash).await?, None),
+                    },
+                };
+                let caller = self.admit(token, rec).await?;
+                let found = user.filter(|u| u.tenant == caller.tenant).into_iter().collect();
+                return self.list(&caller, q, Some(found)).await;
+            }
+        }
+        let caller = self.authenticate(token).await?;
+        self.list_users(&caller, &q?).await
+    }
+
     pub async fn list_users(&self, caller: &Caller, q: &ListQuery) -> Result<UserPage> {
+        self.list(caller, q, None).await
+    }
+
+    /// A listing; `found`: the users the filter's lookups found, if already read.
+    async fn list(&self, caller: &Caller, q: &ListQuery, found: Option<Vec<User>>) -> Result<UserPage> {
         let filter = q.filter.as_deref().map(filter::parse).transpose().map_err(Error::InvalidFilter)?;
         let fingerprint = cursor::query_fingerprint(q.filter.as_deref());
         let now = self.clock.now();
@@ -324,7 +442,10 @@ impl ScimService {
         let lookups = filter.as_ref().and_then(Filter::lookups);
         match (lookups, &q.paging) {
             (Some(lookups), paging) => {
-                let mut found = self.lookup(&caller.tenant, &lookups).await?;
+                let mut found = match found {
+                    Some(f) => f,
+                    None => self.lookup(&caller.tenant, &lookups).await?,
+                };
                 if let Some(f) = &filter {
                     found.retain(|u| f.matches(&crate::scim::doc::user_json(u, "")));
                 }

@@ -1,8 +1,15 @@
 //! SCIM bearer tokens: generated here, shown once, stored only as a SHA-256 hash.
 //!
-//! Format: `bfy_scim_` + 43 base64url characters (256 random bits) + 8 hex digits of a CRC-32
-//! over the rest. The prefix lets secret scanners recognise a leaked token; the checksum lets
-//! us refuse a mistyped or made-up token without a store round trip.
+//! Format: `bfy_scim_` + 43 base64url characters (256 random bits) + 22 base64url characters
+//! naming the tenant (its id's 16 bytes: the *routing part*) + 8 hex digits of a CRC-32 over the
+//! rest. The prefix lets secret scanners recognise a leaked token; the checksum lets us refuse a
+//! mistyped or made-up token without a store round trip; the routing part lets a request read
+//! the token and the tenant's user in one store round trip (`docs/performance.md`). The routing
+//! part is a claim, not a credential: the hash covers the whole token, and a token is accepted
+//! only if the tenant of its stored record is the tenant it names ([`ScimToken::routes_to`]).
+//!
+//! Tokens issued before the routing part existed (`bfy_scim_` + 43 + 8, no routing part) keep
+//! working: they are authenticated by their hash alone, on the two-round-trip path.
 
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -15,7 +22,11 @@ use subtle::ConstantTimeEq;
 
 pub const SCIM_TOKEN_PREFIX: &str = "bfy_scim_";
 const BODY_LEN: usize = 43;
-const TOKEN_LEN: usize = SCIM_TOKEN_PREFIX.len() + BODY_LEN + 8;
+/// A tenant id's 16 bytes in base64url.
+const ROUTE_LEN: usize = 22;
+/// A token issued before the routing part existed.
+const LEGACY_TOKEN_LEN: usize = SCIM_TOKEN_PREFIX.len() + BODY_LEN + 8;
+const TOKEN_LEN: usize = SCIM_TOKEN_PREFIX.len() + BODY_LEN + ROUTE_LEN + 8;
 /// How many leading characters of a token may be shown to identify it.
 pub const DISPLAY_PREFIX_LEN: usize = SCIM_TOKEN_PREFIX.len() + 4;
 /// Last-used times are written at most this often per token, not on every request.
@@ -54,28 +65,71 @@ impl fmt::Display for Secret {
 pub struct ScimToken(Secret);
 
 impl ScimToken {
-    pub fn generate() -> Result<Self, String> {
+    /// A new token for `tenant`, with the tenant's routing part.
+    pub fn generate_for(tenant: &TenantId) -> Result<Self, String> {
+        let route = uuid::Uuid::parse_str(tenant.as_str()).map_err(|_| "the tenant id is not a UUID".to_string())?;
+        Self::generate_with(Some(route.as_bytes()))
+    }
+
+    /// A token in the format issued before the routing part existed (still accepted; tests use
+    /// it to exercise that path).
+    pub fn generate_legacy() -> Result<Self, String> {
+        Self::generate_with(None)
+    }
+
+    fn generate_with(route: Option<&[u8; 16]>) -> Result<Self, String> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
         let mut s = String::with_capacity(TOKEN_LEN);
         s.push_str(SCIM_TOKEN_PREFIX);
         s.push_str(&URL_SAFE_NO_PAD.encode(bytes));
+        if let Some(r) = route {
+            s.push_str(&URL_SAFE_NO_PAD.encode(r));
+        }
         let crc = crc32fast::hash(s.as_bytes());
         s.push_str(&format!("{crc:08x}"));
         Ok(ScimToken(Secret(s)))
     }
 
-    /// Accepts a presented token if it has our shape and checksum. This is a format check,
-    /// not authentication: only the store lookup of its hash says whether it is valid.
+    /// Accepts a presented token if it has our shape and checksum (with or without a routing
+    /// part). This is a format check, not authentication: only the store lookup of its hash
+    /// says whether it is valid.
     pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != TOKEN_LEN || !s.starts_with(SCIM_TOKEN_PREFIX) || !s.is_ascii() {
+        if !(s.len() == TOKEN_LEN || s.len() == LEGACY_TOKEN_LEN) || !s.starts_with(SCIM_TOKEN_PREFIX) || !s.is_ascii()
+        {
             return None;
         }
-        let (body, crc) = s.split_at(TOKEN_LEN - 8);
+        let (body, crc) = s.split_at(s.len() - 8);
         let expected = format!("{:08x}", crc32fast::hash(body.as_bytes()));
         let body_ok =
             body[SCIM_TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        (body_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes()))).then(|| ScimToken(Secret(s.to_string())))
+        let token = ScimToken(Secret(s.to_string()));
+        // A routing part must decode to a tenant id (checked here so `route` cannot fail later).
+        let route_ok = s.len() == LEGACY_TOKEN_LEN || token.route().is_some();
+        (body_ok && route_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes()))).then_some(token)
+    }
+
+    /// The tenant the token names, if it has a routing part (tokens issued before it existed do
+    /// not). Not authenticated: see [`ScimToken::routes_to`].
+    pub fn route(&self) -> Option<TenantId> {
+        let s = self.0.expose();
+        if s.len() != TOKEN_LEN {
+            return None;
+        }
+        let start = SCIM_TOKEN_PREFIX.len() + BODY_LEN;
+        let raw = URL_SAFE_NO_PAD.decode(&s[start..start + ROUTE_LEN]).ok()?;
+        let bytes: [u8; 16] = raw.try_into().ok()?;
+        TenantId::parse(&uuid::Uuid::from_bytes(bytes).to_string())
+    }
+
+    /// Whether the token may belong to `tenant` (the tenant of the record its hash found): a
+    /// token without a routing part may; a routed token only if it names `tenant`. Compared in
+    /// constant time; a mismatch is refused like any unknown token.
+    pub fn routes_to(&self, tenant: &TenantId) -> bool {
+        match self.route() {
+            None => self.0.expose().len() == LEGACY_TOKEN_LEN,
+            Some(r) => bool::from(r.as_str().as_bytes().ct_eq(tenant.as_str().as_bytes())),
+        }
     }
 
     /// The token of an `Authorization` header, as the HTTP layer reads it: `Bearer <token>` or,
@@ -200,19 +254,46 @@ mod tests {
 
     #[test]
     fn generated_tokens_parse_and_hash_stably() {
-        let t = ScimToken::generate().unwrap();
+        let tenant = TenantId::generate();
+        let t = ScimToken::generate_for(&tenant).unwrap();
         let s = t.secret().expose().to_string();
         assert!(s.starts_with("bfy_scim_"));
         assert_eq!(s.len(), TOKEN_LEN);
         let again = ScimToken::parse(&s).unwrap();
         assert_eq!(again.hash(), t.hash());
         assert_eq!(TokenHash::from_hex(&t.hash().to_hex()), Some(t.hash()));
-        assert_ne!(ScimToken::generate().unwrap().hash(), t.hash());
+        assert_ne!(ScimToken::generate_for(&tenant).unwrap().hash(), t.hash());
+        assert_eq!(again.route(), Some(tenant.clone()));
+        assert!(again.routes_to(&tenant));
+        assert!(!again.routes_to(&TenantId::generate()));
+        // The first characters shown to tell tokens apart come from the random part.
+        assert_ne!(ScimToken::generate_for(&tenant).unwrap().display_prefix(), t.display_prefix());
+    }
+
+    #[test]
+    fn tokens_without_a_routing_part_still_parse() {
+        let t = ScimToken::generate_legacy().unwrap();
+        let s = t.secret().expose().to_string();
+        assert_eq!(s.len(), LEGACY_TOKEN_LEN);
+        let again = ScimToken::parse(&s).unwrap();
+        assert_eq!((again.route(), again.hash()), (None, t.hash()));
+        assert!(again.routes_to(&TenantId::generate()), "authenticated by its hash alone");
+    }
+
+    #[test]
+    fn a_routing_part_that_is_not_a_tenant_id_is_refused() {
+        // 22 characters whose last one carries bits past the 16 bytes: not a canonical encoding.
+        let mut s = String::from(SCIM_TOKEN_PREFIX);
+        s.push_str(&"A".repeat(BODY_LEN));
+        s.push_str(&"B".repeat(ROUTE_LEN));
+        let crc = crc32fast::hash(s.as_bytes());
+        s.push_str(&format!("{crc:08x}"));
+        assert!(ScimToken::parse(&s).is_none());
     }
 
     #[test]
     fn rejects_tampered_or_foreign_tokens() {
-        let s = ScimToken::generate().unwrap().secret().expose().to_string();
+        let s = ScimToken::generate_for(&TenantId::generate()).unwrap().secret().expose().to_string();
         let mut chars: Vec<char> = s.chars().collect();
         chars[12] = if chars[12] == 'A' { 'B' } else { 'A' };
         let tampered: String = chars.into_iter().collect();
@@ -225,7 +306,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let t = ScimToken::generate().unwrap();
+        let t = ScimToken::generate_for(&TenantId::generate()).unwrap();
         let dbg = format!("{t:?} {}", t.secret());
         assert!(!dbg.contains(&t.secret().expose()[9..20]), "{dbg}");
     }

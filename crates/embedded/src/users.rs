@@ -8,11 +8,12 @@ use crate::EmbeddedStore;
 use async_trait::async_trait;
 use butterfly_core::audit::AuditEvent;
 use butterfly_core::claims::{ClaimDiff, UserClaim};
+use butterfly_core::clock::Timestamp;
 use butterfly_core::error::StoreResultExt;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::UserStore;
 use butterfly_core::sso::Subject;
-use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::token::{invalid_scim_token, TokenHash, TokenRecord};
 use butterfly_core::user::{User, LAST_SUPER_ADMIN};
 use butterfly_core::{Error, Result};
 use redb::{ReadableTable, WriteTransaction};
@@ -32,6 +33,19 @@ fn move_user_claims(tx: &WriteTransaction, diff: &ClaimDiff<UserClaim>, user: &U
         unique.remove(user_claim_key(claim).as_str()).or_store_error()?;
     }
     Ok(())
+}
+
+/// A user's creation inside a write transaction: the audit event, the user, its claims, the count.
+fn create_in_tx(tx: &WriteTransaction, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
+    write_audit(tx, audit)?;
+    let mut users = tx.open_table(USERS).or_store_error()?;
+    let key = user_key(&user.tenant, &user.id);
+    if users.get(key.as_slice()).or_store_error()?.is_some() {
+        return Err(Error::Conflict("a user with this id already exists".into()));
+    }
+    move_user_claims(tx, &ClaimDiff::between(None, Some(user)), &user.id)?;
+    users.insert(key.as_slice(), to_json(user)?.as_slice()).or_store_error()?;
+    add_to_count(tx, &user.tenant, 1)
 }
 
 /// Adds `by` to the tenant's user count.
@@ -122,21 +136,58 @@ impl UserStore for EmbeddedStore {
         .await
     }
 
+    async fn resolve_token_and_find_user(
+        &self,
+        hash: &TokenHash,
+        claim: &UserClaim,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
+        let (hash, claim) = (*hash, claim.clone());
+        self.read(move |tx| {
+            let tokens = tx.open_table(TOKENS).or_store_error()?;
+            let Some(rec) = read_json::<_, TokenRecord>(&tokens, hash.as_bytes().as_slice())? else {
+                return Ok((None, None));
+            };
+            if &rec.tenant != claim.tenant() {
+                return Ok((Some(rec), None));
+            }
+            let unique = tx.open_table(UNIQUE).or_store_error()?;
+            let Some(id) = unique.get(user_claim_key(&claim).as_str()).or_store_error()? else {
+                return Ok((Some(rec), None));
+            };
+            let id: [u8; 16] = id.value().try_into().map_err(|_| Error::store("corrupt uniqueness claim"))?;
+            let users = tx.open_table(USERS).or_store_error()?;
+            let user = read_user(&users, &user_key(claim.tenant(), &UserId::from_bytes(id)))?;
+            Ok((Some(rec), user))
+        })
+        .await
+    }
+
+    async fn create_user_checked(
+        &self,
+        user: &User,
+        audit: Option<&AuditEvent>,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (user, audit, token) = (user.clone(), audit.cloned(), *token);
+        self.write(move |tx| {
+            // First, so that a refused token is answered as such whatever else fails.
+            let tokens = tx.open_table(TOKENS).or_store_error()?;
+            let live = read_json::<_, TokenRecord>(&tokens, token.as_bytes().as_slice())?
+                .is_some_and(|r| r.tenant == user.tenant && r.is_live(now));
+            drop(tokens);
+            if !live {
+                return Err(invalid_scim_token());
+            }
+            create_in_tx(tx, &user, audit.as_ref())
+        })
+        .await
+    }
+
     async fn create_user_audited(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let user = user.clone();
         let audit = audit.cloned();
-        self.write(move |tx| {
-            write_audit(tx, audit.as_ref())?;
-            let mut users = tx.open_table(USERS).or_store_error()?;
-            let key = user_key(&user.tenant, &user.id);
-            if users.get(key.as_slice()).or_store_error()?.is_some() {
-                return Err(Error::Conflict("a user with this id already exists".into()));
-            }
-            move_user_claims(tx, &ClaimDiff::between(None, Some(&user)), &user.id)?;
-            users.insert(key.as_slice(), to_json(&user)?.as_slice()).or_store_error()?;
-            add_to_count(tx, &user.tenant, 1)
-        })
-        .await
+        self.write(move |tx| create_in_tx(tx, &user, audit.as_ref())).await
     }
 
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {

@@ -199,7 +199,8 @@ async fn run(router: Router, aws: Aws) -> Result<(), lambda_http::Error> {
 }
 
 /// Makes the Lambda request id the request's `x-request-id` (so every log line of the request
-/// carries it), and logs how many DynamoDB requests the request cost.
+/// carries it), and logs how many DynamoDB requests the request cost and the capacity units
+/// DynamoDB reported for them (what on-demand billing charges).
 fn lambda_layers(router: Router, counter: RequestCounter) -> Router {
     router.layer(axum::middleware::from_fn(move |mut req: Request, next: Next| {
         let counter = counter.clone();
@@ -219,8 +220,14 @@ fn lambda_layers(router: Router, counter: RequestCounter) -> Router {
             }
             counter.take();
             let resp: Response = next.run(req).await;
-            let ops = counter.take();
-            tracing::info!(dynamodb_requests = ops.len(), operations = %ops.join(","), "request cost");
+            let (ops, capacity) = counter.take_with_capacity();
+            tracing::info!(
+                dynamodb_requests = ops.len(),
+                operations = %ops.join(","),
+                read_units = capacity.read,
+                write_units = capacity.write,
+                "request cost"
+            );
             resp
         }
     }))

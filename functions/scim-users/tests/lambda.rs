@@ -1,8 +1,9 @@
 //! The `scim-users` binary run as on AWS Lambda: polled by a local Runtime API emulator, fed API
 //! Gateway v2 events, backed by DynamoDB Local and moto. Okta's create → lookup → PUT →
 //! deactivate → reactivate sequence passes through the real entry point, each request costing
-//! at most two DynamoDB requests (read from the function's own JSON logs), plus the session revocation on
-//! deactivation.
+//! the DynamoDB requests its shape allows (read from the function's own JSON logs): lookup, get
+//! and create one, PUT and PATCH two, a deactivation two plus the session revocation; with a
+//! token issued before tokens named their tenant, a lookup and a create two.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -38,6 +39,8 @@ async fn okta_sequence_through_the_lambda_entry_point() {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
         .env("CURSOR_KEY_SECRET_ID", &secret_id)
+        // Over a thousand requests within a minute: the tenant's rate limit is not under test.
+        .env("SCIM_RATE_LIMIT_PER_MINUTE", "100000")
         .stdout(Stdio::from(logs.reopen().unwrap()))
         .stderr(Stdio::inherit())
         .spawn()
@@ -45,9 +48,8 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     let pid = child.id();
     let child = KillOnDrop(child);
 
-    let auth = format!("Bearer {token}");
-    let call = |method: &'static str, path: String, body: Option<Value>| {
-        let auth = auth.clone();
+    let call_as = |token: &str, method: &'static str, path: String, body: Option<Value>| {
+        let auth = format!("Bearer {token}");
         let runtime = &runtime;
         async move {
             let body = body.map(|b| b.to_string());
@@ -60,6 +62,7 @@ async fn okta_sequence_through_the_lambda_entry_point() {
             http_answer(&runtime.invoke(ev).await.unwrap_or_else(|e| panic!("{method} {path}: {e}")))
         }
     };
+    let call = |method: &'static str, path: String, body: Option<Value>| call_as(&token, method, path, body);
 
     // Warm-up request (records the token's first use), also the cold-start figure.
     let (status, headers, _) = call("GET", "/scim/v2/Users?count=1".into(), None).await;
@@ -136,25 +139,32 @@ async fn okta_sequence_through_the_lambda_entry_point() {
         })
         .collect();
     assert_eq!(costs.len(), 11, "one cost line per request: {costs:?}");
-    let (okta, bad_token) = costs.split_at(10);
-    for (n, ops) in okta {
-        if ops.contains("Query") {
-            // Deactivation: the write, then revoking the user's sessions (a strongly consistent
-            // query of the session index; no sessions here, so no delete) and its receipt.
-            assert_eq!(ops, "BatchGetItem,TransactWriteItems,Query,PutItem");
-            continue;
-        }
-        assert!((1..=2).contains(n), "a request cost {n} DynamoDB requests: {ops}");
-        assert!(!ops.contains("Scan"), "{ops}");
-    }
-    assert_eq!(bad_token[0].0, 0, "a malformed token is refused before any DynamoDB request");
+    let expected = [
+        "BatchGetItem",                                  // lookup (miss): token + userName claim
+        "TransactWriteItems",                            // create: the token checked in the write
+        "BatchGetItem",                                  // lookup (hit)
+        "BatchGetItem",                                  // get: token + user
+        "BatchGetItem,TransactWriteItems",               // PUT: read, then the versioned write
+        "BatchGetItem,TransactWriteItems,Query,PutItem", // deactivation: + session index, receipt
+        "BatchGetItem",                                  // get
+        "BatchGetItem,TransactWriteItems",               // reactivation
+        "BatchGetItem",                                  // get
+        "GetItem",                                       // get of an id that is not one of ours
+        "",                                              // a malformed token: nothing
+    ];
+    let ops: Vec<&str> = costs.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(ops, expected);
+    assert_eq!(costs[10].0, 0, "a malformed token is refused before any DynamoDB request");
     // Every log line of a request carries the Lambda request id.
     let with_id =
         lines.iter().filter(|l| l["span"]["request_id"].as_str().is_some_and(|r| r.starts_with("req-"))).count();
     assert!(with_id >= costs.len(), "request ids in logs: {with_id}");
     assert!(lines.iter().all(|l| !l.to_string().contains(&token)), "the token never reaches the logs");
 
-    // Memory over many requests: Okta's four shapes in turn (lookup, get, PATCH, create).
+    // Memory over many requests: Okta's four shapes in turn (lookup, get, PATCH, create), each
+    // timed, and its cost line read back, for the per-shape figures.
+    let mut timed: Vec<(&'static str, f64)> = Vec::new();
+    let mark = log_lines(logs.path()).len();
     let t0 = Instant::now();
     for i in 0..SUSTAINED_REQUESTS {
         let (method, path, body, want) = match i % 4 {
@@ -175,11 +185,73 @@ async fn okta_sequence_through_the_lambda_entry_point() {
                 201,
             ),
         };
+        let t = Instant::now();
         let (status, _, v) = call(method, path, body).await;
+        timed.push((["lookup", "get", "patch", "create"][i % 4], t.elapsed().as_secs_f64() * 1000.0));
         assert_eq!(status, want, "{method} request {i}: {v}");
     }
     let mean_ms = t0.elapsed().as_secs_f64() * 1000.0 / SUSTAINED_REQUESTS as f64;
     let rss_kb = peak_rss_kb(pid);
+
+    // The shapes the loop leaves out: PUT, deactivation (and reactivation), and a tenant still on
+    // a token issued before tokens named their tenant (its lookup and create).
+    let (_, legacy) = legacy_token(&store).await;
+    call_as(&legacy, "GET", "/scim/v2/Users?count=1".into(), None).await; // its first use
+    let rounds = 20;
+    let (_, _, mut current) = call("GET", format!("/scim/v2/Users/{id}"), None).await;
+    for i in 0..rounds {
+        current["displayName"] = json!(format!("Put {i}"));
+        let t = Instant::now();
+        let (status, _, put) = call("PUT", format!("/scim/v2/Users/{id}"), Some(current.clone())).await;
+        timed.push(("put", t.elapsed().as_secs_f64() * 1000.0));
+        assert_eq!(status, 200, "{put}");
+        for (shape, active) in [("deactivate", false), ("reactivate", true)] {
+            let patch = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":active}}]});
+            let t = Instant::now();
+            let (status, _, p) = call("PATCH", format!("/scim/v2/Users/{id}"), Some(patch)).await;
+            timed.push((shape, t.elapsed().as_secs_f64() * 1000.0));
+            assert_eq!(status, 200, "{p}");
+        }
+        let t = Instant::now();
+        let (status, _, _) = call_as(&legacy, "GET", lookup.replace("Lambda.User", &format!("old.{i}")), None).await;
+        timed.push(("lookup, old token", t.elapsed().as_secs_f64() * 1000.0));
+        assert_eq!(status, 200);
+        let body = json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName":format!("old.{i}@atko.com"),"active":true});
+        let t = Instant::now();
+        let (status, _, v) = call_as(&legacy, "POST", "/scim/v2/Users".into(), Some(body)).await;
+        timed.push(("create, old token", t.elapsed().as_secs_f64() * 1000.0));
+        assert_eq!(status, 201, "{v}");
+    }
+    let cost_lines: Vec<Value> =
+        log_lines(logs.path())[mark..].iter().filter(|l| l["fields"]["message"] == "request cost").cloned().collect();
+    // One cost line per request: the loop, the old token's first use and the read before the PUTs
+    // (skipped), then the rest.
+    let n = SUSTAINED_REQUESTS;
+    let lines: Vec<&Value> = cost_lines[..n].iter().chain(&cost_lines[n + 2..]).collect();
+    assert_eq!(lines.len(), timed.len(), "one cost line per timed request");
+    let shape_line = shape_figures(&timed, &lines);
+    for (shape, want) in [
+        ("lookup", 1),
+        ("get", 1),
+        ("create", 1),
+        ("patch", 2),
+        ("put", 2),
+        ("deactivate", 4),
+        ("reactivate", 2),
+        ("lookup, old token", 2),
+        ("create, old token", 2),
+    ] {
+        // At most: the shared quota counter adds one request per lease (every 50 requests).
+        let most = shape_line.iter().find(|f| f.0 == shape).map(|f| f.1).unwrap();
+        assert_eq!(most, want, "{shape}: {shape_line:?}");
+    }
+    for (shape, requests, mean_ms, read_units, write_units, count) in &shape_line {
+        println!(
+            "LAMBDA_SHAPE function=scim-users shape={} requests={requests} mean_ms={mean_ms:.3} read_units={read_units:.3} write_units={write_units:.3} samples={count}",
+            shape.replace(", ", "/").replace(' ', "_")
+        );
+    }
 
     drop(child);
     println!(
@@ -187,6 +259,55 @@ async fn okta_sequence_through_the_lambda_entry_point() {
         first_response.as_millis(),
         costs.iter().map(|c| c.0.to_string()).collect::<Vec<_>>().join(",")
     );
+}
+
+/// A new tenant of `store` whose token is one issued before tokens named their tenant (no routing
+/// part), as a tenant from then still holds.
+async fn legacy_token(store: &butterfly_aws::DynamoStore) -> (butterfly_core::ids::TenantId, String) {
+    use butterfly_core::ports::TokenStore;
+    let (tenant, _) = butterfly_tests::tenant_with_token(Arc::new(store.clone()), "Legacy Co").await;
+    let slots = store.token_slots(&tenant.id).await.unwrap().unwrap();
+    let old = butterfly_core::token::ScimToken::generate_legacy().unwrap();
+    let record = butterfly_core::token::TokenRecord {
+        hash: old.hash(),
+        tenant: tenant.id.clone(),
+        display_prefix: old.display_prefix(),
+        created: butterfly_core::clock::Timestamp(0),
+        last_used: None,
+        expires: None,
+        replaces: None,
+    };
+    store.install_token(&record, Some(&slots)).await.unwrap();
+    (tenant.id, old.secret().expose().to_string())
+}
+
+/// Per shape: the most DynamoDB requests one request of it made that was not a quota lease (the
+/// shared counter's `UpdateItem`, once per 50 requests, is reported in the units), the mean time,
+/// the mean read and write units DynamoDB reported, and the number of samples.
+fn shape_figures(timed: &[(&'static str, f64)], lines: &[&Value]) -> Vec<(&'static str, u64, f64, f64, f64, usize)> {
+    let mut out: Vec<(&'static str, u64, f64, f64, f64, usize)> = Vec::new();
+    for ((shape, ms), line) in timed.iter().zip(lines) {
+        let f = &line["fields"];
+        let ops = f["operations"].as_str().unwrap_or("");
+        let leases = ops.split(',').filter(|o| *o == "UpdateItem").count() as u64;
+        let requests = f["dynamodb_requests"].as_u64().unwrap() - leases.min(1);
+        let (r, w) = (f["read_units"].as_f64().unwrap_or(0.0), f["write_units"].as_f64().unwrap_or(0.0));
+        match out.iter_mut().find(|o| o.0 == *shape) {
+            Some(o) => {
+                o.1 = o.1.max(requests);
+                o.2 += ms;
+                o.3 += r;
+                o.4 += w;
+                o.5 += 1;
+            }
+            None => out.push((shape, requests, *ms, r, w, 1)),
+        }
+    }
+    for o in &mut out {
+        let n = o.5 as f64;
+        (o.2, o.3, o.4) = (o.2 / n, o.3 / n, o.4 / n);
+    }
+    out
 }
 
 /// The function binary with a clean environment: the Runtime API, the emulators, the table.

@@ -5,7 +5,7 @@ use super::items::{number_attr, string_attr, tenant_claim_item, user_claim_item,
 use super::keys::{primary_key, tenant_claim_key, tenant_pk, user_claim_key, USER_COUNT_SK};
 use super::DynamoStore;
 use crate::errors::{tx_failure, TxFailure};
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use butterfly_core::claims::{ClaimDiff, TenantClaim, UserClaim};
 use butterfly_core::error::StoreResultExt;
 use butterfly_core::ids::TenantId;
@@ -126,6 +126,19 @@ impl Transaction {
             .set_expression_attribute_names(condition.name_map())
             .set_condition_expression(condition.expression);
         self.push(TransactWriteItem::builder().delete(d.build().or_store_error()?).build(), refusal);
+        Ok(())
+    }
+
+    /// A condition on an item the transaction does not write (it must hold for the write to
+    /// happen).
+    pub fn check(&mut self, key: AttributeMap, condition: Condition, refusal: Error) -> Result<()> {
+        let c = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .set_expression_attribute_values(condition.value_map())
+            .set_expression_attribute_names(condition.name_map())
+            .set_condition_expression(condition.expression);
+        self.push(TransactWriteItem::builder().condition_check(c.build().or_store_error()?).build(), refusal);
         Ok(())
     }
 

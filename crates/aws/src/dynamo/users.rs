@@ -16,11 +16,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use butterfly_core::audit::AuditEvent;
 use butterfly_core::claims::{ClaimDiff, UserClaim};
+use butterfly_core::clock::Timestamp;
 use butterfly_core::error::StoreResultExt;
 use butterfly_core::ids::{TenantId, UserId};
 use butterfly_core::ports::UserStore;
 use butterfly_core::sso::Subject;
-use butterfly_core::token::{TokenHash, TokenRecord};
+use butterfly_core::token::{invalid_scim_token, TokenHash, TokenRecord};
 use butterfly_core::user::User;
 use butterfly_core::{Error, Result};
 use std::time::Duration;
@@ -52,24 +53,23 @@ impl DynamoStore {
         self.commit(tx).await
     }
 
-    /// The user a claim names, from the copy it carries (one consistent read).
-    async fn user_holding(&self, claim: &UserClaim) -> Result<Option<User>> {
-        match self.get_item(user_claim_key(claim)).await? {
-            Some(it) => read_user_of(&it, claim.tenant()),
-            None => Ok(None),
-        }
+    /// The items of a user's creation: the user, its claims, the tenant's counts, the audit event.
+    fn add_user_creation(&self, tx: &mut Transaction, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
+        tx.put(user_item(user)?, Condition::absent(), Error::Conflict("a user with this id already exists".into()))?;
+        tx.move_user_claims(&ClaimDiff::between(None, Some(user)), user, &version_changed())?;
+        tx.add_to_counts(&user.tenant, 1, super_admin_delta(None, Some(user)), false)?;
+        audit_put(tx, audit)
     }
-}
 
-#[async_trait]
-impl UserStore for DynamoStore {
-    async fn resolve_token_and_get_user(
+    /// A token's record and one other item, in one strongly consistent `BatchGetItem`.
+    async fn token_and_item(
         &self,
         hash: &TokenHash,
-        id: &UserId,
-    ) -> Result<(Option<TokenRecord>, Option<User>)> {
-        let (tk, uk) = (token_pk(hash), user_pk(id));
-        let mut keys = vec![primary_key(tk.clone(), SCIM_TOKEN_SK), primary_key(uk.clone(), USER_SK)];
+        other: AttributeMap,
+    ) -> Result<(Option<TokenRecord>, Option<AttributeMap>)> {
+        let tk = token_pk(hash);
+        let other_pk = read_string(&other, "pk")?.to_string();
+        let mut keys = vec![primary_key(tk.clone(), SCIM_TOKEN_SK), other];
         let mut found: Vec<AttributeMap> = Vec::new();
         for attempt in 1..=BATCH_ATTEMPTS {
             let ka = KeysAndAttributes::builder()
@@ -106,19 +106,68 @@ impl UserStore for DynamoStore {
             Some(it) => Some(read_token(*hash, it)?),
             None => None,
         };
-        let user = match (found.iter().find(|it| pk_of(it) == uk), &token) {
-            (Some(it), Some(t)) => read_user_of(it, &t.tenant)?,
+        Ok((token, found.into_iter().find(|it| pk_of(it) == other_pk)))
+    }
+
+    /// The user a claim names, from the copy it carries (one consistent read).
+    async fn user_holding(&self, claim: &UserClaim) -> Result<Option<User>> {
+        match self.get_item(user_claim_key(claim)).await? {
+            Some(it) => read_user_of(&it, claim.tenant()),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn resolve_token_and_get_user(
+        &self,
+        hash: &TokenHash,
+        id: &UserId,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
+        let (token, user) = self.token_and_item(hash, primary_key(user_pk(id), USER_SK)).await?;
+        let user = match (user, &token) {
+            (Some(it), Some(t)) => read_user_of(&it, &t.tenant)?,
             _ => None,
         };
         Ok((token, user))
     }
 
+    async fn resolve_token_and_find_user(
+        &self,
+        hash: &TokenHash,
+        claim: &UserClaim,
+    ) -> Result<(Option<TokenRecord>, Option<User>)> {
+        let (token, held) = self.token_and_item(hash, user_claim_key(claim)).await?;
+        let user = match (held, &token) {
+            (Some(it), Some(t)) if &t.tenant == claim.tenant() => read_user_of(&it, claim.tenant())?,
+            _ => None,
+        };
+        Ok((token, user))
+    }
+
+    async fn create_user_checked(
+        &self,
+        user: &User,
+        audit: Option<&AuditEvent>,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = Transaction::new(&self.table);
+        // First, so that a refused token is answered as such whatever else fails.
+        let live = Condition::new(
+            "attribute_exists(pk) AND tenant = :t AND (attribute_not_exists(token_expires) OR token_expires > :now)",
+        )
+        .value(":t", string_attr(user.tenant.as_str()))
+        .value(":now", number_attr(now.millis()));
+        tx.check(primary_key(token_pk(token), SCIM_TOKEN_SK), live, invalid_scim_token())?;
+        self.add_user_creation(&mut tx, user, audit)?;
+        self.commit(tx).await
+    }
+
     async fn create_user_audited(&self, user: &User, audit: Option<&AuditEvent>) -> Result<()> {
         let mut tx = Transaction::new(&self.table);
-        tx.put(user_item(user)?, Condition::absent(), Error::Conflict("a user with this id already exists".into()))?;
-        tx.move_user_claims(&ClaimDiff::between(None, Some(user)), user, &version_changed())?;
-        tx.add_to_counts(&user.tenant, 1, super_admin_delta(None, Some(user)), false)?;
-        audit_put(&mut tx, audit)?;
+        self.add_user_creation(&mut tx, user, audit)?;
         self.commit(tx).await
     }
 
