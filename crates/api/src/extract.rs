@@ -136,20 +136,29 @@ pub trait MemberGate: Send + Sync {
     fn cookies(&self) -> &CookiePolicy;
 }
 
-impl MemberGate for AdminState {
-    fn sessions(&self) -> &SessionService {
-        &self.sessions
-    }
-    fn csrf_key(&self) -> &CsrfKey {
-        &self.csrf
-    }
-    fn base_url(&self) -> &BaseUrl {
-        &self.base_url
-    }
-    fn cookies(&self) -> &CookiePolicy {
-        &self.cookies
-    }
+/// Implements [`MemberGate`] for a router state with the fields `sessions`, `csrf`, `base_url`
+/// and `cookies`.
+macro_rules! member_gate {
+    ($state:ty) => {
+        impl $crate::extract::MemberGate for $state {
+            fn sessions(&self) -> &butterfly_core::sessions::SessionService {
+                &self.sessions
+            }
+            fn csrf_key(&self) -> &butterfly_core::csrf::CsrfKey {
+                &self.csrf
+            }
+            fn base_url(&self) -> &$crate::scim::BaseUrl {
+                &self.base_url
+            }
+            fn cookies(&self) -> &$crate::sso::CookiePolicy {
+                &self.cookies
+            }
+        }
+    };
 }
+pub(crate) use member_gate;
+
+member_gate!(AdminState);
 
 /// Where a write carries its CSRF token.
 #[derive(Clone, Copy)]

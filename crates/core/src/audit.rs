@@ -359,7 +359,7 @@ impl AuditView {
         Ok(NamedPage { events, next })
     }
 
-    /// Each member's latest sign-in among the tenant's latest events: [`Self::SCAN_PAGES`] store
+    /// Each member's latest sign-in (by their provider or by a setup link) among the tenant's latest events: [`Self::SCAN_PAGES`] store
     /// pages of [`AuditTrail::MAX_PAGE`] at most, newest first (a member who signed in only
     /// before that has none here).
     pub async fn last_sign_ins(&self, tenant: &TenantId) -> crate::error::Result<Vec<(String, Timestamp)>> {
@@ -367,7 +367,11 @@ impl AuditView {
         let mut cursor: Option<String> = None;
         for _ in 0..Self::SCAN_PAGES {
             let events = self.events.audit_page(tenant, cursor.as_deref(), AuditTrail::MAX_PAGE).await?;
-            for e in events.iter().filter(|e| e.action == AuditAction::SignIn && e.outcome == "success") {
+            // A setup link's use signs its owner in, as a provider sign-in does.
+            let signed_in = |e: &&AuditEvent| {
+                matches!(e.action, AuditAction::SignIn | AuditAction::SetupLinkUse) && e.outcome == "success"
+            };
+            for e in events.iter().filter(signed_in) {
                 if let Some(id) = e.actor.strip_prefix("user:") {
                     if !out.iter().any(|(i, _)| i == id) {
                         out.push((id.to_string(), e.at));

@@ -68,13 +68,7 @@ pub(crate) fn page(
     markup! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width,initial-scale=1";
-                title { (title) " · Butterfly console" }
-                link rel="stylesheet" href="/console/static/console.css";
-                script src="/console/static/console.js" defer {}
-            }
+            (head(title, true))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header {
@@ -138,17 +132,28 @@ pub(crate) fn refused(message: &str) -> Response {
     bare(StatusCode::FORBIDDEN, "Request refused", message)
 }
 
+/// The `<head>` of every console page: the title, the stylesheet and, where the page has copy
+/// buttons, the script that reveals them (both served from this site, as the CSP requires).
+fn head(title: &str, with_script: bool) -> Markup {
+    markup! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width,initial-scale=1";
+            title { (title) " · Butterfly console" }
+            link rel="stylesheet" href="/console/static/console.css";
+            @if with_script {
+                script src="/console/static/console.js" defer {}
+            }
+        }
+    }
+}
+
 /// A page without the navigation (errors, refusals): a heading, the message, a way back.
 pub(crate) fn bare(status: StatusCode, title: &str, message: &str) -> Response {
     let body = markup! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width,initial-scale=1";
-                title { (title) " · Butterfly console" }
-                link rel="stylesheet" href="/console/static/console.css";
-            }
+            (head(title, false))
             body {
                 main #main {
                     h1 { (title) }

@@ -15,7 +15,7 @@ mod sso;
 mod team;
 
 use crate::error::ApiError;
-use crate::extract::{admit, CsrfFrom, Denied, Member, MemberGate, Requires};
+use crate::extract::{admit, CsrfFrom, Denied, Member, Requires};
 use crate::scim::BaseUrl;
 use crate::sso::{add_cookie, CookiePolicy};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -52,20 +52,7 @@ pub struct ConsoleState {
     pub cookies: CookiePolicy,
 }
 
-impl MemberGate for ConsoleState {
-    fn sessions(&self) -> &SessionService {
-        &self.sessions
-    }
-    fn csrf_key(&self) -> &CsrfKey {
-        &self.csrf
-    }
-    fn base_url(&self) -> &BaseUrl {
-        &self.base_url
-    }
-    fn cookies(&self) -> &CookiePolicy {
-        &self.cookies
-    }
-}
+crate::extract::member_gate!(ConsoleState);
 
 /// The console's content security policy: scripts and styles from this site only, nothing
 /// inline, no plugins, frames, or foreign forms' targets.

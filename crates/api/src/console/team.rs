@@ -95,7 +95,7 @@ pub(super) async fn page(State(s): State<ConsoleState>, who: Member<ManageTeam>,
         @if let Some(n) = next {
             nav.pager aria-label="Pages" { a #next href=(format!("/console/team?after={}", enc(&n))) { "Next page" } }
         }
-        p.hint { "Roles: " @for (i, r) in Role::ALL.iter().enumerate() { @if i > 0 { "; " } strong { (r.display_name()) } " — " (r.description()) } }
+        p.hint { "Roles: " @for (i, r) in Role::ALL.iter().enumerate() { @if i > 0 { " " } strong { (r.display_name()) } " — " (r.description()) } }
     };
     Ok(html(StatusCode::OK, layout(&who.user, Some(&who.csrf), Some(Section::Team), "Team", content)))
 }
