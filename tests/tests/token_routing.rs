@@ -62,6 +62,21 @@ async fn refused_everywhere(app: &TestApp, token: &str, victim_user: &str, victi
     expect_error(r, StatusCode::UNAUTHORIZED, None).await;
 }
 
+/// Another tenant (the victim) with one user Okta provisioned with its own token: the tenant
+/// and the user's id.
+async fn victim_with_a_user(app: &TestApp) -> (TenantId, String) {
+    let (victim, victim_token) = app.other_tenant().await;
+    let r = app
+        .req_as(Method::POST, "/Users", &victim_token)
+        .header("Content-Type", "application/scim+json")
+        .body(okta_user("victim@victim.example", "Vic", "Tim").to_string())
+        .send()
+        .await
+        .unwrap();
+    let id = expect_json(r, StatusCode::CREATED).await["id"].as_str().unwrap().to_string();
+    (victim, id)
+}
+
 async fn user_names(app: &TestApp, tenant: &TenantId) -> Vec<String> {
     app.store.list_users(tenant, None, 0, 100).await.unwrap().into_iter().map(|u| u.user_name.to_string()).collect()
 }
@@ -69,25 +84,14 @@ async fn user_names(app: &TestApp, tenant: &TenantId) -> Vec<String> {
 #[tokio::test]
 async fn a_forged_or_guessed_routing_part_is_a_plain_401() {
     let app = TestApp::spawn().await;
-    let (victim, victim_token) = app.other_tenant().await;
-    let victim_app_user = {
-        let r = app
-            .req_as(Method::POST, "/Users", &victim_token)
-            .header("Content-Type", "application/scim+json")
-            .body(okta_user("victim@victim.example", "Vic", "Tim").to_string())
-            .send()
-            .await
-            .unwrap();
-        expect_json(r, StatusCode::CREATED).await
-    };
-    let victim_id = victim_app_user["id"].as_str().unwrap();
+    let (victim, victim_id) = victim_with_a_user(&app).await;
     // Tenant A's own token works (and has been used, so a create would take the one-write path).
     expect_json(app.get("/Users?count=1").await, StatusCode::OK).await;
 
     // A's valid secret with the victim's routing part: its hash is no token's.
-    refused_everywhere(&app, &reroute(&app.token, &victim), "victim@victim.example", victim_id).await;
+    refused_everywhere(&app, &reroute(&app.token, &victim), "victim@victim.example", &victim_id).await;
     // The victim's routing part with a guessed secret.
-    refused_everywhere(&app, &guessed(&victim), "victim@victim.example", victim_id).await;
+    refused_everywhere(&app, &guessed(&victim), "victim@victim.example", &victim_id).await;
     assert_eq!(user_names(&app, &victim).await, vec!["victim@victim.example"]);
     assert!(user_names(&app, &app.tenant).await.is_empty());
 }
@@ -98,15 +102,7 @@ async fn a_token_whose_routing_part_names_another_tenant_than_its_record_is_refu
     // names. Here tenant A's stored token names the victim (as a bug in issuance, or a record
     // written by hand, would make it): it must authenticate nobody.
     let app = TestApp::spawn().await;
-    let (victim, victim_token) = app.other_tenant().await;
-    let r = app
-        .req_as(Method::POST, "/Users", &victim_token)
-        .header("Content-Type", "application/scim+json")
-        .body(okta_user("victim@victim.example", "Vic", "Tim").to_string())
-        .send()
-        .await
-        .unwrap();
-    let victim_id = expect_json(r, StatusCode::CREATED).await["id"].as_str().unwrap().to_string();
+    let (victim, victim_id) = victim_with_a_user(&app).await;
 
     let mismatched = ScimToken::generate_for(&victim).unwrap();
     let slots = app.store.token_slots(&app.tenant).await.unwrap().unwrap();

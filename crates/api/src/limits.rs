@@ -167,7 +167,8 @@ fn refuse(throttle: &KeyedThrottle, req: &Request) -> Option<Response> {
         || path == "/login"
         || path.starts_with("/sso/confirm")
         || path.starts_with("/sso/initiate");
-    tracing::info!(client = %ip, path, "client address over its limit");
+    // Never the raw path: a setup link's path is its secret.
+    tracing::info!(client = %ip, path = crate::setup::loggable_path(path), "client address over its limit");
     Some(too_many(wait, page))
 }
 

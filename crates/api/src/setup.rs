@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use butterfly_core::setup_link::{SetupLink, SetupLinkService, OWNER_DEACTIVATED};
+use butterfly_core::setup_link::{SetupLink, SetupLinkService, OWNER_DEACTIVATED, SETUP_LINK_PREFIX};
 use butterfly_core::Error;
 use std::sync::Arc;
 
@@ -46,10 +46,15 @@ pub fn setup_router(state: SetupState) -> Router {
         .with_state(state)
 }
 
-/// The path as logs show it: a setup link's path without the link.
+/// The path as logs show it: a setup link's path without the link — and any other path that
+/// carries something shaped like a link (`/console//setup/…`, `/Console/setup/…`, an encoded
+/// slash: they answer 404, but the secret in them is as live as in the real path).
 pub fn loggable_path(path: &str) -> &str {
+    let carries_a_link =
+        path.as_bytes().windows(SETUP_LINK_PREFIX.len()).any(|w| w.eq_ignore_ascii_case(SETUP_LINK_PREFIX.as_bytes()));
     match path.strip_prefix(SETUP_PATH) {
         Some(rest) if rest.starts_with('/') => "/console/setup/{link}",
+        _ if carries_a_link => "{a path carrying a setup link}",
         _ => path,
     }
 }
@@ -131,5 +136,14 @@ mod tests {
         assert_eq!(loggable_path("/console/setup"), "/console/setup");
         assert_eq!(loggable_path("/console/setupx"), "/console/setupx");
         assert_eq!(loggable_path("/scim/v2/Users"), "/scim/v2/Users");
+        // Not the route, but the link is in them all the same.
+        for p in [
+            "/console//setup/bfy_setup_x_y",
+            "/Console/setup/bfy_setup_x",
+            "/console/setup%2Fbfy_setup_x",
+            "/a/BFY_SETUP_x",
+        ] {
+            assert_eq!(loggable_path(p), "{a path carrying a setup link}", "{p}");
+        }
     }
 }

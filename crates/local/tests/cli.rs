@@ -806,10 +806,11 @@ fn the_demo_setup_link_works_once_and_never_reaches_the_logs() {
     let log_path = d.join("stderr.log");
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    // A per-address limit this walk reaches (a burst of 6), so the refusal's log line is seen too.
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(d.join("data"))
-        .args(["serve", "--addr", &addr])
+        .args(["serve", "--addr", &addr, "--anonymous-limit-per-minute", "60"])
         .env("BUTTERFLY_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log_path).unwrap())
@@ -850,11 +851,22 @@ fn the_demo_setup_link_works_once_and_never_reaches_the_logs() {
     assert_eq!(post(&form).0, 303, "the button signs in");
     assert_eq!(post(&form).0, 400, "once");
     assert_eq!(http_send(port, "GET", &path, &[], "").0, 200);
+    // Paths that are not the route but carry the link (404s), then the limit (429s): their log
+    // lines name neither the link nor its secret.
+    for mangled in [format!("/console//setup/{link}"), format!("/Console/setup/{link}"), format!("/x/{link}")] {
+        assert_eq!(http_send(port, "GET", &mangled, &[], "").0, 404, "{mangled}");
+    }
+    let mut limited = 0;
+    for _ in 0..12 {
+        limited += u32::from(http_send(port, "GET", &path, &[], "").0 == 429);
+    }
+    assert!(limited > 0, "the per-address limit was reached");
     server.stop();
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let secret = &link[link.len() - 43..];
     assert!(!logs.contains(secret), "the setup link reached the logs");
+    assert!(logs.contains("client address over its limit"), "the refusal was logged: {logs}");
     assert!(logs.contains("/console/setup/{link}"), "the walk was logged: {logs}");
     assert!(logs.contains("signed in with a setup link"), "{logs}");
 

@@ -55,7 +55,9 @@ pub struct ConsoleState {
 crate::extract::member_gate!(ConsoleState);
 
 /// The console's content security policy: scripts and styles from this site only, nothing
-/// inline, no plugins, frames, or foreign forms' targets.
+/// inline, no plugins or frames. No `form-action`: browsers apply it to the redirects a form
+/// post answers with, and two console forms must end at the identity provider (Test sign-in,
+/// and Sign out with the provider's end-session URL); the forms themselves all post to this site.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                        connect-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
