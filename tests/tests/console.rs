@@ -472,6 +472,19 @@ async fn the_audit_page_names_filters_pages_and_exports() {
     assert_eq!(lines.len(), 7, "{}", csv.body);
     assert!(lines[1].contains(",\"'=HYPERLINK(\"\"http://evil.example\"\") (formula@acme.test)\","), "{}", lines[1]);
     assert!(!csv.body.contains(",\"=") && !csv.body.contains(",="), "no cell starts with =");
+    // An export longer than one scan: the member is looked up once and each member named once,
+    // not again for every page of the export.
+    for _ in 0..60 {
+        let e = AuditEvent::new(&app.tenant, SystemClock.now(), AuditAction::SignIn, format!("user:{}", auditor.id))
+            .target(auditor.id);
+        app.store.record_audit(&e).await.unwrap();
+    }
+    app.store.take();
+    let csv = get(&app, &auditor, "/console/audit.csv?member=audit%40acme.test").await;
+    assert_eq!(csv.body.lines().count(), 121, "a header and 120 sign-ins");
+    let (_, ops) = app.store.take();
+    // The session; the member by email; two scans (100 events, then the rest); one name.
+    assert_eq!(ops, ["session_with_user", "find_user_by_user_name", "audit_page", "audit_page", "get_user"]);
 }
 
 #[tokio::test]

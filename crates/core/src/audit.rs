@@ -1,7 +1,8 @@
 //! The audit trail: what happened in a tenant, newest first, kept for a retention period.
 
+use crate::actor::{Actor, RecordedActor};
 use crate::clock::Timestamp;
-use crate::ids::TenantId;
+use crate::ids::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -154,8 +155,7 @@ impl AuditTrail {
         limit: usize,
     ) -> crate::error::Result<AuditPage> {
         let limit = limit.clamp(1, Self::MAX_PAGE);
-        let before = before.filter(|b| !b.is_empty() && b.len() <= 64);
-        let mut events = self.store.audit_page(tenant, before, limit + 1).await?;
+        let mut events = self.store.audit_page(tenant, cursor(before), limit + 1).await?;
         let more = events.len() > limit;
         events.truncate(limit);
         let next = if more { events.last().map(|e| e.id.clone()) } else { None };
@@ -214,41 +214,58 @@ impl AuditAction {
     }
 }
 
-/// Which events a reader wants: one kind, and/or those a member did or that concern them.
+/// Which events a reader wants: one kind, and/or those a member (named by their userName) did
+/// or that concern them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     pub action: Option<AuditAction>,
-    pub member: Option<MemberRef>,
+    pub member: Option<crate::email::UserName>,
 }
 
-/// A member, as a reader names them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemberRef {
-    Id(crate::ids::UserId),
-    /// Their userName (an email), looked up once per page.
-    Email(crate::email::UserName),
-}
-
-impl AuditFilter {
-    pub fn is_empty(&self) -> bool {
-        self.action.is_none() && self.member.is_none()
-    }
+/// Which kinds of event a scan keeps.
+#[derive(Debug, Clone, Copy)]
+enum Kinds {
+    Any,
+    One(AuditAction),
+    /// A member signed in: by their provider, or by a setup link.
+    SignIns,
 }
 
 /// A filter with its member resolved to an id.
 struct Resolved {
-    action: Option<AuditAction>,
-    member: Option<String>,
+    kinds: Kinds,
+    member: Option<UserId>,
 }
 
 impl Resolved {
     fn matches(&self, e: &AuditEvent) -> bool {
-        self.action.is_none_or(|a| a == e.action)
-            && self
-                .member
-                .as_deref()
-                .is_none_or(|id| e.target.as_deref() == Some(id) || e.actor.strip_prefix("user:") == Some(id))
+        let kind = match self.kinds {
+            Kinds::Any => true,
+            Kinds::One(a) => a == e.action,
+            Kinds::SignIns => matches!(e.action, AuditAction::SignIn | AuditAction::SetupLinkUse),
+        };
+        kind && self
+            .member
+            .is_none_or(|id| e.target.as_deref().and_then(UserId::parse) == Some(id) || member_of(&e.actor) == Some(id))
     }
+
+    fn is_everything(&self) -> bool {
+        matches!(self.kinds, Kinds::Any) && self.member.is_none()
+    }
+}
+
+/// The member an event's recorded actor is, if a member.
+fn member_of(actor: &str) -> Option<UserId> {
+    match Actor::read(actor) {
+        RecordedActor::User(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// A `before` cursor as callers pass it: anything not shaped like an event id starts from the
+/// newest.
+fn cursor(before: Option<&str>) -> Option<&str> {
+    before.filter(|b| !b.is_empty() && b.len() <= 64)
 }
 
 /// An event with its actor and target named for people.
@@ -265,6 +282,12 @@ pub struct NamedPage {
     pub events: Vec<NamedEvent>,
     /// The `before` of the next page, if there may be one.
     pub next: Option<String>,
+}
+
+/// Matching events of one scan, and where the next scan starts.
+struct Scanned {
+    events: Vec<AuditEvent>,
+    next: Option<String>,
 }
 
 /// The audit trail as people read it (the console): filtered, with names instead of ids.
@@ -297,19 +320,94 @@ impl AuditView {
         limit: usize,
         filter: &AuditFilter,
     ) -> crate::error::Result<NamedPage> {
-        let limit = limit.clamp(1, Self::MAX_PAGE);
+        let Some(filter) = self.resolve(tenant, filter).await? else {
+            return Ok(NamedPage { events: vec![], next: None });
+        };
+        let scanned = self.scan(tenant, cursor(before), limit.clamp(1, Self::MAX_PAGE), &filter).await?;
+        let events = self.named(tenant, scanned.events).await?;
+        Ok(NamedPage { events, next: scanned.next })
+    }
+
+    /// Every event matching `filter`, newest first, at most `max` (for an export): the filter's
+    /// member looked up once, scans of [`Self::MAX_PAGE`] events, at most `max / MAX_PAGE + 1`
+    /// of them, then each distinct member named once.
+    pub async fn export(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        max: usize,
+    ) -> crate::error::Result<Vec<NamedEvent>> {
+        let Some(filter) = self.resolve(tenant, filter).await? else { return Ok(vec![]) };
+        let mut out = Vec::new();
+        let mut before: Option<String> = None;
+        for _ in 0..=(max / Self::MAX_PAGE) {
+            let scanned = self.scan(tenant, before.as_deref(), Self::MAX_PAGE, &filter).await?;
+            out.extend(scanned.events);
+            match scanned.next {
+                Some(n) if out.len() < max => before = Some(n),
+                _ => break,
+            }
+        }
+        out.truncate(max);
+        self.named(tenant, out).await
+    }
+
+    /// The latest sign-in (by a provider or a setup link) among the tenant's latest events.
+    pub async fn last_sign_in(&self, tenant: &TenantId) -> crate::error::Result<Option<NamedEvent>> {
+        let filter = Resolved { kinds: Kinds::SignIns, member: None };
+        let scanned = self.scan(tenant, None, 1, &filter).await?;
+        Ok(self.named(tenant, scanned.events).await?.into_iter().next())
+    }
+
+    /// Each member's latest sign-in (by their provider or by a setup link) among the tenant's
+    /// latest events: [`Self::SCAN_PAGES`] store pages of [`AuditTrail::MAX_PAGE`] at most,
+    /// newest first (a member who signed in only before that has none here).
+    pub async fn last_sign_ins(&self, tenant: &TenantId) -> crate::error::Result<Vec<(UserId, Timestamp)>> {
+        let filter = Resolved { kinds: Kinds::SignIns, member: None };
+        let mut out: Vec<(UserId, Timestamp)> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..Self::SCAN_PAGES {
+            let events = self.events.audit_page(tenant, cursor.as_deref(), AuditTrail::MAX_PAGE).await?;
+            for e in events.iter().filter(|e| filter.matches(e)) {
+                if let Some(id) = member_of(&e.actor) {
+                    if !out.iter().any(|(i, _)| *i == id) {
+                        out.push((id, e.at));
+                    }
+                }
+            }
+            if events.len() < AuditTrail::MAX_PAGE {
+                break;
+            }
+            cursor = events.last().map(|e| e.id.clone());
+        }
+        Ok(out)
+    }
+
+    /// The filter with its member looked up, or `None` when nobody has that name (no event
+    /// concerns them).
+    async fn resolve(&self, tenant: &TenantId, filter: &AuditFilter) -> crate::error::Result<Option<Resolved>> {
+        let kinds = filter.action.map_or(Kinds::Any, Kinds::One);
         let member = match &filter.member {
             None => None,
-            Some(MemberRef::Id(id)) => Some(id.to_string()),
-            Some(MemberRef::Email(name)) => match self.users.find_user_by_user_name(tenant, name.folded()).await? {
-                Some(u) => Some(u.id.to_string()),
-                // Nobody by that name: no event concerns them.
-                None => return Ok(NamedPage { events: vec![], next: None }),
+            Some(name) => match self.users.find_user_by_user_name(tenant, name.folded()).await? {
+                Some(u) => Some(u.id),
+                None => return Ok(None),
             },
         };
-        let filter = Resolved { action: filter.action, member };
-        let batch = if filter.action.is_none() && filter.member.is_none() { limit + 1 } else { AuditTrail::MAX_PAGE };
-        let mut cursor = before.filter(|b| !b.is_empty() && b.len() <= 64).map(str::to_string);
+        Ok(Some(Resolved { kinds, member }))
+    }
+
+    /// At most `limit` events older than `before` that match `filter`, reading at most
+    /// [`Self::SCAN_PAGES`] store pages (one page of `limit + 1` when nothing is filtered out).
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: usize,
+        filter: &Resolved,
+    ) -> crate::error::Result<Scanned> {
+        let batch = if filter.is_everything() { limit + 1 } else { AuditTrail::MAX_PAGE };
+        let mut cursor = before.map(str::to_string);
         let mut shown: Vec<AuditEvent> = Vec::new();
         let (mut filled, mut exhausted) = (false, false);
         for _ in 0..Self::SCAN_PAGES {
@@ -337,107 +435,50 @@ impl AuditView {
             // The scan bound was reached: the next page starts where this one stopped reading.
             (false, false) => cursor,
         };
-        let names = self.names(tenant, &shown).await?;
-        let name_of = |who: &str| -> String {
-            match who.strip_prefix("user:") {
-                Some(id) => names
-                    .iter()
-                    .find(|(i, _)| i == id)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_else(|| format!("former member {}", id.get(..8).unwrap_or(id))),
-                None => actor_label(who),
-            }
-        };
-        let events = shown
-            .into_iter()
-            .map(|event| NamedEvent {
-                actor: name_of(&event.actor),
-                target: event.target.as_deref().map(|t| name_of(&format!("user:{t}"))),
-                event,
-            })
-            .collect();
-        Ok(NamedPage { events, next })
+        Ok(Scanned { events: shown, next })
     }
 
-    /// Each member's latest sign-in (by their provider or by a setup link) among the tenant's latest events: [`Self::SCAN_PAGES`] store
-    /// pages of [`AuditTrail::MAX_PAGE`] at most, newest first (a member who signed in only
-    /// before that has none here).
-    pub async fn last_sign_ins(&self, tenant: &TenantId) -> crate::error::Result<Vec<(String, Timestamp)>> {
-        let mut out: Vec<(String, Timestamp)> = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..Self::SCAN_PAGES {
-            let events = self.events.audit_page(tenant, cursor.as_deref(), AuditTrail::MAX_PAGE).await?;
-            // A setup link's use signs its owner in, as a provider sign-in does.
-            let signed_in = |e: &&AuditEvent| {
-                matches!(e.action, AuditAction::SignIn | AuditAction::SetupLinkUse) && e.outcome == "success"
-            };
-            for e in events.iter().filter(signed_in) {
-                if let Some(id) = e.actor.strip_prefix("user:") {
-                    if !out.iter().any(|(i, _)| i == id) {
-                        out.push((id.to_string(), e.at));
-                    }
-                }
-            }
-            if events.len() < AuditTrail::MAX_PAGE {
-                break;
-            }
-            cursor = events.last().map(|e| e.id.clone());
-        }
-        Ok(out)
-    }
-
-    /// Every event matching `filter`, newest first, at most `max` (for an export): pages of
-    /// [`Self::MAX_PAGE`], at most `max / MAX_PAGE + 1` of them.
-    pub async fn export(
-        &self,
-        tenant: &TenantId,
-        filter: &AuditFilter,
-        max: usize,
-    ) -> crate::error::Result<Vec<NamedEvent>> {
-        let mut out = Vec::new();
-        let mut before: Option<String> = None;
-        for _ in 0..=(max / Self::MAX_PAGE) {
-            let page = self.page(tenant, before.as_deref(), Self::MAX_PAGE, filter).await?;
-            out.extend(page.events);
-            match page.next {
-                Some(n) if out.len() < max => before = Some(n),
-                _ => break,
-            }
-        }
-        out.truncate(max);
-        Ok(out)
-    }
-
-    /// The member named by each distinct member id of `events` (one read each).
-    async fn names(&self, tenant: &TenantId, events: &[AuditEvent]) -> crate::error::Result<Vec<(String, String)>> {
-        let mut ids: Vec<crate::ids::UserId> = Vec::new();
-        for e in events {
-            let actor = e.actor.strip_prefix("user:");
-            for id in [actor, e.target.as_deref()].into_iter().flatten().filter_map(crate::ids::UserId::parse) {
+    /// `events` with each actor and target named: one member read per distinct member.
+    async fn named(&self, tenant: &TenantId, events: Vec<AuditEvent>) -> crate::error::Result<Vec<NamedEvent>> {
+        let mut ids: Vec<UserId> = Vec::new();
+        for e in &events {
+            for id in [member_of(&e.actor), e.target.as_deref().and_then(UserId::parse)].into_iter().flatten() {
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
             }
         }
-        let mut out = Vec::with_capacity(ids.len());
+        let mut names: Vec<(UserId, String)> = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(u) = self.users.get_user(tenant, &id).await? {
-                out.push((id.to_string(), crate::team::member_label(&u)));
+                names.push((id, crate::team::member_label(&u)));
             }
         }
-        Ok(out)
+        let name_of = |id: UserId| -> String {
+            names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or_else(|| {
+                let id = id.to_string();
+                format!("former member {}", id.get(..8).unwrap_or(&id))
+            })
+        };
+        Ok(events
+            .into_iter()
+            .map(|event| NamedEvent {
+                actor: member_of(&event.actor).map_or_else(|| actor_label(&event.actor), name_of),
+                target: event.target.as_deref().map(|t| UserId::parse(t).map_or_else(|| t.to_string(), name_of)),
+                event,
+            })
+            .collect())
     }
 }
 
 /// Who an actor that is not a member is, for people.
 pub fn actor_label(actor: &str) -> String {
-    match actor {
-        "scim" => "Identity provider (SCIM provisioning)".into(),
-        "operator" => "Butterfly support (operator)".into(),
-        "system" => "Butterfly (automatic)".into(),
-        a => match a.strip_prefix("provider:") {
-            Some(issuer) => format!("Identity provider {issuer}"),
-            None => a.to_string(),
-        },
+    match Actor::read(actor) {
+        RecordedActor::Scim => "Identity provider (SCIM provisioning)".into(),
+        RecordedActor::Operator => "Butterfly support (operator)".into(),
+        RecordedActor::System => "Butterfly (automatic)".into(),
+        RecordedActor::Provider(issuer) => format!("Identity provider {issuer}"),
+        RecordedActor::User(id) => format!("member {id}"),
+        RecordedActor::Unknown(a) => a.to_string(),
     }
 }

@@ -9,7 +9,7 @@ use crate::extract::{Member, ViewAuditTrail};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
-use butterfly_core::audit::{AuditAction, AuditFilter, MemberRef, NamedEvent};
+use butterfly_core::audit::{AuditAction, AuditFilter, NamedEvent};
 use butterfly_core::email::UserName;
 use maud::html as markup;
 
@@ -26,9 +26,9 @@ fn filter_of(uri: &Uri) -> Result<(AuditFilter, Option<String>, Option<String>),
         None => None,
     };
     let member_ref = match member.as_deref() {
-        Some(m) => Some(MemberRef::Email(
-            UserName::parse(m).map_err(|_| ApiError::invalid_request("filter by a member's email address"))?,
-        )),
+        Some(m) => {
+            Some(UserName::parse(m).map_err(|_| ApiError::invalid_request("filter by a member's email address"))?)
+        }
         None => None,
     };
     Ok((AuditFilter { action, member: member_ref }, kind, member))

@@ -11,7 +11,6 @@ use crate::scim::scim_base_url;
 use crate::sso::{initiate_login_uri, redirect_uri};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use butterfly_core::audit::{AuditAction, AuditFilter};
 use butterfly_core::role::Permission;
 use maud::html as markup;
 
@@ -43,11 +42,10 @@ pub(super) async fn page(
             layout(&who.user, Some(&who.csrf), Some(Section::Overview), "Overview", content),
         ));
     }
-    let sign_ins = AuditFilter { action: Some(AuditAction::SignIn), member: None };
     let (settings, tokens, last_sign_in) = tokio::join!(
         s.sso.settings(&who.tenant),
         s.tokens.live_tokens(&who.tenant),
-        s.audit.page(&who.tenant, None, 1, &sign_ins),
+        s.audit.last_sign_in(&who.tenant),
     );
     let (settings, tokens, last_sign_in) = (settings?, tokens?, last_sign_in?);
     let origin = s.base_url.origin(&headers);
@@ -80,7 +78,7 @@ pub(super) async fn page(
             dd #last-provisioning { (when(last_request)) @if last_request.is_some() { " (to within five minutes)" } }
             dt { "Last sign-in" }
             dd #last-sign-in {
-                @match last_sign_in.events.first() {
+                @match &last_sign_in {
                     Some(e) => { (e.event.at.to_human()) " — " (e.actor) }
                     None => { "None among the latest events of the audit trail" }
                 }

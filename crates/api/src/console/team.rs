@@ -26,9 +26,9 @@ fn source(u: &User) -> &'static str {
     }
 }
 
-fn row(u: &User, who: &Member<ManageTeam>, last_sign_ins: &[(String, Timestamp)]) -> Markup {
+fn row(u: &User, who: &Member<ManageTeam>, last_sign_ins: &[(UserId, Timestamp)]) -> Markup {
     let id = u.id.to_string();
-    let last = last_sign_ins.iter().find(|(i, _)| *i == id).map(|(_, t)| *t);
+    let last = last_sign_ins.iter().find(|(i, _)| *i == u.id).map(|(_, t)| *t);
     let select_id = format!("role-{id}");
     markup! {
         tr id=(format!("member-{id}")) {
