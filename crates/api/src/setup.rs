@@ -18,8 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use butterfly_core::setup_link::{SetupLink, SetupLinkService, OWNER_DEACTIVATED, SETUP_LINK_PREFIX};
-use butterfly_core::Error;
+use butterfly_core::setup_link::{SetupLink, SetupLinkService, SetupRefusal, SETUP_LINK_PREFIX, SETUP_LINK_TTL_SECS};
 use std::sync::Arc;
 
 /// Where the browser goes once the link has signed the owner in: the console's first page.
@@ -44,6 +43,11 @@ pub fn setup_router(state: SetupState) -> Router {
         .route(SETUP_PATH, post(use_link))
         .route_layer(crate::limits::by_address(state.by_address.clone()))
         .with_state(state)
+}
+
+/// The URL of a setup link at the service reached at `base` (no trailing slash).
+pub fn setup_link_url(base: &str, link: &SetupLink) -> String {
+    format!("{base}{SETUP_PATH}/{}", link.secret().expose())
 }
 
 /// The path as logs show it: a setup link's path without the link — and any other path that
@@ -71,17 +75,17 @@ fn invalid_link() -> ApiError<Page> {
 }
 
 /// A core refusal of the setup routes, as a page.
-fn refusal(e: Error) -> ApiError<Page> {
+fn refusal(e: SetupRefusal) -> ApiError<Page> {
     match e {
-        Error::Unauthorized(_) => invalid_link(),
-        Error::Conflict(m) if m == OWNER_DEACTIVATED => ApiError::refused(
+        SetupRefusal::InvalidLink => invalid_link(),
+        SetupRefusal::OwnerDeactivated => ApiError::refused(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Account deactivated",
             "The account of this setup link's owner is deactivated. Ask your identity provider's administrator to \
              restore it.",
         ),
-        e => e.into(),
+        SetupRefusal::Store(e) => e.into(),
     }
 }
 
@@ -95,9 +99,10 @@ async fn setup_page(link: Result<Path<String>, PathRejection>) -> ApiResult<Page
         "<h1>Set up Butterfly</h1>\
          <p>This one-time link signs you in to Butterfly's console as your organisation's owner, with the \
          <strong>super_admin</strong> role, so that you can connect your identity provider and invite your team.</p>\
-         <p>It works once, and expires 72 hours after it was issued.</p>\
+         <p>It works once, and expires {} hours after it was issued.</p>\
          <form method=\"post\" action=\"{SETUP_PATH}\"><input type=\"hidden\" name=\"link\" value=\"{}\">\
          <button type=\"submit\" id=\"continue\">Continue to the console</button></form>",
+        SETUP_LINK_TTL_SECS / 3600,
         esc(link.secret().expose())
     );
     Ok(html(StatusCode::OK, page("Set up Butterfly", &body)))
@@ -113,7 +118,8 @@ async fn use_link(State(state): State<SetupState>, headers: HeaderMap, body: Byt
             "This request came from another site. Open your setup link again and use its button.",
         ));
     }
-    let link = form_urlencoded::parse(&body).find(|(k, _)| k == "link").map(|(_, v)| v.into_owned());
+    // The last `link` field, as every other form here reads a repeated field.
+    let link = form_urlencoded::parse(&body).filter(|(k, _)| k == "link").last().map(|(_, v)| v.into_owned());
     let signed_in = state.service.use_link(link.as_deref().unwrap_or("")).await.map_err(refusal)?;
     tracing::info!(tenant = %signed_in.user.tenant, user = %signed_in.user.id, created = signed_in.created,
                    "signed in with a setup link");

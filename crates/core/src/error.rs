@@ -106,10 +106,6 @@ impl StoreFailure {
     pub fn from_source(source: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreFailure { message: source.to_string(), source: Some(Arc::new(source)) }
     }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
 }
 
 impl std::fmt::Display for StoreFailure {

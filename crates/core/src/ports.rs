@@ -1,7 +1,7 @@
 //! The ports: what the domain needs from storage. Each method is one store operation, and
 //! each maps to one DynamoDB request (see `docs/storage.md`), so counting calls counts round
 //! trips. Adapters translate their failures into [`Error`]: conditional failures into
-//! `Uniqueness`/`PreconditionFailed`/`Conflict`, throttling into `Unavailable`.
+//! `Taken` (a uniqueness claim held by another)/`PreconditionFailed`/`Conflict`, throttling into `Unavailable`.
 
 use crate::audit::AuditEvent;
 use crate::claims::UserClaim;
@@ -20,14 +20,14 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Creates a tenant and claims its email domains, atomically. A domain already claimed by
-    /// another tenant fails with `Uniqueness`.
+    /// another tenant fails with `Taken`.
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
     /// All tenants, for operators (not on any request path).
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
     /// Replaces `previous` with `next` if the stored version is still `previous.version` (else
     /// `PreconditionFailed`), moving the domain claims and the SSO issuer claim that changed in
-    /// the same atomic write (`Uniqueness` if another tenant holds one).
+    /// the same atomic write (`Taken` if another tenant holds one).
     async fn replace_tenant(&self, previous: &Tenant, next: &Tenant) -> Result<()>;
     /// The tenant that claimed an email domain.
     async fn find_tenant_by_domain(&self, domain: &EmailDomain) -> Result<Option<Tenant>>;
@@ -99,7 +99,7 @@ pub trait UserStore: Send + Sync {
         now: Timestamp,
     ) -> Result<()>;
     /// Creates a user, claiming its case-folded `userName` and its `externalId` within the
-    /// tenant in the same atomic write (`Uniqueness` naming the attribute if taken).
+    /// tenant in the same atomic write (`Taken` naming the attribute if taken).
     async fn create_user(&self, user: &User) -> Result<()> {
         self.create_user_audited(user, None).await
     }

@@ -17,7 +17,7 @@
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::{Clock, Timestamp};
-use crate::email::{fold, UserName};
+use crate::email::UserName;
 use crate::error::{Error, Result};
 use crate::ids::{TenantId, UserId};
 use crate::ports::SetupStore;
@@ -125,19 +125,19 @@ pub struct SetupSignIn {
     pub max_age_secs: i64,
 }
 
-/// The one refusal of a link that does not work, whatever the reason (unknown, used, expired,
-/// another tenant's): the same words for each, so the answer tells a guesser nothing.
-pub fn invalid_setup_link() -> Error {
-    Error::Unauthorized(
-        "this setup link has expired, was already used, or is not a Butterfly setup link; ask Butterfly support \
-         for a new one"
-            .into(),
-    )
+/// Why a setup link signed nobody in.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupRefusal {
+    /// The one refusal of a link that does not work, whatever the reason (unknown, used,
+    /// expired, another tenant's): the same words for each, so the answer tells a guesser nothing.
+    #[error("this setup link has expired, was already used, or is not a Butterfly setup link; ask Butterfly support for a new one")]
+    InvalidLink,
+    /// The owner's account was deactivated (by the provider, over SCIM).
+    #[error("the account of this setup link's owner is deactivated; ask your identity provider's administrator to restore it")]
+    OwnerDeactivated,
+    #[error(transparent)]
+    Store(#[from] Error),
 }
-
-/// The refusal of a link whose owner's account was deactivated (by the provider, over SCIM).
-pub const OWNER_DEACTIVATED: &str =
-    "the account of this setup link's owner is deactivated; ask your identity provider's administrator to restore it";
 
 /// How often the owner's user write is retried when the user changed meanwhile.
 const ATTEMPTS: usize = 4;
@@ -196,17 +196,15 @@ impl SetupLinkService {
 
     /// Uses a presented link: marks it used (atomically: of two uses one wins), makes its owner
     /// a manual `super_admin` (created if new) and starts a session for them. A link that does
-    /// not work is [`invalid_setup_link`], whatever the reason.
-    pub async fn use_link(&self, presented: &str) -> Result<SetupSignIn> {
-        let link = SetupLink::parse(presented).ok_or_else(invalid_setup_link)?;
+    /// not work is [`SetupRefusal::InvalidLink`], whatever the reason.
+    pub async fn use_link(&self, presented: &str) -> std::result::Result<SetupSignIn, SetupRefusal> {
+        let link = SetupLink::parse(presented).ok_or(SetupRefusal::InvalidLink)?;
         let now = self.clock.now();
-        let record = self
-            .store
-            .use_setup_link(link.tenant(), &link.hash(), now)
-            .await?
-            .filter(|r| r.tenant == *link.tenant() && r.hash.ct_eq(&link.hash()) && r.is_usable(now))
-            .ok_or_else(invalid_setup_link)?;
-        let (user, created) = self.owner_as_super_admin(&record).await?;
+        // The store's use is the check: one conditional write on the tenant's link (this hash,
+        // unused, unexpired), contract-tested on both stores.
+        let record =
+            self.store.use_setup_link(link.tenant(), &link.hash(), now).await?.ok_or(SetupRefusal::InvalidLink)?;
+        let (user, created) = self.owner_as_super_admin(&record).await?.ok_or(SetupRefusal::OwnerDeactivated)?;
         let session_secret = random_secret().map_err(Error::store)?;
         let session = Session {
             hash: hash_secret(session_secret.expose()),
@@ -219,8 +217,8 @@ impl SetupLinkService {
             created: now,
             last_seen: now,
             expires: now.plus_secs(self.session_secs),
-            // The deployment's idle timeout: the tenant's own policy is not read here (it
-            // would cost a store read on every use; a setup session is the owner's first visit).
+            // The deployment's idle and absolute timeouts, not the tenant's sign-in policy (a
+            // setup session is not a provider sign-in; reading the tenant would be one more read).
             idle_secs: None,
             confirmed: true,
         };
@@ -230,8 +228,8 @@ impl SetupLinkService {
 
     /// The owner's user, made a manual super_admin: created if there is none, promoted if it is
     /// something else; the `setup_link.use` event goes in the same write (or alone if nothing
-    /// changed). A deactivated owner is refused.
-    async fn owner_as_super_admin(&self, record: &SetupLinkRecord) -> Result<(User, bool)> {
+    /// changed). `None`: the owner's account is deactivated.
+    async fn owner_as_super_admin(&self, record: &SetupLinkRecord) -> Result<Option<(User, bool)>> {
         let tenant = &record.tenant;
         let done = retry_on_conflict(ATTEMPTS, (), |()| async move {
             let now = self.clock.now();
@@ -241,20 +239,20 @@ impl SetupLinkService {
                     .details(json!({ "owner": record.owner.as_str(), "created": created,
                                      "from_role": from.map(Role::as_str) }))
             };
-            match self.store.find_user_by_user_name(tenant, &fold(record.owner.as_str())).await? {
+            match self.store.find_user_by_user_name(tenant, record.owner.folded()).await? {
                 None => {
                     let user = new_owner(record, now);
                     match self.store.create_user_audited(&user, Some(&event(&user, true, None))).await {
-                        Ok(()) => Ok(Attempt::Done((user, true))),
+                        Ok(()) => Ok(Attempt::Done(Some((user, true)))),
                         // Created meanwhile (Okta's SCIM push, a first sign-in): look again.
                         Err(Error::Taken(_)) => Ok(Attempt::Retry(())),
                         Err(e) => Err(e),
                     }
                 }
-                Some(u) if !u.active => Err(Error::Conflict(OWNER_DEACTIVATED.into())),
+                Some(u) if !u.active => Ok(Attempt::Done(None)),
                 Some(u) if u.role == Some(Role::SuperAdmin) && u.role_source == Some(RoleSource::Manual) => {
                     record_or_log(self.store.as_ref(), &event(&u, false, u.role)).await;
-                    Ok(Attempt::Done((u, false)))
+                    Ok(Attempt::Done(Some((u, false))))
                 }
                 Some(u) => {
                     let mut next = u.clone();
@@ -267,7 +265,7 @@ impl SetupLinkService {
                         .replace_user_audited(&u, &next, Some(&event(&u, false, Some(u.effective_role()))))
                         .await
                     {
-                        Ok(()) => Ok(Attempt::Done((next, false))),
+                        Ok(()) => Ok(Attempt::Done(Some((next, false)))),
                         Err(Error::PreconditionFailed(_) | Error::NotFound(_)) => Ok(Attempt::Retry(())),
                         Err(e) => Err(e),
                     }

@@ -355,7 +355,7 @@ fn link_base(given: Option<String>, from_stack: Option<String>, embedded: bool) 
 }
 
 fn setup_link_url(issued: &IssuedSetupLink, base: &str) -> String {
-    format!("{base}/console/setup/{}", issued.link.secret().expose())
+    butterfly_api::setup::setup_link_url(base, &issued.link)
 }
 
 fn setup_link_json(issued: &IssuedSetupLink, base: &str) -> serde_json::Map<String, serde_json::Value> {

@@ -166,11 +166,13 @@ pub async fn serve(o: ServeOptions) -> Result<(), String> {
             println!("  SCIM base URL: {scim_base}");
             println!("  SCIM token:    {}", issued.token.secret().expose());
             println!(
-                "  Console:       {}/console/setup/{}",
-                public_url.trim_end_matches('/'),
-                setup.link.secret().expose()
+                "  Console:       {}",
+                butterfly_api::setup::setup_link_url(public_url.trim_end_matches('/'), &setup.link)
             );
-            println!("                 (a one-time setup link: opens the console as {DEMO_OWNER}, super_admin; 72 h)");
+            println!(
+                "                 (a one-time setup link: opens the console as {DEMO_OWNER}, super_admin; {} h)",
+                butterfly_core::setup_link::SETUP_LINK_TTL_SECS / 3600
+            );
             println!();
             println!("  curl -H 'Authorization: Bearer {}' {scim_base}/Users", issued.token.secret().expose());
             println!();
