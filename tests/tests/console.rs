@@ -124,6 +124,12 @@ fn assert_console_page(a: &Answer, what: &str) {
 
 /// Form fields.
 type Fields<'a> = Vec<(&'a str, &'a str)>;
+
+/// `fields` and a field that takes the form over the 64 KiB the console reads.
+fn with_padding(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
+    fields.push(("padding".into(), "x".repeat(64 * 1024)));
+    fields
+}
 /// A console route: method, path, form, the permission it needs, what an allowed member gets.
 type Route<'a> = (Method, String, Fields<'a>, Option<butterfly_core::role::Permission>, StatusCode);
 /// A forged post: what it is, its form, its extra headers.
@@ -257,6 +263,7 @@ async fn every_form_post_needs_the_token_and_this_site() {
             ("the token as a header only", with(""), vec![("x-csrf-token", boss.csrf.as_str())]),
             ("a cross-site post", with(&boss.csrf), vec![("sec-fetch-site", "cross-site")]),
             ("another origin", with(&boss.csrf), vec![("origin", "http://evil.example")]),
+            ("a form over 64 KiB", with_padding(with(&boss.csrf)), vec![]),
         ];
         for (what, form, headers) in attempts {
             let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -565,6 +572,10 @@ async fn sso_settings_domains_and_a_test_sign_in() {
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     let page = get(&app, &boss, &location_of(&a)).await;
     assert!(page.body.contains("was not found yet"), "{}", page.body);
+    // A crafted link names no domain of this tenant: the page says nothing of its words.
+    let crafted = get(&app, &boss, "/console/sso?checked=call%20support%20at%20evil.example").await;
+    assert_eq!(crafted.status, StatusCode::OK);
+    assert!(!crafted.body.contains("evil.example"), "{}", crafted.body);
     app.dns.add_txt(name, &format!("butterfly-domain-verification={value}")).await;
     let a = post(&app, &boss, "/console/sso/domains/verify", &[("domain", "acme.test")]).await;
     let page = get(&app, &boss, &location_of(&a)).await;

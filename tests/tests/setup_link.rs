@@ -310,6 +310,7 @@ async fn the_setup_routes_are_limited_per_address() {
     let limited = press(&app, &forged).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(header(&limited, "retry-after").is_some());
+    assert!(header(&limited, "content-type").is_some_and(|c| c.starts_with("text/html")), "a browser form gets a page");
     assert_eq!(open(&app, &forged).await.status(), StatusCode::TOO_MANY_REQUESTS, "the page too");
 }
 

@@ -336,13 +336,17 @@ enum PageAnswer<'a> {
     Shown(StatusCode, &'a str, Cow<'a, str>),
 }
 
-fn page_answer(failure: &Failure) -> PageAnswer<'_> {
+/// `domain_words`: whether the core's refusals are shown in their words — on the console, to a
+/// signed-in member about their own form; never on the anonymous pages (sign-in, setup link),
+/// which answer "try again" as for any failure on our side.
+fn page_answer(failure: &Failure, domain_words: bool) -> PageAnswer<'_> {
     match failure {
         Failure::Refused(r) => PageAnswer::Shown(r.status, r.title, Cow::from(r.message.as_ref())),
         Failure::Domain(Error::Unavailable { .. }) => PageAnswer::Trouble(StatusCode::SERVICE_UNAVAILABLE),
         Failure::Domain(Error::RateLimited { retry_after_secs, .. }) => PageAnswer::TooMany((*retry_after_secs).max(1)),
         Failure::Domain(Error::Store(_)) | Failure::Logout(_) => PageAnswer::Trouble(StatusCode::INTERNAL_SERVER_ERROR),
-        // What the caller asked for cannot be done (the console's forms): our words.
+        Failure::Domain(_) if !domain_words => PageAnswer::Trouble(StatusCode::INTERNAL_SERVER_ERROR),
+        // What the member asked for cannot be done (the console's forms): our words.
         Failure::Domain(e @ Error::NotFound(_)) => {
             PageAnswer::Shown(StatusCode::NOT_FOUND, "Not found", e.to_string().into())
         }
@@ -401,7 +405,7 @@ const TROUBLE: &str = "Something went wrong on our side. Please try again.";
 impl Rendering for Page {
     fn render(failure: Failure) -> Response {
         log(&failure);
-        match page_answer(&failure) {
+        match page_answer(&failure, false) {
             PageAnswer::Trouble(status) => crate::sso::error_page(status, "Sign-in failed", TROUBLE),
             PageAnswer::TooMany(wait) => crate::limits::too_many(wait, true),
             PageAnswer::Shown(status, title, message) => crate::sso::error_page(status, title, &message),
@@ -416,7 +420,7 @@ pub enum ConsolePage {}
 impl Rendering for ConsolePage {
     fn render(failure: Failure) -> Response {
         log(&failure);
-        match page_answer(&failure) {
+        match page_answer(&failure, true) {
             PageAnswer::Trouble(status) => crate::console::error_page(status, "Something went wrong", TROUBLE),
             PageAnswer::TooMany(wait) => crate::limits::too_many(wait, true),
             PageAnswer::Shown(status, title, message) => crate::console::error_page(status, title, &message),
@@ -457,11 +461,25 @@ mod tests {
                 answer(ApiError::<Scim>::new(make())).await,
                 answer(ApiError::<OAuth>::new(make())).await,
                 answer(ApiError::<Page>::new(make())).await,
+                answer(ApiError::<ConsolePage>::new(make())).await,
             ] {
                 assert!(!body.contains("ThrottlingException") && !body.contains("arn:aws"), "{status}: {body}");
                 assert!(status.is_client_error() || status.is_server_error(), "{status}");
             }
         }
+    }
+
+    /// The core's refusals carry what a caller sent (a value, a name): an anonymous page never
+    /// shows them; the console shows a member the refusal of their own form.
+    #[tokio::test]
+    async fn anonymous_pages_never_show_the_core_s_words() {
+        let refusal = || Error::InvalidValue(format!("{SECRET_WORDS} is not valid"));
+        let (s, _, b) = answer(ApiError::<Page>::from(refusal())).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!b.contains("ThrottlingException") && b.contains("Please try again"), "{b}");
+        let (s, _, b) = answer(ApiError::<ConsolePage>::from(refusal())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(b.contains("is not valid"), "{b}");
     }
 
     /// One table per rendering: the status, the code and the headers a client relies on.

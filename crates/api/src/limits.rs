@@ -165,6 +165,7 @@ fn refuse(throttle: &KeyedThrottle, req: &Request) -> Option<Response> {
     let path = req.uri().path();
     let page = req.method() == axum::http::Method::GET
         || path == "/login"
+        || path.starts_with(crate::setup::SETUP_PATH)
         || path.starts_with("/sso/confirm")
         || path.starts_with("/sso/initiate");
     // Never the raw path: a setup link's path is its secret.

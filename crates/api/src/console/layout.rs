@@ -3,10 +3,11 @@
 //! the small pieces pages share (a value with its copy button, times).
 
 use super::html;
+use crate::extract::{AnyRole, ManageSsoScim, ManageTeam, Requires, ViewAuditTrail};
 use axum::http::StatusCode;
 use axum::response::Response;
 use butterfly_core::clock::Timestamp;
-use butterfly_core::role::{Permission, Role};
+use butterfly_core::role::Role;
 use butterfly_core::team::member_label;
 use butterfly_core::token::Secret;
 use butterfly_core::user::User;
@@ -45,13 +46,13 @@ impl Section {
         }
     }
 
-    /// Whether `role` may open the page (the same rule as the page's `Member<P>`).
+    /// Whether `role` may open the page: the rule of the page's `Member<P>`.
     pub fn allows(self, role: Role) -> bool {
         match self {
-            Section::Overview => true,
-            Section::Sso | Section::Scim => role.can(Permission::ManageSsoScim),
-            Section::Team => role.can(Permission::ManageTeam),
-            Section::Audit => role.can(Permission::ViewAuditTrail),
+            Section::Overview => AnyRole::allows(role),
+            Section::Sso | Section::Scim => ManageSsoScim::allows(role),
+            Section::Team => ManageTeam::allows(role),
+            Section::Audit => ViewAuditTrail::allows(role),
         }
     }
 }

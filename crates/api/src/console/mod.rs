@@ -89,19 +89,12 @@ pub(crate) fn html(status: StatusCode, markup: maud::Markup) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // no-store, no referrer, nosniff.
     crate::auth_response::no_store(resp)
 }
 
 /// A `303 See Other` to a page of this site.
-pub(crate) fn see_other(location: &str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    crate::auth_response::no_store(resp)
-}
+pub(crate) use crate::sso::redirect as see_other;
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
     let mut resp = body.into_response();

@@ -11,7 +11,6 @@ use crate::scim::scim_base_url;
 use crate::sso::{initiate_login_uri, redirect_uri};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use butterfly_core::role::Permission;
 use maud::html as markup;
 
 pub(super) async fn page(
@@ -20,7 +19,7 @@ pub(super) async fn page(
     headers: HeaderMap,
 ) -> ApiResult<ConsolePage> {
     let role = who.user.effective_role();
-    if !role.can(Permission::ManageSsoScim) {
+    if !Section::Sso.allows(role) {
         let names = s.team.super_admins(&who.tenant).await?;
         let content = markup! {
             p { "You are signed in as " strong { (role.display_name()) } ": " (role.description()) }

@@ -163,13 +163,14 @@ pub(super) async fn page(
     let v = s.sso.settings(&who.tenant).await?;
     let saved = query_value(&uri, "policy").map(|_| notice("ok", "Sign-in policies saved."));
     let message = saved.or_else(|| {
-        query_value(&uri, "checked").map(|d| {
-            let verified = v.domain_records.iter().any(|r| r.domain.as_str() == d && r.is_verified());
-            if verified {
-                notice("ok", &format!("{d} is verified."))
-            } else {
-                notice("warn", &format!("The TXT record of {d} was not found yet. DNS changes can take a while."))
-            }
+        // Only a domain of this tenant is named: a crafted link shows no words of its own.
+        let checked = query_value(&uri, "checked")?;
+        let record = v.domain_records.iter().find(|r| r.domain.as_str() == checked)?;
+        let d = record.domain.as_str();
+        Some(if record.is_verified() {
+            notice("ok", &format!("{d} is verified."))
+        } else {
+            notice("warn", &format!("The TXT record of {d} was not found yet. DNS changes can take a while."))
         })
     });
     Ok(html(StatusCode::OK, settings_page(&who.user, &who.csrf, &v, message)))
