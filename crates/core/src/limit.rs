@@ -146,8 +146,9 @@ impl TenantQuota {
         self.spend_local(tenant, Self::window_of(now)) == Some(true)
     }
 
-    /// Gives back a request spent with [`TenantQuota::spend_held`] at `now` whose token the
-    /// store then refused (a refused request does not count against the tenant).
+    /// Gives back a request spent with [`TenantQuota::spend_held`] at `now` that did not go on:
+    /// its token was then refused (a refused request does not count against the tenant), or
+    /// its body, which then takes the path that checks the token first and spends there.
     pub fn give_back(&self, tenant: &TenantId, now: Timestamp) {
         let window = Self::window_of(now);
         if let Ok(mut leases) = self.leases.lock() {

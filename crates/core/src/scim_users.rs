@@ -272,9 +272,10 @@ impl ScimService {
     ) -> std::result::Result<User, E> {
         let (hash, now) = (token.hash(), self.clock.now());
         if let (Some(tenant), Ok(v)) = (token.route(), &body) {
-            if self.hints.nothing_due(&hash, now) {
-                if let Ok(user) = self.new_user(&tenant, v) {
-                    if self.quota.spend_held(&tenant, now) {
+            // The quota first: the body is read once on the path a create usually takes.
+            if self.hints.nothing_due(&hash, now) && self.quota.spend_held(&tenant, now) {
+                match self.new_user(&tenant, v) {
+                    Ok(user) => {
                         let audit = scim_audit(AuditAction::ScimUserCreate, &user, user.created);
                         return match self.store.create_user_checked(&user, Some(&audit), &hash, now).await {
                             Ok(()) => Ok(user),
@@ -286,6 +287,9 @@ impl ScimService {
                             Err(e) => Err(explain_uniqueness(e, &user).into()),
                         };
                     }
+                    // A bad body: answered on the path below, after the token (a bad token is
+                    // a 401 whatever the body), which spends the quota itself.
+                    Err(_) => self.quota.give_back(&tenant, now),
                 }
             }
         }
@@ -389,7 +393,8 @@ impl ScimService {
     /// whatever the query), then lists.
     pub async fn list_users_as(&self, token: &ScimToken, q: Result<ListQuery>) -> Result<UserPage> {
         if let (Some(tenant), Ok(q)) = (token.route(), &q) {
-            let single = q.filter.as_deref().and_then(|f| filter::parse(f).ok()).and_then(|f| f.lookups());
+            let parsed = q.filter.as_deref().and_then(|f| filter::parse(f).ok());
+            let single = parsed.as_ref().and_then(Filter::lookups);
             if let Some([one]) = single.as_deref() {
                 let hash = token.hash();
                 let (rec, user) = match one {
@@ -408,7 +413,7 @@ impl ScimService {
                 };
                 let caller = self.admit(token, rec).await?;
                 let found = user.filter(|u| u.tenant == caller.tenant).into_iter().collect();
-                return self.list(&caller, q, Some(found)).await;
+                return self.list(&caller, q, parsed, Some(found)).await;
             }
         }
         let caller = self.authenticate(token).await?;
@@ -416,12 +421,22 @@ impl ScimService {
     }
 
     pub async fn list_users(&self, caller: &Caller, q: &ListQuery) -> Result<UserPage> {
-        self.list(caller, q, None).await
+        self.list(caller, q, None, None).await
     }
 
-    /// A listing; `found`: the users the filter's lookups found, if already read.
-    async fn list(&self, caller: &Caller, q: &ListQuery, found: Option<Vec<User>>) -> Result<UserPage> {
-        let filter = q.filter.as_deref().map(filter::parse).transpose().map_err(Error::InvalidFilter)?;
+    /// A listing; `parsed`: the query's filter, if already parsed; `found`: the users the
+    /// filter's lookups found, if already read.
+    async fn list(
+        &self,
+        caller: &Caller,
+        q: &ListQuery,
+        parsed: Option<Filter>,
+        found: Option<Vec<User>>,
+    ) -> Result<UserPage> {
+        let filter = match parsed {
+            Some(f) => Some(f),
+            None => q.filter.as_deref().map(filter::parse).transpose().map_err(Error::InvalidFilter)?,
+        };
         let fingerprint = cursor::query_fingerprint(q.filter.as_deref());
         let now = self.clock.now();
         let after = match &q.paging {
