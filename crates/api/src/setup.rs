@@ -6,8 +6,9 @@
 //! The POST carries the link itself, which is its proof (a forged cross-site POST would need a
 //! live link); it must also come from this site like every other form post. Every link that
 //! does not work gets the same page, whatever the reason. Both routes are anonymous, so they are
-//! limited per client address; every answer is `no-store` with no referrer, and the path with
-//! the link is never logged ([`loggable_path`]).
+//! limited per client address; every answer is `no-store` with no referrer, and this service's
+//! logs never show the path with the link ([`loggable_path`]; API Gateway's own access log
+//! records the path, see `docs/security.md`).
 
 use crate::error::{ApiError, ApiResult, Page};
 use crate::scim::BaseUrl;
