@@ -16,7 +16,7 @@ use butterfly_core::sso::Subject;
 use butterfly_core::token::{invalid_scim_token, TokenHash, TokenRecord};
 use butterfly_core::user::{User, LAST_SUPER_ADMIN};
 use butterfly_core::{Error, Result};
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 /// Executes a user write's claim moves: new claims must be free, released ones are deleted
 /// (a kept claim names the same user id, so it stays as it is).
@@ -103,17 +103,19 @@ impl EmbeddedStore {
 
     /// The user a claim names (claim and user in one read transaction).
     async fn user_holding(&self, claim: UserClaim) -> Result<Option<User>> {
-        self.read(move |tx| {
-            let unique = tx.open_table(UNIQUE).or_store_error()?;
-            let Some(id) = unique.get(user_claim_key(&claim).as_str()).or_store_error()? else {
-                return Ok(None);
-            };
-            let id: [u8; 16] = id.value().try_into().map_err(|_| Error::store("corrupt uniqueness claim"))?;
-            let users = tx.open_table(USERS).or_store_error()?;
-            read_user(&users, &user_key(claim.tenant(), &UserId::from_bytes(id)))
-        })
-        .await
+        self.read(move |tx| claimed_user(tx, &claim)).await
     }
+}
+
+/// The user `claim` names, read in `tx`.
+fn claimed_user(tx: &ReadTransaction, claim: &UserClaim) -> Result<Option<User>> {
+    let unique = tx.open_table(UNIQUE).or_store_error()?;
+    let Some(id) = unique.get(user_claim_key(claim).as_str()).or_store_error()? else {
+        return Ok(None);
+    };
+    let id: [u8; 16] = id.value().try_into().map_err(|_| Error::store("corrupt uniqueness claim"))?;
+    let users = tx.open_table(USERS).or_store_error()?;
+    read_user(&users, &user_key(claim.tenant(), &UserId::from_bytes(id)))
 }
 
 #[async_trait]
@@ -150,13 +152,7 @@ impl UserStore for EmbeddedStore {
             if &rec.tenant != claim.tenant() {
                 return Ok((Some(rec), None));
             }
-            let unique = tx.open_table(UNIQUE).or_store_error()?;
-            let Some(id) = unique.get(user_claim_key(&claim).as_str()).or_store_error()? else {
-                return Ok((Some(rec), None));
-            };
-            let id: [u8; 16] = id.value().try_into().map_err(|_| Error::store("corrupt uniqueness claim"))?;
-            let users = tx.open_table(USERS).or_store_error()?;
-            let user = read_user(&users, &user_key(claim.tenant(), &UserId::from_bytes(id)))?;
+            let user = claimed_user(tx, &claim)?;
             Ok((Some(rec), user))
         })
         .await
