@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use butterfly_core::role::Role;
-use butterfly_core::scim::doc::user_json;
+use butterfly_core::scim::doc::{user_json, UserDoc};
 use butterfly_core::scim::list::{list_response, service_provider_config, ListQuery, Paging};
 use butterfly_core::scim::projection::Projection;
 use butterfly_core::scim::schema::{resource_types_json, schemas_json};
@@ -133,9 +133,13 @@ fn projection(uri: &Uri) -> Projection {
 
 /// A user response: the projected representation, `ETag`, and `Location` on 201.
 fn user_response(base: &str, status: StatusCode, u: &User, p: &Projection) -> Response {
-    let mut v = user_json(u, base);
-    p.apply(&mut v);
-    let mut resp = scim_response(status, &v);
+    let mut resp = if p.is_identity() {
+        scim_response(status, &UserDoc { user: u, location_base: base })
+    } else {
+        let mut v = user_json(u, base);
+        p.apply(&mut v);
+        scim_response(status, &v)
+    };
     if let Ok(etag) = HeaderValue::from_str(&u.etag()) {
         resp.headers_mut().insert(header::ETAG, etag);
     }
@@ -159,6 +163,11 @@ async fn list_users(
     let page = s.service.list_users_as(&token, q.clone()).await?;
     let q = q?;
     let base = s.base(&headers);
+    let (total, start, next) = (page.total, page.start_index, page.next_cursor);
+    if q.projection.is_identity() {
+        let docs = page.users.iter().map(|u| UserDoc { user: u, location_base: &base }).collect();
+        return Ok(scim_response(StatusCode::OK, &list_response::<UserDoc>(docs, total, start, next)));
+    }
     let resources = page
         .users
         .iter()
@@ -168,7 +177,7 @@ async fn list_users(
             v
         })
         .collect();
-    Ok(scim_response(StatusCode::OK, &list_response(resources, page.total, page.start_index, page.next_cursor)))
+    Ok(scim_response(StatusCode::OK, &list_response::<Value>(resources, total, start, next)))
 }
 
 async fn create_user(
@@ -240,7 +249,7 @@ async fn list_groups(_caller: ScimCaller, uri: Uri) -> ScimAnswer {
         Paging::Index { start_index } => Some(start_index),
         Paging::Cursor(_) => None,
     };
-    Ok(scim_response(StatusCode::OK, &list_response(vec![], Some(0), start, None)))
+    Ok(scim_response(StatusCode::OK, &list_response::<Value>(vec![], Some(0), start, None)))
 }
 
 async fn get_group(_caller: ScimCaller, Id(id): Id) -> ScimAnswer {

@@ -4,15 +4,21 @@ use crate::error::{ApiError, Scim};
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::Value;
 
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 /// Largest request body accepted (advertised as `maxPayloadSize`).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// A JSON response with the SCIM media type, never cached.
-pub fn scim_response(status: StatusCode, v: &Value) -> Response {
-    let mut resp = (status, v.to_string()).into_response();
+/// A JSON response with the SCIM media type, never cached. Serialised straight into the body.
+pub fn scim_response(status: StatusCode, v: &impl Serialize) -> Response {
+    let body = match serde_json::to_vec(v) {
+        Ok(b) => b,
+        // Nothing answered here has a map key that is not a string, the one way to fail.
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

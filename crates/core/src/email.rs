@@ -8,9 +8,15 @@ use std::fmt;
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 
-/// Unicode default case folding (the comparison SCIM's `caseExact: false` asks for).
+/// Unicode default case folding (the comparison SCIM's `caseExact: false` asks for). On ASCII
+/// text it is ASCII lower-casing (A–Z are the only ASCII characters Unicode folds), taken
+/// directly: nearly every userName is ASCII.
 pub fn fold(s: &str) -> String {
-    caseless::default_case_fold_str(s)
+    if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        caseless::default_case_fold_str(s)
+    }
 }
 
 /// Checks the practical syntax of an address (RFC 5321 lengths, RFC 6531 allows UTF-8):
@@ -281,6 +287,16 @@ mod tests {
         assert_eq!(a.folded(), b.folded());
         assert_eq!(a.as_str(), "Straße@Example.COM");
         assert_eq!(a.domain(), "example.com");
+    }
+
+    #[test]
+    fn ascii_folding_is_unicode_folding() {
+        let all: String = (0u8..128).map(char::from).collect();
+        assert_eq!(fold(&all), caseless::default_case_fold_str(&all));
+        for c in (0u8..128).map(char::from) {
+            assert_eq!(fold(&c.to_string()), caseless::default_case_fold_str(&c.to_string()), "{c:?}");
+        }
+        assert_eq!(fold("K\u{212a}"), "kk", "non-ASCII text still folds by Unicode (Kelvin sign)");
     }
 
     #[test]

@@ -461,8 +461,12 @@ impl ScimService {
                     Some(f) => f,
                     None => self.lookup(&caller.tenant, &lookups).await?,
                 };
-                if let Some(f) = &filter {
-                    found.retain(|u| f.matches(&crate::scim::doc::user_json(u, "")));
+                // Whatever the store found is held to the filter; a lone lookup by its own
+                // attribute rule, anything else on the rendered document.
+                match filter.as_ref().map(|f| (f, f.single_lookup())) {
+                    Some((_, Some(exact))) => found.retain(|u| exact.holds_for(u)),
+                    Some((f, None)) => found.retain(|u| f.matches(&crate::scim::doc::user_json(u, ""))),
+                    None => {}
                 }
                 found.sort_by_key(|u| u.id);
                 found.dedup_by_key(|u| u.id);

@@ -60,15 +60,19 @@ impl fmt::Display for Secret {
     }
 }
 
-/// A freshly generated or presented SCIM token.
+/// A freshly generated or presented SCIM token, with the tenant its routing part names
+/// (decoded once, when the token is made or parsed).
 #[derive(Clone, Debug)]
-pub struct ScimToken(Secret);
+pub struct ScimToken {
+    secret: Secret,
+    route: Option<TenantId>,
+}
 
 impl ScimToken {
     /// A new token for `tenant`, with the tenant's routing part.
     pub fn generate_for(tenant: &TenantId) -> Result<Self, String> {
         let route = uuid::Uuid::parse_str(tenant.as_str()).map_err(|_| "the tenant id is not a UUID".to_string())?;
-        Self::generate_with(Some(route.as_bytes()))
+        Ok(ScimToken { route: Some(tenant.clone()), ..Self::generate_with(Some(route.as_bytes()))? })
     }
 
     /// A token in the format issued before the routing part existed (still accepted; tests use
@@ -88,7 +92,7 @@ impl ScimToken {
         }
         let crc = crc32fast::hash(s.as_bytes());
         s.push_str(&format!("{crc:08x}"));
-        Ok(ScimToken(Secret(s)))
+        Ok(ScimToken { secret: Secret(s), route: None })
     }
 
     /// Accepts a presented token if it has our shape and checksum (with or without a routing
@@ -103,31 +107,25 @@ impl ScimToken {
         let expected = format!("{:08x}", crc32fast::hash(body.as_bytes()));
         let body_ok =
             body[SCIM_TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        let token = ScimToken(Secret(s.to_string()));
-        // A routing part must decode to a tenant id (checked here so `route` cannot fail later).
-        let route_ok = s.len() == LEGACY_TOKEN_LEN || token.route().is_some();
-        (body_ok && route_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes()))).then_some(token)
+        // A routing part must decode to a tenant id.
+        let route = decode_route(s);
+        let route_ok = s.len() == LEGACY_TOKEN_LEN || route.is_some();
+        (body_ok && route_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes())))
+            .then(|| ScimToken { secret: Secret(s.to_string()), route })
     }
 
     /// The tenant the token names, if it has a routing part (tokens issued before it existed do
     /// not). Not authenticated: see [`ScimToken::routes_to`].
     pub fn route(&self) -> Option<TenantId> {
-        let s = self.0.expose();
-        if s.len() != TOKEN_LEN {
-            return None;
-        }
-        let start = SCIM_TOKEN_PREFIX.len() + BODY_LEN;
-        let raw = URL_SAFE_NO_PAD.decode(&s[start..start + ROUTE_LEN]).ok()?;
-        let bytes: [u8; 16] = raw.try_into().ok()?;
-        TenantId::parse(&uuid::Uuid::from_bytes(bytes).to_string())
+        self.route.clone()
     }
 
     /// Whether the token may belong to `tenant` (the tenant of the record its hash found): a
     /// token without a routing part may; a routed token only if it names `tenant`. Compared in
     /// constant time; a mismatch is refused like any unknown token.
     pub fn routes_to(&self, tenant: &TenantId) -> bool {
-        match self.route() {
-            None => self.0.expose().len() == LEGACY_TOKEN_LEN,
+        match &self.route {
+            None => self.secret.expose().len() == LEGACY_TOKEN_LEN,
             Some(r) => bool::from(r.as_str().as_bytes().ct_eq(tenant.as_str().as_bytes())),
         }
     }
@@ -148,16 +146,28 @@ impl ScimToken {
     }
 
     pub fn hash(&self) -> TokenHash {
-        TokenHash(Sha256::digest(self.0.expose().as_bytes()).into())
+        TokenHash(Sha256::digest(self.secret.expose().as_bytes()).into())
     }
 
     pub fn display_prefix(&self) -> String {
-        self.0.expose()[..DISPLAY_PREFIX_LEN].to_string()
+        self.secret.expose()[..DISPLAY_PREFIX_LEN].to_string()
     }
 
     pub fn secret(&self) -> &Secret {
-        &self.0
+        &self.secret
     }
+}
+
+/// The tenant a token's routing part names (`None` for a token without one, or one that does
+/// not decode to a tenant id).
+fn decode_route(s: &str) -> Option<TenantId> {
+    if s.len() != TOKEN_LEN {
+        return None;
+    }
+    let start = SCIM_TOKEN_PREFIX.len() + BODY_LEN;
+    let raw = URL_SAFE_NO_PAD.decode(s.get(start..start + ROUTE_LEN)?).ok()?;
+    let bytes: [u8; 16] = raw.try_into().ok()?;
+    TenantId::parse(&uuid::Uuid::from_bytes(bytes).to_string())
 }
 
 /// SHA-256 of a token: the only form in which tokens are stored.

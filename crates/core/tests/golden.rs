@@ -59,6 +59,11 @@ fn filter_vectors() {
                     .collect();
                 let want: Vec<&str> = v["matches"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
                 assert_eq!(got, want, "{src}: {text:?}");
+                if let Some(exact) = f.single_lookup() {
+                    for (name, u) in &users {
+                        assert_eq!(exact.holds_for(u), want.contains(&name.as_str()), "{src}: {text:?} on {name}");
+                    }
+                }
                 if let Some(l) = v.get("lookups") {
                     let want: Vec<Lookup> = l
                         .as_array()
@@ -80,6 +85,95 @@ fn filter_vectors() {
         n += 1;
     }
     assert!(n >= 40, "only {n} filter vectors ran");
+}
+
+/// A listing holds what the store found for a lone lookup to the lookup's own rule instead of
+/// the rendered document: the two must agree, whatever the case or script of either side.
+#[test]
+fn a_lone_lookup_answers_like_the_filter() {
+    let base = fixture_users().remove(0).1;
+    let cases: &[(&str, Option<&str>, &str, bool)] = &[
+        // stored userName, stored externalId, filter, matches
+        ("Alice@Example.com", None, r#"userName eq "alice@example.com""#, true),
+        ("alice@example.com", None, r#"userName eq "ALICE@EXAMPLE.COM""#, true),
+        ("alice@example.com", None, r#"userName eq "alice@example.co""#, false),
+        ("ÉLODIE@example.fr", None, r#"userName eq "élodie@example.fr""#, true),
+        ("élodie@example.fr", None, r#"userName eq "elodie@example.fr""#, false),
+        ("ANDREAS@example.de", None, r#"userName eq "andreaſ@example.de""#, true),
+        ("a@example.com", Some("00u1AbC"), r#"externalId eq "00u1AbC""#, true),
+        ("a@example.com", Some("00u1AbC"), r#"externalId eq "00u1abc""#, false),
+        ("a@example.com", None, r#"externalId eq "00u1abc""#, false),
+        ("a@example.com", None, r#"userName eq "a@example.com " "#, false),
+    ];
+    for (user_name, external_id, text, want) in cases {
+        let mut u = base.clone();
+        u.user_name = butterfly_core::email::UserName::parse(user_name).unwrap();
+        u.external_id = external_id.map(str::to_string);
+        let f = filter::parse(text).unwrap();
+        let exact = f.single_lookup().unwrap_or_else(|| panic!("{text} is a lone lookup"));
+        let by_doc = f.matches(&user_json(&u, ""));
+        assert_eq!(by_doc, *want, "{user_name} / {text}: the filter itself");
+        assert_eq!(exact.holds_for(&u), by_doc, "{user_name} / {text}: the lookup's rule");
+    }
+    // By id: exact, as the document renders it.
+    let id = base.id.to_string();
+    for (text, want) in [(format!("id eq \"{id}\""), true), (format!("id eq \"{}\"", id.to_uppercase()), false)] {
+        let f = filter::parse(&text).unwrap();
+        assert_eq!(f.matches(&user_json(&base, "")), want, "{text}");
+        assert_eq!(f.single_lookup().unwrap().holds_for(&base), want, "{text}");
+    }
+    // Compound filters are not lone lookups: they are held to the document.
+    for text in [r#"userName eq "a@example.com" and active eq true"#, r#"userName eq "a" or userName eq "b""#] {
+        assert_eq!(filter::parse(text).unwrap().single_lookup(), None, "{text}");
+    }
+}
+
+/// Responses without a projection write users straight (`UserDoc`); the bytes must be the
+/// canonical document's, for every shape a user can have.
+#[test]
+fn a_user_written_straight_is_the_canonical_document() {
+    use butterfly_core::role::Role;
+    use butterfly_core::scim::doc::UserDoc;
+    use butterfly_core::user::{Email, Name};
+    let mut users: Vec<User> = fixture_users().into_iter().map(|(_, u)| u).collect();
+    let mut bare = users[0].clone();
+    (bare.name, bare.display_name, bare.locale, bare.role, bare.external_id) = (None, None, None, None, None);
+    bare.emails.clear();
+    bare.active = false;
+    users.push(bare.clone());
+    let mut full = bare.clone();
+    full.name = Some(Name {
+        formatted: Some("Ms. Zoë \"Q\" O'Brien".into()),
+        family_name: Some("O'Brien".into()),
+        given_name: Some("Zoë".into()),
+        middle_name: Some("Q".into()),
+    });
+    full.display_name = Some("line\nbreak \u{202e} </script>".into());
+    full.locale = Some("fr-CA".into());
+    full.external_id = Some("00u\"1\\".into());
+    full.emails = vec![
+        Email {
+            value: "a@example.com".into(),
+            kind: Some("work".into()),
+            primary: Some(true),
+            display: Some("A".into()),
+        },
+        Email { value: "b@example.com".into(), kind: None, primary: Some(false), display: None },
+    ];
+    for role in Role::ALL {
+        full.role = Some(role);
+        users.push(full.clone());
+    }
+    let mut empty_name = bare;
+    empty_name.name = Some(Name::default());
+    users.push(empty_name);
+    for u in &users {
+        for base in ["", "https://api.example.com/scim/v2"] {
+            let straight = serde_json::to_vec(&UserDoc { user: u, location_base: base }).unwrap();
+            let canonical = serde_json::to_vec(&user_json(u, base)).unwrap();
+            assert_eq!(String::from_utf8(straight).unwrap(), String::from_utf8(canonical).unwrap());
+        }
+    }
 }
 
 #[test]

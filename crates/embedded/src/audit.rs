@@ -34,7 +34,7 @@ impl AuditStore for EmbeddedStore {
             None => audit_end(tenant),
         };
         let now = SystemClock.now();
-        self.read(move |tx| {
+        self.scan(move |tx| {
             let t = tx.open_table(AUDIT).or_store_error()?;
             let mut out = Vec::with_capacity(limit.min(1000));
             for row in t.range::<&str>(start.as_str()..end.as_str()).or_store_error()?.rev() {

@@ -93,8 +93,16 @@ impl EmbeddedStore {
         self.writer.write(f).await
     }
 
-    /// Runs `f` in one read transaction, off the async executor.
-    async fn read<T: Send + 'static>(
+    /// Runs `f` in one read transaction on the calling task: for point reads (a key or two: a
+    /// few B-tree pages, nearly always in redb's cache), where handing the read to the blocking
+    /// pool and back costs more than the read (the lookup profile in docs/performance.md).
+    async fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        f(&self.db.begin_read().or_store_error()?)
+    }
+
+    /// Runs `f` in one read transaction off the async executor: for scans (a page of users, the
+    /// audit trail, every tenant), whose time grows with what they read.
+    async fn scan<T: Send + 'static>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {

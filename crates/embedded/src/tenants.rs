@@ -91,7 +91,7 @@ impl TenantStore for EmbeddedStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        self.read(|tx| {
+        self.scan(|tx| {
             let t = tx.open_table(TENANTS).or_store_error()?;
             let mut out = Vec::new();
             for row in t.iter().or_store_error()? {

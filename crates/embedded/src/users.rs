@@ -241,7 +241,7 @@ impl UserStore for EmbeddedStore {
             None => tenant_users_start(tenant),
         };
         let end = tenant_users_end(tenant);
-        self.read(move |tx| {
+        self.scan(move |tx| {
             let users = tx.open_table(USERS).or_store_error()?;
             let mut out = Vec::with_capacity(limit.min(1024));
             for row in users.range::<&[u8]>(start.as_slice()..end.as_slice()).or_store_error()?.skip(skip as usize) {

@@ -1,6 +1,7 @@
 //! `butterfly`: the local stack (`cargo run`) and the operator CLI.
 
 mod cli;
+mod log;
 mod serve;
 mod stack;
 

@@ -17,7 +17,6 @@ use butterfly_outbound::{DnsServers, GuardedHttp, Limits, OidcProvider, TxtLooku
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 /// Where the served data lives.
 pub enum Backend {
@@ -42,48 +41,6 @@ pub struct ServeOptions {
     pub dns: DnsServers,
     /// The abuse limits (per tenant on SCIM, per address on the anonymous endpoints).
     pub limits: butterfly_api::Limits,
-}
-
-/// Logs on stderr: text lines (or JSON with `BUTTERFLY_LOG_FORMAT=json`), one line per event.
-/// Text lines go through [`OneLineWriter`], so no value in an event (a header, a provider's
-/// words) can start a line of its own or drive the terminal; JSON escapes by itself.
-fn init_logging() {
-    let filter = EnvFilter::try_from_env("BUTTERFLY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("BUTTERFLY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
-    let _ = if json {
-        builder.with_writer(std::io::stderr).json().try_init()
-    } else {
-        builder.with_writer(|| OneLineWriter(std::io::stderr())).try_init()
-    };
-}
-
-/// Writes one formatted event (the formatter hands over a whole line at once) with every
-/// control character but the final newline escaped as `\u{…}`.
-pub struct OneLineWriter<W: std::io::Write>(pub W);
-
-impl<W: std::io::Write> std::io::Write for OneLineWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        let body = text.strip_suffix('\n').unwrap_or(&text);
-        let mut out = String::with_capacity(body.len() + 1);
-        for c in body.chars() {
-            if butterfly_core::text::is_unsafe(c) {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32));
-            } else {
-                out.push(c);
-            }
-        }
-        if body.len() != text.len() {
-            out.push('\n');
-        }
-        self.0.write_all(out.as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
 }
 
 /// What `serve` needs from a backend.
@@ -140,7 +97,7 @@ async fn open(backend: &Backend) -> Result<Opened, String> {
 }
 
 pub async fn serve(o: ServeOptions) -> Result<(), String> {
-    init_logging();
+    let _log = crate::log::init();
     let opened = open(&o.backend).await?;
     let public_url = o.public_url.clone().unwrap_or_else(|| format!("http://{}", o.addr));
     let scim_base = format!("{}/scim/v2", public_url.trim_end_matches('/'));
@@ -315,20 +272,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::OneLineWriter;
-    use std::io::Write;
-
-    #[test]
-    fn one_event_stays_one_line() {
-        let mut w = OneLineWriter(Vec::new());
-        w.write_all(b"INFO refused detail=x\n2026-11-30 INFO role changed to super_admin\x1b[2J\r\n").unwrap();
-        let out = String::from_utf8(w.0).unwrap();
-        assert_eq!(out.matches('\n').count(), 1, "{out}");
-        assert!(out.ends_with('\n'));
-        assert!(out.contains("\\u{a}2026") && out.contains("\\u{1b}") && out.contains("\\u{d}"), "{out}");
-    }
 }

@@ -12,6 +12,7 @@ use crate::email::{check_email, UserName};
 use crate::error::Error;
 use crate::role::Role;
 use crate::user::{Email, Name, RoleSource, User};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Map, Value};
 
 /// Longest string value accepted in any attribute.
@@ -90,6 +91,124 @@ pub fn user_json(u: &User, location_base: &str) -> Value {
         }),
     );
     Value::Object(o)
+}
+
+/// [`user_json`] written straight as JSON text, without building the tree: the same bytes
+/// `serde_json::to_vec(&user_json(user, location_base))` gives (a golden test holds the two
+/// together). What a response with no `attributes`/`excludedAttributes` sends.
+pub struct UserDoc<'a> {
+    pub user: &'a User,
+    pub location_base: &'a str,
+}
+
+impl Serialize for UserDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let u = self.user;
+        let mut o = s.serialize_map(None)?;
+        match u.role {
+            Some(_) => o.serialize_entry("schemas", &[USER_SCHEMA, BUTTERFLY_USER_SCHEMA])?,
+            None => o.serialize_entry("schemas", &[USER_SCHEMA])?,
+        }
+        o.serialize_entry("id", &Shown(&u.id))?;
+        if let Some(e) = &u.external_id {
+            o.serialize_entry("externalId", e)?;
+        }
+        o.serialize_entry("userName", u.user_name.as_str())?;
+        if let Some(n) = u.name.as_ref().filter(|n| !n.is_empty()) {
+            o.serialize_entry(
+                "name",
+                &Fields(&[
+                    ("formatted", n.formatted.as_deref()),
+                    ("familyName", n.family_name.as_deref()),
+                    ("givenName", n.given_name.as_deref()),
+                    ("middleName", n.middle_name.as_deref()),
+                ]),
+            )?;
+        }
+        if let Some(d) = &u.display_name {
+            o.serialize_entry("displayName", d)?;
+        }
+        if !u.emails.is_empty() {
+            o.serialize_entry("emails", &Emails(&u.emails))?;
+        }
+        o.serialize_entry("active", &u.active)?;
+        if let Some(l) = &u.locale {
+            o.serialize_entry("locale", l)?;
+        }
+        if let Some(r) = u.role {
+            o.serialize_entry("roles", &[Fields(&[("value", Some(r.as_str()))])])?;
+            o.serialize_entry(BUTTERFLY_USER_SCHEMA, &Fields(&[("role", Some(r.as_str()))]))?;
+        }
+        let location = format!("{}/Users/{}", self.location_base, u.id);
+        let (created, modified, version) = (u.created.to_rfc3339(), u.last_modified.to_rfc3339(), u.etag());
+        o.serialize_entry(
+            "meta",
+            &Fields(&[
+                ("resourceType", Some("User")),
+                ("created", Some(&created)),
+                ("lastModified", Some(&modified)),
+                ("location", Some(&location)),
+                ("version", Some(&version)),
+            ]),
+        )?;
+        o.end()
+    }
+}
+
+/// A JSON object of the string fields that are present, in order.
+struct Fields<'a>(&'a [(&'a str, Option<&'a str>)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if let Some(v) = v {
+                o.serialize_entry(k, v)?;
+            }
+        }
+        o.end()
+    }
+}
+
+struct Emails<'a>(&'a [Email]);
+
+impl Serialize for Emails<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut a = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            a.serialize_element(&EmailDoc(e))?;
+        }
+        a.end()
+    }
+}
+
+struct EmailDoc<'a>(&'a Email);
+
+impl Serialize for EmailDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut o = s.serialize_map(None)?;
+        o.serialize_entry("value", &e.value)?;
+        if let Some(t) = &e.kind {
+            o.serialize_entry("type", t)?;
+        }
+        if let Some(p) = e.primary {
+            o.serialize_entry("primary", &p)?;
+        }
+        if let Some(d) = &e.display {
+            o.serialize_entry("display", d)?;
+        }
+        o.end()
+    }
+}
+
+/// A value serialised as its `Display` text.
+struct Shown<'a, T: std::fmt::Display>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Shown<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
 }
 
 /// The writable part of a user's representation: what PATCH operations act on.

@@ -95,6 +95,19 @@ pub enum Lookup {
     Id(String),
 }
 
+impl Lookup {
+    /// Whether `u` is what this lookup asks for, by the attribute's own rule (`userName` folded,
+    /// `externalId` and `id` exact): for a filter that is exactly this one comparison, the same
+    /// answer as [`Filter::matches`] on the user's document, without rendering it.
+    pub fn holds_for(&self, u: &crate::user::User) -> bool {
+        match self {
+            Lookup::UserName(folded) => u.user_name.folded() == folded,
+            Lookup::ExternalId(e) => u.external_id.as_deref() == Some(e.as_str()),
+            Lookup::Id(id) => u.id.to_string() == *id,
+        }
+    }
+}
+
 type PResult<T> = Result<T, String>;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -434,6 +447,15 @@ impl Filter {
                 };
                 arr.iter().any(|e| inner.matches(e))
             }
+        }
+    }
+
+    /// The lookup this filter is, when it is nothing but one (`userName eq "…"`, Okta's lookup):
+    /// its matches are then exactly the users [`Lookup::holds_for`] accepts.
+    pub fn single_lookup(&self) -> Option<Lookup> {
+        match self {
+            Filter::Compare(..) => self.lookups().and_then(|mut l| if l.len() == 1 { l.pop() } else { None }),
+            _ => None,
         }
     }
 

@@ -3,6 +3,7 @@
 use super::projection::Projection;
 use super::LIST_RESPONSE;
 use crate::error::Error;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -63,27 +64,41 @@ impl ListQuery {
 }
 
 /// A ListResponse. `start_index` is omitted in cursor mode, `total` when it is unknown.
-pub fn list_response(
-    resources: Vec<Value>,
+/// Serialised field by field (the resources too: user documents are written straight, see
+/// [`super::doc::UserDoc`]).
+pub struct ListResponse<R> {
+    resources: Vec<R>,
     total: Option<u64>,
     start_index: Option<u64>,
     next_cursor: Option<String>,
-) -> Value {
-    let mut v = json!({ "schemas": [LIST_RESPONSE] });
-    if let Some(o) = v.as_object_mut() {
-        if let Some(t) = total {
-            o.insert("totalResults".into(), json!(t));
+}
+
+pub fn list_response<R: Serialize>(
+    resources: Vec<R>,
+    total: Option<u64>,
+    start_index: Option<u64>,
+    next_cursor: Option<String>,
+) -> ListResponse<R> {
+    ListResponse { resources, total, start_index, next_cursor }
+}
+
+impl<R: Serialize> Serialize for ListResponse<R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(None)?;
+        o.serialize_entry("schemas", &[LIST_RESPONSE])?;
+        if let Some(t) = self.total {
+            o.serialize_entry("totalResults", &t)?;
         }
-        o.insert("itemsPerPage".into(), json!(resources.len()));
-        if let Some(s) = start_index {
-            o.insert("startIndex".into(), json!(s));
+        o.serialize_entry("itemsPerPage", &self.resources.len())?;
+        if let Some(i) = self.start_index {
+            o.serialize_entry("startIndex", &i)?;
         }
-        if let Some(c) = next_cursor {
-            o.insert("nextCursor".into(), json!(c));
+        if let Some(c) = &self.next_cursor {
+            o.serialize_entry("nextCursor", c)?;
         }
-        o.insert("Resources".into(), Value::Array(resources));
+        o.serialize_entry("Resources", &self.resources)?;
+        o.end()
     }
-    v
 }
 
 /// `/ServiceProviderConfig`.
