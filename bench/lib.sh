@@ -76,15 +76,25 @@ start_butterfly() {
   # The per-tenant SCIM limit (1,200 a minute by default) is raised: the load generator plays
   # an Okta far busier than any real one, and the peer has no limit. The limit's own cost (a
   # lease round trip per few hundred requests) stays in the measured path.
-  BUTTERFLY_LOG=warn "${BF_CMD[@]}" serve --addr "127.0.0.1:$port" --no-demo "${extra[@]}" \
-    --scim-rate-limit-per-minute 1000000 --anonymous-limit-per-minute 1000000 >"$OUT/butterfly-$kind.log" 2>&1 &
+  # The stack logs as it does by default (info: one line per request, with its request id), so
+  # the request log is in the measured path; the log stays in WORK (its tail is kept in OUT).
+  BF_LOG=$WORK/butterfly-$kind.log
+  env -u BUTTERFLY_LOG "${BF_CMD[@]}" serve --addr "127.0.0.1:$port" --no-demo "${extra[@]}" \
+    --scim-rate-limit-per-minute 1000000 --anonymous-limit-per-minute 1000000 >"$BF_LOG" 2>&1 &
   BF_PID=$!
   BENCH_PIDS="$BENCH_PIDS $BF_PID"
-  wait_for_port "$port" 60 || { echo "butterfly ($kind) did not start" >&2; cat "$OUT/butterfly-$kind.log" >&2; return 1; }
+  wait_for_port "$port" 60 || { echo "butterfly ($kind) did not start" >&2; cat "$BF_LOG" >&2; return 1; }
   BF_BASE=http://127.0.0.1:$port/scim/v2
 }
 
 stop_pid() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
+
+# stop_butterfly: stops the stack start_butterfly started and keeps the last lines of its log in
+# OUT, with how many lines it wrote (a request log line per request is the default).
+stop_butterfly() {
+  stop_pid "$BF_PID"
+  { echo "# $(wc -l <"$BF_LOG") lines; the last 50:"; tail -n 50 "$BF_LOG"; } >"$OUT/$(basename "$BF_LOG")"
+}
 
 # start_peer → PEER_BASE, PEER_TOKEN, PEER_PID: scim2-server (pinned), Users-only, request log off.
 start_peer() {
@@ -100,6 +110,17 @@ start_peer() {
   BENCH_PIDS="$BENCH_PIDS $PEER_PID"
   wait_for_port "$port" 60 || { echo "scim2-server did not start" >&2; cat "$OUT/scim2-server.log" >&2; return 1; }
   PEER_BASE=http://127.0.0.1:$port/v2
+}
+
+# start_bare BODY_FILE → BARE_BASE, BARE_PID: crates/bench's bare axum server answering lookups with BODY_FILE.
+start_bare() {
+  local port
+  port=$(free_port)
+  "$BIN/bare" --addr "127.0.0.1:$port" --body-file "$1" >"$OUT/bare.log" 2>&1 &
+  BARE_PID=$!
+  BENCH_PIDS="$BENCH_PIDS $BARE_PID"
+  wait_for_port "$port" 60 || { echo "the bare server did not start" >&2; cat "$OUT/bare.log" >&2; return 1; }
+  BARE_BASE=http://127.0.0.1:$port/scim/v2
 }
 
 # machine → one line describing where the figures were taken.

@@ -51,7 +51,7 @@ for kind in ${STORES//,/ }; do
       --users "$n" --prefix scale --seconds 60 --connections 1 --max-requests "$CREATES")"
   done
   record "$kind" "$seeded" "$(timeout 1900 "$BIN/loadgen" --base "$BF_BASE" page --page-size 100 --max-seconds 1800)"
-  stop_pid "$BF_PID"
+  stop_butterfly
   if [ "$kind" = dynamodb ]; then stop_emulators >/dev/null; fi
 done
 
