@@ -5,12 +5,14 @@
 //! call, no thread woken); the log thread writes the buffer out every [`FLUSH_EVERY`], and a
 //! request that finds [`FLUSH_AT`] bytes waiting writes them itself, so the buffer stays
 //! bounded and no line is ever dropped. Lines reach stderr whole and in the order they were
-//! appended. The guard [`init`] returns writes what is left when dropped.
+//! appended. The guard [`init`] returns writes what is left when dropped; a line logged after
+//! that is written as it comes.
 //!
 //! Text lines are escaped on the way in ([`escape_into`]): no value in an event (a header, a
 //! provider's words) can start a line of its own or drive the terminal. JSON escapes by itself.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
@@ -38,6 +40,8 @@ struct Shared {
     escape: bool,
     stop: Mutex<bool>,
     wake: Condvar,
+    /// The log thread is gone (the guard was dropped): each line is written as it comes.
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -51,7 +55,7 @@ impl Shared {
             }
             p.len() >= FLUSH_AT
         };
-        if full {
+        if full || self.closed.load(Ordering::Acquire) {
             self.flush();
         }
     }
@@ -81,6 +85,7 @@ impl BatchedLog {
             escape,
             stop: Mutex::new(false),
             wake: Condvar::new(),
+            closed: AtomicBool::new(false),
         });
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
@@ -134,7 +139,8 @@ impl Drop for LogGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.shared.flush(); // if the thread could not be started
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.flush(); // if the thread could not be started, or a line came in meanwhile
     }
 }
 
@@ -246,5 +252,8 @@ mod tests {
         log.write_all(b"last \x1b line\n").unwrap();
         drop(guard);
         assert_eq!(out.0.lock().unwrap().as_slice(), b"first\nlast \x1b line\n", "JSON lines are not escaped");
+        // A task still logging while the process shuts down: written at once, not lost.
+        log.write_all(b"after\n").unwrap();
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"first\nlast \x1b line\nafter\n");
     }
 }
