@@ -4,9 +4,9 @@
 # load generator, on loopback, bounded in time. Prints a Markdown table of requests/s and p50/p99
 # for each, with Butterfly's throughput as a multiple of the peer's (ratios from this one run).
 # A bare axum server (crates/bench `bare`: one route, no layers, no token check, no store) answers
-# the lookup with the very bytes Butterfly answered in this run: its row is the HTTP stack's and the
-# load generator's own limit on this machine (measured right after the first stack), and the
-# lookup's fraction of it is reported too.
+# the lookup with the very bytes Butterfly answered in this run: the HTTP stack's and the load
+# generator's own limit on this machine. It and the first stack are loaded in turn (three rounds),
+# and the lookup's fraction of the bare throughput is reported.
 #
 #   bash bench/side-by-side.sh [--smoke] [--stores embedded,dynamodb] [--seconds S] [--users N] [--connections C]
 #
@@ -43,30 +43,40 @@ measure() { # NAME BASE TOKEN [SHAPES]  (SHAPES given: the server holds no users
     echo "{\"server\":\"$name\",${line#\{}" >>"$RESULTS"
   done
 }
-# One server at a time, the others stopped, so each has the machine to itself.
+measure_paired() { # ROUND NAME BASE TOKEN: one round of the paired lookup
+  local line
+  line=$(SCIM_TOKEN=$4 timeout $((PAIR_SECONDS + 120)) "$BIN/loadgen" --base "$3" run --shape lookup \
+    --users "$USERS" --prefix seed --seconds "$PAIR_SECONDS" --connections "$CONNS")
+  echo "{\"server\":\"pair-$2\",\"round\":$1,${line#\{}" >>"$RESULTS"
+}
+PAIR_SECONDS=$(( SECONDS_PER > 2 ? SECONDS_PER / 2 : 1 ))
+# One server loaded at a time, the others stopped (the bare server and the first stack are both up
+# while they take turns), so each has the machine to itself.
 for kind in ${STORES//,/ }; do
   if [ "$kind" = dynamodb ]; then bench_emulators; fi
   start_butterfly "$kind"
   measure "butterfly-$kind" "$BF_BASE" "$BF_TOKEN"
-  first=0
-  if [ ! -s "$WORK/lookup.json" ]; then # the bytes the bare server answers with: a real lookup answer
+  if [ ! -s "$WORK/lookup.json" ]; then
+    # The lookup against the bare server, with the bytes this stack answered: both servers up (an
+    # idle one costs nothing), loaded in turn, three rounds each, so the VM's drift over minutes
+    # (seen at 2–3×) falls on both alike.
     curl -fsS -G -H "Authorization: Bearer $BF_TOKEN" --data-urlencode 'filter=userName eq "seed-1@example.com"' \
       "$BF_BASE/Users" -o "$WORK/lookup.json"
-    first=1
-  fi
-  stop_butterfly
-  if [ $first = 1 ]; then # right after the first stack, so the VM's drift does not enter the fraction
     start_bare "$WORK/lookup.json"
-    measure bare-axum "$BARE_BASE" unused lookup
+    for round in 1 2 3; do
+      measure_paired "$round" bare "$BARE_BASE" unused
+      measure_paired "$round" "butterfly-$kind" "$BF_BASE" "$BF_TOKEN"
+    done
     stop_pid "$BARE_PID"
   fi
+  stop_butterfly
   if [ "$kind" = dynamodb ]; then stop_emulators >/dev/null; fi
 done
 start_peer
 measure scim2-server "$PEER_BASE" "$PEER_TOKEN"
 stop_pid "$PEER_PID"
 
-python3 - "$RESULTS" "$PROFILE" "$SECONDS_PER" "$USERS" "$CONNS" "$(machine)" >"$OUT/side-by-side.md" <<'PY'
+python3 - "$RESULTS" "$PROFILE" "$SECONDS_PER" "$USERS" "$CONNS" "$(machine)" "$PAIR_SECONDS" >"$OUT/side-by-side.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 profile, secs, users, conns, machine = sys.argv[2:7]
@@ -89,17 +99,23 @@ for shape in ["lookup", "get", "create", "patch"]:
         verdict = "" if t is None or s != "butterfly-embedded" else (f"≥ {t}× ✓" if ratio >= t else f"≥ {t}× ✗")
         print(f'| {names[shape]} | {label[s]} | {b["rps"]:,} | {b["p50_ms"]} | {b["p99_ms"]} | {b["errors"]} | **{ratio:.1f}×** | {verdict} |')
     print(f'| | scim2-server | {p["rps"]:,} | {p["p50_ms"]} | {p["p99_ms"]} | {p["errors"]} | 1× | |')
-bare = by[("bare-axum", "lookup")]
-print(f"\nThe lookup against the HTTP stack's own limit: a bare axum handler answering the same bytes "
-      f"({bare['requests']:,} requests, {bare['errors']} errors) to the same load generator.\n")
-print("| lookup served by | req/s | p50 ms | p99 ms | fraction of bare axum | target |")
-print("|---|---|---|---|---|---|")
-print(f'| bare axum (no layers, no token, no store) | {bare["rps"]:,} | {bare["p50_ms"]} | {bare["p99_ms"]} | 1 | |')
-for s in servers:
-    b = by[(s, "lookup")]
-    f = b["rps"] / bare["rps"] if bare["rps"] else 0.0
-    verdict = "" if s != "butterfly-embedded" else (f"≥ 0.5 ✓" if f >= 0.5 else "≥ 0.5 ✗")
-    print(f'| {label[s]} | {b["rps"]:,} | {b["p50_ms"]} | {b["p99_ms"]} | **{f:.2f}** | {verdict} |')
+pairs = [r for r in rows if r["server"].startswith("pair-")]
+stack = next(r["server"][5:] for r in pairs if r["server"] != "pair-bare")
+print(f"\nThe lookup against the HTTP stack's own limit: a bare axum handler (crates/bench `bare`: no layers, no token, "
+      f"no store) answering the bytes {label[stack]} answered, to the same load generator. Both servers up, loaded in "
+      f"turn, {sys.argv[7]} s each per round; the fraction is the stack's requests over the bare server's.\n")
+print("| round | bare axum req/s | p50 ms | Butterfly req/s | p50 ms | p99 ms | fraction of bare |")
+print("|---|---|---|---|---|---|---|")
+tot = {"bare": 0, "stack": 0}
+for rnd in sorted({r["round"] for r in pairs}):
+    b = next(r for r in pairs if r["round"] == rnd and r["server"] == "pair-bare")
+    s = next(r for r in pairs if r["round"] == rnd and r["server"] != "pair-bare")
+    tot["bare"] += b["requests"]; tot["stack"] += s["requests"]
+    f = s["rps"] / b["rps"] if b["rps"] else 0.0
+    print(f'| {rnd} | {b["rps"]:,} | {b["p50_ms"]} | {s["rps"]:,} | {s["p50_ms"]} | {s["p99_ms"]} | {f:.2f} |')
+f = tot["stack"] / tot["bare"] if tot["bare"] else 0.0
+verdict = "≥ 0.5 ✓" if f >= 0.5 else "≥ 0.5 ✗"
+print(f'| all | {tot["bare"]:,} requests | | {tot["stack"]:,} requests | | | **{f:.2f}** ({verdict}) |')
 PY
 cat "$OUT/side-by-side.md"
 # Butterfly and the bare server must answer every request; the peer's errors are reported, not judged.
