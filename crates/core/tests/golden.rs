@@ -128,8 +128,9 @@ fn a_lone_lookup_answers_like_the_filter() {
     }
 }
 
-/// Responses without a projection write users straight (`UserDoc`); the bytes must be the
-/// canonical document's, for every shape a user can have.
+/// Responses without a projection write users straight (`UserDoc`); projections, filters and
+/// PATCH work on the tree (`user_json`). The two must be the same document, byte for byte and in
+/// the same order, for every shape a user can have.
 #[test]
 fn a_user_written_straight_is_the_canonical_document() {
     use butterfly_core::role::Role;

@@ -40,7 +40,8 @@ struct Shared {
     escape: bool,
     stop: Mutex<bool>,
     wake: Condvar,
-    /// The log thread is gone (the guard was dropped): each line is written as it comes.
+    /// There is no log thread (the guard was dropped, or it could not be started): each line is
+    /// written as it comes.
     closed: AtomicBool,
 }
 
@@ -102,6 +103,8 @@ impl BatchedLog {
                 }
             })
             .ok();
+        // Without its thread the log still works: each line is written as it comes.
+        shared.closed.store(thread.is_none(), Ordering::Release);
         (BatchedLog(shared.clone()), LogGuard { shared, thread })
     }
 }
@@ -140,7 +143,7 @@ impl Drop for LogGuard {
             let _ = t.join();
         }
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.flush(); // if the thread could not be started, or a line came in meanwhile
+        self.shared.flush(); // a line that came in while the thread stopped
     }
 }
 

@@ -20,82 +20,16 @@ pub const MAX_STRING_LEN: usize = 2048;
 /// Most email addresses a user may have.
 pub const MAX_EMAILS: usize = 20;
 
-/// The canonical SCIM representation of a user. `location_base` is the SCIM base URL.
+/// The canonical SCIM representation of a user as a tree (for projections, filters and PATCH).
+/// `location_base` is the SCIM base URL. Built from [`UserDoc`], the one rendering.
 pub fn user_json(u: &User, location_base: &str) -> Value {
-    let mut o = Map::new();
-    let mut schemas = vec![Value::String(USER_SCHEMA.into())];
-    if u.role.is_some() {
-        schemas.push(Value::String(BUTTERFLY_USER_SCHEMA.into()));
-    }
-    o.insert("schemas".into(), Value::Array(schemas));
-    o.insert("id".into(), Value::String(u.id.to_string()));
-    if let Some(e) = &u.external_id {
-        o.insert("externalId".into(), Value::String(e.clone()));
-    }
-    o.insert("userName".into(), Value::String(u.user_name.as_str().into()));
-    if let Some(n) = u.name.as_ref().filter(|n| !n.is_empty()) {
-        let mut no = Map::new();
-        for (k, v) in [
-            ("formatted", &n.formatted),
-            ("familyName", &n.family_name),
-            ("givenName", &n.given_name),
-            ("middleName", &n.middle_name),
-        ] {
-            if let Some(v) = v {
-                no.insert(k.into(), Value::String(v.clone()));
-            }
-        }
-        o.insert("name".into(), Value::Object(no));
-    }
-    if let Some(d) = &u.display_name {
-        o.insert("displayName".into(), Value::String(d.clone()));
-    }
-    if !u.emails.is_empty() {
-        let emails = u
-            .emails
-            .iter()
-            .map(|e| {
-                let mut eo = Map::new();
-                eo.insert("value".into(), Value::String(e.value.clone()));
-                if let Some(t) = &e.kind {
-                    eo.insert("type".into(), Value::String(t.clone()));
-                }
-                if let Some(p) = e.primary {
-                    eo.insert("primary".into(), Value::Bool(p));
-                }
-                if let Some(d) = &e.display {
-                    eo.insert("display".into(), Value::String(d.clone()));
-                }
-                Value::Object(eo)
-            })
-            .collect();
-        o.insert("emails".into(), Value::Array(emails));
-    }
-    o.insert("active".into(), Value::Bool(u.active));
-    if let Some(l) = &u.locale {
-        o.insert("locale".into(), Value::String(l.clone()));
-    }
-    if let Some(r) = u.role {
-        o.insert("roles".into(), json!([{"value": r.as_str()}]));
-        o.insert(BUTTERFLY_USER_SCHEMA.into(), json!({"role": r.as_str()}));
-    }
-    let location = format!("{location_base}/Users/{}", u.id);
-    o.insert(
-        "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": u.created.to_rfc3339(),
-            "lastModified": u.last_modified.to_rfc3339(),
-            "location": location,
-            "version": u.etag(),
-        }),
-    );
-    Value::Object(o)
+    // A `UserDoc` has only string keys, so it always converts.
+    serde_json::to_value(UserDoc { user: u, location_base }).unwrap_or_else(|_| Value::Object(Map::new()))
 }
 
-/// [`user_json`] written straight as JSON text, without building the tree: the same bytes
-/// `serde_json::to_vec(&user_json(user, location_base))` gives (a golden test holds the two
-/// together). What a response with no `attributes`/`excludedAttributes` sends.
+/// The canonical SCIM representation of a user, written straight as JSON text without building a
+/// tree: what a response with no `attributes`/`excludedAttributes` sends. `location_base` is the
+/// SCIM base URL. [`user_json`] is the same document as a tree, in the same order (a golden test).
 pub struct UserDoc<'a> {
     pub user: &'a User,
     pub location_base: &'a str,
