@@ -104,13 +104,15 @@ impl ScimToken {
             return None;
         }
         let (body, crc) = s.split_at(s.len() - 8);
-        let expected = format!("{:08x}", crc32fast::hash(body.as_bytes()));
+        // The checksum as eight lowercase hex digits (what `{:08x}` writes, without formatting).
+        let crc32 = crc32fast::hash(body.as_bytes());
+        let expected: [u8; 8] = std::array::from_fn(|i| b"0123456789abcdef"[(crc32 >> (28 - 4 * i) & 15) as usize]);
         let body_ok =
             body[SCIM_TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         // A routing part must decode to a tenant id.
         let route = decode_route(s);
         let route_ok = s.len() == LEGACY_TOKEN_LEN || route.is_some();
-        (body_ok && route_ok && bool::from(crc.as_bytes().ct_eq(expected.as_bytes())))
+        (body_ok && route_ok && bool::from(crc.as_bytes().ct_eq(&expected)))
             .then(|| ScimToken { secret: Secret(s.to_string()), route })
     }
 

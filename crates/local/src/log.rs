@@ -1,5 +1,5 @@
-//! The local stack's log: one line per event on stderr, text (or JSON with
-//! `BUTTERFLY_LOG_FORMAT=json`), written in batches by a log thread.
+//! The local stack's log: one line per event on stderr, text ([`text`]: formatted straight into
+//! the buffer) or JSON (with `BUTTERFLY_LOG_FORMAT=json`), written in batches by a log thread.
 //!
 //! A request only formats its line and appends it to a shared buffer (a short lock, no system
 //! call, no thread woken); the log thread writes the buffer out every [`FLUSH_EVERY`], and a
@@ -15,7 +15,11 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+mod text;
 
 /// How often the log thread writes what has been appended.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(25);
@@ -27,8 +31,12 @@ pub fn init() -> LogGuard {
     let filter = EnvFilter::try_from_env("BUTTERFLY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("BUTTERFLY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let (sink, guard) = BatchedLog::start(std::io::stderr(), !json);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(sink);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    // An error means a subscriber is already set (a test's): events go there instead.
+    if json {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink).json().try_init();
+    } else {
+        let _ = tracing_subscriber::registry().with(filter).with(text::TextLayer::new(sink)).try_init();
+    }
     guard
 }
 
