@@ -1,4 +1,5 @@
-//! The embedded store: one redb file, durable across restarts (every commit is fsynced),
+//! The embedded store: one redb file, durable across restarts (every commit is fsynced, but the
+//! rate counters': see `writer.rs`),
 //! implementing every store port. It follows the item layout of `docs/storage.md`: the same
 //! uniqueness claims, version conditions and key order as the DynamoDB table, so both
 //! adapters pass one contract suite.
@@ -91,6 +92,22 @@ impl EmbeddedStore {
         f: impl FnMut(&redb::WriteTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.writer.write(f).await
+    }
+
+    /// Runs a write whose loss in a crash does no harm (a rate counter) in the next group
+    /// commit, without waiting for it to reach the disk (see `writer.rs` for the bound on what a
+    /// crash may lose).
+    async fn write_volatile<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&redb::WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.writer.write_volatile(f).await
+    }
+
+    /// How many commits the store has made with an fsync and without one (durable, volatile).
+    pub fn commit_counts(&self) -> (u64, u64) {
+        let c = self.writer.counts();
+        (c.durable.load(std::sync::atomic::Ordering::Relaxed), c.volatile.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Runs `f` in one read transaction on the calling task: for point reads (a key or two: a

@@ -20,7 +20,9 @@ impl QuotaStore for EmbeddedStore {
         limit: u32,
     ) -> Result<u32> {
         let k = quota_key(key, window_start.millis());
-        self.write(move |tx| {
+        // A rate counter: a crash may lose its last second (the tenant's minute starts again),
+        // so the request does not wait for an fsync.
+        self.write_volatile(move |tx| {
             let mut t = tx.open_table(QUOTAS).or_store_error()?;
             let used = t.get(k.as_str()).or_store_error()?.map(|v| v.value()).unwrap_or(0);
             let granted = u64::from(want).min(u64::from(limit).saturating_sub(used));
@@ -30,5 +32,24 @@ impl QuotaStore for EmbeddedStore {
             Ok(granted as u32)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rate counter does not wait for an fsync (a crash may lose its last second), and it
+    /// still counts exactly.
+    #[tokio::test]
+    async fn quota_takes_are_volatile_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let (durable, volatile) = store.commit_counts();
+        let start = Timestamp(60_000);
+        assert_eq!(store.take_quota("scim:t", start, 60, 50, 120).await.unwrap(), 50);
+        assert_eq!(store.take_quota("scim:t", start, 60, 50, 120).await.unwrap(), 50);
+        assert_eq!(store.take_quota("scim:t", start, 60, 50, 120).await.unwrap(), 20);
+        assert_eq!(store.commit_counts(), (durable, volatile + 3));
     }
 }

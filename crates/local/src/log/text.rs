@@ -57,7 +57,7 @@ where
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = String::new();
+        let mut fields = String::with_capacity(128);
         attrs.record(&mut Fields::new(&mut fields));
         span.extensions_mut().insert(SpanFields(fields));
     }
