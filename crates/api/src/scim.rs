@@ -127,7 +127,7 @@ fn if_match(h: &HeaderMap) -> Precondition {
 
 fn projection(uri: &Uri) -> Projection {
     let pairs = query_pairs(uri.query());
-    let find = |name: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let find = |name: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref());
     Projection::parse(find("attributes"), find("excludedAttributes"))
 }
 
@@ -158,9 +158,9 @@ async fn list_users(
     uri: Uri,
 ) -> ScimAnswer {
     let pairs = query_pairs(uri.query());
-    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
     // The token is checked before a query error is answered; a lookup may read both at once.
-    let page = s.service.list_users_as(&token, q.clone()).await?;
+    let page = s.service.list_users_as(&token, q.as_ref()).await?;
     let q = q?;
     let base = s.base(&headers);
     let (total, start, next) = (page.total, page.start_index, page.next_cursor);
@@ -244,7 +244,7 @@ async fn delete_user(
 
 async fn list_groups(_caller: ScimCaller, uri: Uri) -> ScimAnswer {
     let pairs = query_pairs(uri.query());
-    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
     let start = match q.paging {
         Paging::Index { start_index } => Some(start_index),
         Paging::Cursor(_) => None,
@@ -328,7 +328,7 @@ fn role_json(base: &str, r: Role) -> Value {
 
 async fn roles(State(s): State<ScimState>, _caller: ScimCaller, headers: HeaderMap, uri: Uri) -> ScimAnswer {
     let pairs = query_pairs(uri.query());
-    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let q = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
     if q.filter.is_some() {
         return Err(
             Error::InvalidFilter("/Roles does not take a filter: it lists the five Butterfly roles".into()).into()

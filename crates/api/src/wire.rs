@@ -69,7 +69,8 @@ fn too_large() -> ApiError<Scim> {
     )
 }
 
-/// The decoded query pairs (`+` is a space, as Entra encodes it).
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
+/// The decoded query pairs (`+` is a space, as Entra encodes it); a part with nothing to
+/// decode is borrowed from the query.
+pub fn query_pairs(query: Option<&str>) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).collect()
 }

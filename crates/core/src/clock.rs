@@ -20,6 +20,8 @@ fn rfc3339_fast(ms: i64) -> String {
 /// straight into the string, no formatting machinery (a lookup renders two of these, and the
 /// log one per line).
 pub fn write_rfc3339(out: &mut String, secs: i64, frac: u32, frac_digits: u32) {
+    // Out of that range (no caller goes there) the nearest end is written, never a wrong digit.
+    let secs = secs.clamp(0, MAX_FAST_MILLIS / 1000 - 1);
     let (days, in_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -166,5 +168,10 @@ mod tests {
         assert_eq!(Timestamp(MAX_FAST_MILLIS - 1).to_rfc3339(), "9999-12-31T23:59:59.999Z");
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
         assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        for (secs, want) in [(-1, "1970-01-01T00:00:00.5Z"), (i64::MAX, "9999-12-31T23:59:59.5Z")] {
+            let mut s = String::new();
+            write_rfc3339(&mut s, secs, 5, 1);
+            assert_eq!(s, want);
+        }
     }
 }

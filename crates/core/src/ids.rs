@@ -15,7 +15,8 @@ impl TenantId {
     }
     /// Parses a tenant id as printed by the CLI (a lower-case hyphenated UUID).
     pub fn parse(s: &str) -> Option<Self> {
-        canonical_uuid(s).map(|u| TenantId(u.to_string()))
+        // `s` is the canonical form when accepted.
+        canonical_uuid(s).map(|_| TenantId(s.to_string()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -68,7 +69,7 @@ fn canonical_uuid(s: &str) -> Option<Uuid> {
         return None;
     }
     let u = Uuid::try_parse(s).ok()?;
-    (u.hyphenated().to_string() == s).then_some(u)
+    (*u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == *s).then_some(u)
 }
 
 #[cfg(test)]
@@ -84,6 +85,17 @@ mod tests {
         assert_eq!(UserId::parse("010101001010101011001010101011"), None);
         assert_eq!(UserId::parse(""), None);
         assert_eq!(UserId::parse(&format!("{{{s}}}")), None);
+    }
+
+    #[test]
+    fn tenant_ids_are_accepted_only_in_their_canonical_spelling() {
+        let t = TenantId::generate();
+        assert_eq!(TenantId::parse(t.as_str()), Some(t.clone()));
+        let simple = t.as_str().replace('-', "");
+        let urn = format!("urn:uuid:{}", t.as_str());
+        for other in [t.as_str().to_uppercase(), format!("{{{}}}", t.as_str()), simple, urn, String::new()] {
+            assert_eq!(TenantId::parse(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -391,8 +391,12 @@ impl ScimService {
     /// one `userName`, `externalId` or `id` with a token that names its tenant reads the token and
     /// the user in one store round trip; anything else authenticates first (a bad token is a 401
     /// whatever the query), then lists.
-    pub async fn list_users_as(&self, token: &ScimToken, q: Result<ListQuery>) -> Result<UserPage> {
-        if let (Some(tenant), Ok(q)) = (token.route(), &q) {
+    pub async fn list_users_as(
+        &self,
+        token: &ScimToken,
+        q: std::result::Result<&ListQuery, &Error>,
+    ) -> Result<UserPage> {
+        if let (Some(tenant), Ok(q)) = (token.route(), q) {
             let parsed = q.filter.as_deref().and_then(|f| filter::parse(f).ok());
             let single = parsed.as_ref().and_then(Filter::lookups);
             if let Some([one]) = single.as_deref() {
@@ -417,7 +421,7 @@ impl ScimService {
             }
         }
         let caller = self.authenticate(token).await?;
-        self.list_users(&caller, &q?).await
+        self.list_users(&caller, q.map_err(Clone::clone)?).await
     }
 
     pub async fn list_users(&self, caller: &Caller, q: &ListQuery) -> Result<UserPage> {

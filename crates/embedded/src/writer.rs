@@ -75,6 +75,8 @@ impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T> + Send> Job for Typed<T, 
 pub struct CommitCounts {
     pub durable: AtomicU64,
     pub volatile: AtomicU64,
+    /// Transactions that could not be begun or committed.
+    pub failed: AtomicU64,
 }
 
 /// The writer thread and the queue in front of it. Dropping the last handle drains the queue,
@@ -159,9 +161,12 @@ fn run(db: &Database, rx: &mpsc::Receiver<Box<dyn Job>>, counts: &CommitCounts) 
                 Err(e) => {
                     // Quiet for the whole bound (or closing): an empty durable commit.
                     let mut none: [Box<dyn Job>; 0] = [];
-                    if let Outcome::Committed(Ok(())) = apply_and_commit(db, &mut none, true, counts) {
-                        volatile_since = None;
-                    }
+                    volatile_since = match apply_and_commit(db, &mut none, true, counts) {
+                        Outcome::Committed(Ok(())) => None,
+                        // The store is failing (a full disk): try again after another bound,
+                        // not at once (that would spin).
+                        _ => Some(Instant::now()),
+                    };
                     if matches!(e, mpsc::RecvTimeoutError::Disconnected) {
                         return;
                     }
@@ -222,7 +227,10 @@ enum Outcome {
 fn apply_and_commit(db: &Database, jobs: &mut [Box<dyn Job>], durable: bool, counts: &CommitCounts) -> Outcome {
     let mut tx = match db.begin_write() {
         Ok(tx) => tx,
-        Err(e) => return Outcome::Committed(Err(e).or_store_error()),
+        Err(e) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Committed(Err(e).or_store_error());
+        }
     };
     // If redb refuses to skip the fsync, the commit is simply durable.
     let durable = durable || tx.set_durability(Durability::None).is_err();
@@ -233,10 +241,12 @@ fn apply_and_commit(db: &Database, jobs: &mut [Box<dyn Job>], durable: bool, cou
         }
     }
     let outcome = tx.commit().or_store_error();
-    if outcome.is_ok() {
-        let counter = if durable { &counts.durable } else { &counts.volatile };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+    let counter = match (&outcome, durable) {
+        (Err(_), _) => &counts.failed,
+        (Ok(()), true) => &counts.durable,
+        (Ok(()), false) => &counts.volatile,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     Outcome::Committed(outcome)
 }
 
@@ -304,6 +314,59 @@ mod tests {
         let (durable, volatile) = counts(&w);
         assert!(durable >= 2, "durable {durable}, volatile {volatile}");
         assert!(volatile > durable * 10, "most commits skip the fsync: durable {durable}, volatile {volatile}");
+    }
+
+    /// Storage that starts failing every write and flush when told to (a full disk).
+    #[derive(Debug)]
+    struct Failing {
+        inner: redb::backends::InMemoryBackend,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Failing {
+        fn check(&self) -> std::io::Result<()> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            Ok(())
+        }
+    }
+
+    impl redb::StorageBackend for Failing {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    /// A store that fails while a volatile commit waits for its durable one: the writer tries
+    /// again once per bound instead of spinning, and writes are answered with the error.
+    #[tokio::test]
+    async fn a_failing_store_does_not_make_the_writer_spin() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let backend = Failing { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone() };
+        let w = Writer::start(Arc::new(redb::Builder::new().create_with_backend(backend).unwrap())).unwrap();
+        w.write_volatile(put("a", 1)).await.unwrap();
+        fail.store(true, Ordering::Relaxed);
+        assert!(w.write(put("b", 2)).await.is_err());
+        tokio::time::sleep(VOLATILE_AT_MOST * 2 + Duration::from_millis(500)).await;
+        let failed = w.counts().failed.load(Ordering::Relaxed);
+        assert!((1..=5).contains(&failed), "failed commits: {failed}");
+        assert!(w.write_volatile(put("c", 3)).await.is_err());
     }
 
     #[tokio::test]

@@ -123,8 +123,12 @@ enum Tok {
 }
 
 fn lex(input: &str) -> PResult<Vec<Tok>> {
-    let chars: Vec<char> = input.chars().collect();
-    let mut out = Vec::new();
+    // Characters with their byte offsets: tokens are taken as slices of the input.
+    let mut indexed: Vec<(usize, char)> = Vec::with_capacity(input.len());
+    indexed.extend(input.char_indices());
+    let chars: Vec<char> = indexed.iter().map(|&(_, c)| c).collect();
+    let at = |i: usize| indexed.get(i).map_or(input.len(), |&(b, _)| b);
+    let mut out = Vec::with_capacity(8);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -154,7 +158,7 @@ fn lex(input: &str) -> PResult<Vec<Tok>> {
                     if start == i {
                         return Err("expected a sub-attribute name after '].'".into());
                     }
-                    out.push(Tok::SubAttr(chars[start..i].iter().collect()));
+                    out.push(Tok::SubAttr(input[at(start)..at(i)].to_string()));
                 }
             }
             '"' => {
@@ -176,9 +180,13 @@ fn lex(input: &str) -> PResult<Vec<Tok>> {
                 if !closed {
                     return Err("a string value is not closed with '\"'".into());
                 }
-                let raw: String = chars[start..i.min(chars.len())].iter().collect();
-                let s: String =
-                    serde_json::from_str(&raw).map_err(|_| format!("the string value {raw} is not valid JSON"))?;
+                let raw = &input[at(start)..at(i.min(chars.len()))];
+                let s: String = if raw.bytes().all(|b| b >= 0x20 && b != b'\\') {
+                    // No escape and no control character: the JSON string is its content.
+                    raw[1..raw.len() - 1].to_string()
+                } else {
+                    serde_json::from_str(raw).map_err(|_| format!("the string value {raw} is not valid JSON"))?
+                };
                 out.push(Tok::Str(s));
             }
             c if is_word_char(c) => {
@@ -186,7 +194,7 @@ fn lex(input: &str) -> PResult<Vec<Tok>> {
                 while i < chars.len() && is_word_char(chars[i]) {
                     i += 1;
                 }
-                out.push(Tok::Word(chars[start..i].iter().collect()));
+                out.push(Tok::Word(input[at(start)..at(i)].to_string()));
             }
             other => return Err(format!("unexpected character {other:?}")),
         }
@@ -208,8 +216,9 @@ impl Parser {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos)
     }
+    /// Takes the next token (the parser never steps back, so it is moved out, not cloned).
     fn next(&mut self) -> Option<Tok> {
-        let t = self.toks.get(self.pos).cloned();
+        let t = self.toks.get_mut(self.pos).map(|t| std::mem::replace(t, Tok::LParen));
         self.pos += 1;
         t
     }
@@ -560,5 +569,52 @@ fn ordered(o: Ordering, op: Op) -> bool {
         Op::Lt => o == Ordering::Less,
         Op::Le => o != Ordering::Greater,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A string value without escapes is taken as it is; with escapes (or a raw control
+    /// character, which JSON forbids) it goes through the JSON decoder: both give what the JSON
+    /// decoder alone gave.
+    #[test]
+    fn string_values_decode_as_json_strings() {
+        let cases = [
+            (r#""ann@example.com""#, Some("ann@example.com")),
+            (r#""""#, Some("")),
+            (r#""café ü""#, Some("café ü")),
+            (r#""a\"b""#, Some("a\"b")),
+            (r#""back\\slash""#, Some("back\\slash")),
+            (r#""\u00e9t\u00e9""#, Some("été")),
+            ("\"tab\tinside\"", None),
+            ("\"nul\u{1}\"", None),
+            (r#""bad \x escape""#, None),
+            ("\"del\u{7f}\"", Some("del\u{7f}")),
+        ];
+        for (literal, want) in cases {
+            let by_json: Option<String> = serde_json::from_str(literal).ok();
+            assert_eq!(by_json.as_deref(), want, "the case itself: {literal}");
+            let lexed = lex(&format!("userName eq {literal}"));
+            match want {
+                Some(w) => assert_eq!(lexed.unwrap().last(), Some(&Tok::Str(w.to_string())), "{literal}"),
+                None => assert!(lexed.is_err(), "{literal}"),
+            }
+        }
+        assert_eq!(
+            lex("emails[type eq \"work\"].value pr").unwrap(),
+            vec![
+                Tok::Word("emails".into()),
+                Tok::LBracket,
+                Tok::Word("type".into()),
+                Tok::Word("eq".into()),
+                Tok::Str("work".into()),
+                Tok::RBracket,
+                Tok::SubAttr("value".into()),
+                Tok::Word("pr".into()),
+            ]
+        );
+        assert_eq!(lex("ünïcode eq 1").unwrap()[0], Tok::Word("ünïcode".into()));
     }
 }
