@@ -276,12 +276,18 @@ mod tests {
         Arc::new(Database::create(dir.path().join("w.redb")).unwrap())
     }
 
+    /// A writer on a fresh file that has made one volatile write of `a` = `v`.
+    async fn after_one_volatile_write(dir: &tempfile::TempDir, v: u64) -> (Arc<Database>, Writer) {
+        let db = open(dir);
+        let w = Writer::start(db.clone()).unwrap();
+        w.write_volatile(put("a", v)).await.unwrap();
+        (db, w)
+    }
+
     #[tokio::test]
     async fn volatile_writes_skip_the_fsync_and_are_seen_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(&dir);
-        let w = Writer::start(db.clone()).unwrap();
-        w.write_volatile(put("a", 1)).await.unwrap();
+        let (db, w) = after_one_volatile_write(&dir, 1).await;
         assert_eq!(counts(&w), (0, 1));
         assert_eq!(get(&db, "a"), Some(1), "a volatile commit is visible to readers");
         w.write(put("b", 2)).await.unwrap();
@@ -291,8 +297,7 @@ mod tests {
     #[tokio::test]
     async fn a_quiet_writer_makes_volatile_commits_durable_within_the_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let w = Writer::start(open(&dir)).unwrap();
-        w.write_volatile(put("a", 1)).await.unwrap();
+        let (_db, w) = after_one_volatile_write(&dir, 1).await;
         tokio::time::sleep(VOLATILE_AT_MOST + Duration::from_millis(500)).await;
         assert_eq!(counts(&w), (1, 1), "an empty durable commit covers the volatile one");
         // Nothing volatile is waiting: no further commits while quiet.
@@ -372,9 +377,7 @@ mod tests {
     #[tokio::test]
     async fn volatile_writes_survive_a_graceful_close() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(&dir);
-        let w = Writer::start(db.clone()).unwrap();
-        w.write_volatile(put("a", 7)).await.unwrap();
+        let (db, w) = after_one_volatile_write(&dir, 7).await;
         let c = w.counts.clone();
         drop(w);
         assert_eq!(c.durable.load(Ordering::Relaxed), 1, "the closing writer commits durably");
