@@ -124,14 +124,13 @@ enum Tok {
 
 fn lex(input: &str) -> PResult<Vec<Tok>> {
     // Characters with their byte offsets: tokens are taken as slices of the input.
-    let mut indexed: Vec<(usize, char)> = Vec::with_capacity(input.len());
-    indexed.extend(input.char_indices());
-    let chars: Vec<char> = indexed.iter().map(|&(_, c)| c).collect();
-    let at = |i: usize| indexed.get(i).map_or(input.len(), |&(b, _)| b);
+    let mut chars: Vec<(usize, char)> = Vec::with_capacity(input.len());
+    chars.extend(input.char_indices());
+    let at = |i: usize| chars.get(i).map_or(input.len(), |&(b, _)| b);
     let mut out = Vec::with_capacity(8);
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
+        let c = chars[i].1;
         match c {
             ' ' | '\t' | '\n' | '\r' => i += 1,
             '(' => {
@@ -149,10 +148,10 @@ fn lex(input: &str) -> PResult<Vec<Tok>> {
             ']' => {
                 out.push(Tok::RBracket);
                 i += 1;
-                if i < chars.len() && chars[i] == '.' {
+                if i < chars.len() && chars[i].1 == '.' {
                     let start = i + 1;
                     i += 1;
-                    while i < chars.len() && is_word_char(chars[i]) {
+                    while i < chars.len() && is_word_char(chars[i].1) {
                         i += 1;
                     }
                     if start == i {
@@ -167,7 +166,7 @@ fn lex(input: &str) -> PResult<Vec<Tok>> {
                 i += 1;
                 let mut closed = false;
                 while i < chars.len() {
-                    match chars[i] {
+                    match chars[i].1 {
                         '\\' => i += 2,
                         '"' => {
                             closed = true;
@@ -191,7 +190,7 @@ fn lex(input: &str) -> PResult<Vec<Tok>> {
             }
             c if is_word_char(c) => {
                 let start = i;
-                while i < chars.len() && is_word_char(chars[i]) {
+                while i < chars.len() && is_word_char(chars[i].1) {
                     i += 1;
                 }
                 out.push(Tok::Word(input[at(start)..at(i)].to_string()));
