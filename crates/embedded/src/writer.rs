@@ -374,6 +374,30 @@ mod tests {
         assert!(w.write_volatile(put("c", 3)).await.is_err());
     }
 
+    /// A writer never quiet long enough for the timeout (a job is always waiting): the first
+    /// group after the bound is committed durably all the same.
+    #[tokio::test]
+    async fn a_busy_writer_makes_the_first_group_after_the_bound_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, w) = after_one_volatile_write(&dir, 1).await;
+        let w = Arc::new(w);
+        // A volatile write that holds the writer past the bound, and one queued behind it.
+        let slow = {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.write_volatile(|tx| {
+                    std::thread::sleep(VOLATILE_AT_MOST + Duration::from_millis(200));
+                    put("b", 2)(tx)
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.write_volatile(put("c", 3)).await.unwrap();
+        slow.await.unwrap().unwrap();
+        assert_eq!(counts(&w), (1, 2), "the write queued past the bound is committed durably");
+    }
+
     #[tokio::test]
     async fn volatile_writes_survive_a_graceful_close() {
         let dir = tempfile::tempdir().unwrap();
