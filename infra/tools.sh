@@ -45,7 +45,8 @@ run_release_lambda() {
   fi
   chmod +x "$rel/bootstrap"
   var=$(echo "$crate" | tr 'a-z-' 'A-Z_')_BIN
-  env "$var=$rel/bootstrap" cargo test --locked -q -p "$crate" --test lambda -- --nocapture --test-threads 1 >"$4" 2>&1
+  # No backtrace: the log's tail (what tests/run prints on failure) is then the panic message.
+  env "$var=$rel/bootstrap" RUST_BACKTRACE=0 cargo test --locked -q -p "$crate" --test lambda -- --nocapture --test-threads 1 >"$4" 2>&1
   rc=$?
   grep -oE 'LAMBDA_FIGURES.*' "$4"
   return $rc

@@ -298,3 +298,132 @@ async fn unsafe_client_request_ids_are_replaced() {
         assert_eq!(echoed.len(), 36, "a UUID: {echoed}");
     }
 }
+
+/// A shared counter that answers a refusal at once and a grant after 20 ms, and counts how many
+/// takes are in flight at once.
+#[derive(Default)]
+struct RefusalsFirst {
+    used: std::sync::Mutex<u32>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+    takes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butterfly_core::limit::QuotaStore for RefusalsFirst {
+    async fn take_quota(
+        &self,
+        _key: &str,
+        _start: butterfly_core::clock::Timestamp,
+        _secs: i64,
+        want: u32,
+        limit: u32,
+    ) -> butterfly_core::Result<u32> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.takes.fetch_add(1, SeqCst);
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, SeqCst);
+        let granted = {
+            let mut used = self.used.lock().unwrap();
+            let granted = want.min(limit - *used);
+            *used += granted;
+            granted
+        };
+        if granted > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.in_flight.fetch_sub(1, SeqCst);
+        Ok(granted)
+    }
+}
+
+/// Found by the crash suite (a 429 inside a burst of 1,120 writes, under the 1,200 limit): 32
+/// concurrent first requests each asked the shared counter for a lease of 50; the 25th and later
+/// were refused (24 leases are the whole minute), and a refusal that came back before the
+/// grants were added to the instance's lease was a 429, though the instance held over a
+/// thousand unspent requests. Now one request at a time asks the counter for a tenant, the
+/// others wait for its answer: no request is refused under the limit, whatever order the
+/// answers come in, and 64 requests cost two takes, not 64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refusal_answered_before_a_grant_does_not_refuse_under_the_limit() {
+    use butterfly_core::limit::TenantQuota;
+    use std::sync::atomic::Ordering::SeqCst;
+    let counter = std::sync::Arc::new(RefusalsFirst::default());
+    let quota = std::sync::Arc::new(TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200)));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (q, t) = (quota.clone(), tenant.clone());
+            tokio::spawn(async move { q.admit(&t, now).await.is_ok() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(admitted, 64, "64 concurrent requests of a 1,200 limit");
+    assert_eq!(counter.most_in_flight.load(SeqCst), 1, "one take of the shared counter at a time");
+    assert_eq!(counter.takes.load(SeqCst), 2, "64 requests, leases of 50");
+    for _ in 0..1200 {
+        admitted += usize::from(quota.admit(&tenant, now).await.is_ok());
+    }
+    assert_eq!(admitted, 1200, "exactly the limit is admitted in the minute");
+}
+
+/// A shared counter whose first take never answers (a request cancelled mid-take: its client
+/// went away) and whose later takes fail once, then answer.
+#[derive(Default)]
+struct HangsThenFails {
+    takes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butterfly_core::limit::QuotaStore for HangsThenFails {
+    async fn take_quota(
+        &self,
+        _key: &str,
+        _start: butterfly_core::clock::Timestamp,
+        _secs: i64,
+        want: u32,
+        _limit: u32,
+    ) -> butterfly_core::Result<u32> {
+        match self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => std::future::pending().await,
+            1 => Err(butterfly_core::Error::Unavailable { message: "the counter is down".into(), retry_after_secs: 1 }),
+            _ => Ok(want),
+        }
+    }
+}
+
+/// Requests waiting for another request's take of the counter are not stranded when that
+/// request is cancelled, nor when its take fails: the next one asks the counter itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_go_on_when_the_take_they_wait_for_is_cancelled_or_fails() {
+    use butterfly_core::limit::TenantQuota;
+    let counter = std::sync::Arc::new(HangsThenFails::default());
+    let quota = std::sync::Arc::new(TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200)));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let first = {
+        let (q, t) = (quota.clone(), tenant.clone());
+        tokio::spawn(async move { q.admit(&t, now).await.is_ok() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            let (q, t) = (quota.clone(), tenant.clone());
+            tokio::spawn(async move { q.admit(&t, now).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(counter.takes.load(std::sync::atomic::Ordering::SeqCst), 1, "the others wait for the first take");
+    first.abort();
+    let mut results = Vec::new();
+    for w in waiting {
+        results.push(tokio::time::timeout(std::time::Duration::from_secs(5), w).await.expect("stranded").unwrap());
+    }
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    assert_eq!(failed, 1, "the failed take fails its own request only: {results:?}");
+    assert_eq!(counter.takes.load(std::sync::atomic::Ordering::SeqCst), 3, "then one lease serves the rest");
+}

@@ -13,7 +13,10 @@ use crate::ids::TenantId;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 /// Per-key admission: `Err(seconds)` to wait before the key is admitted again.
 pub trait Throttle: Send + Sync {
@@ -70,19 +73,41 @@ impl Default for QuotaPolicy {
 
 const WINDOW_SECS: i64 = 60;
 
-#[derive(Debug, Clone, Copy)]
+/// How often one request may find the lease empty and wait for another request's take of the
+/// shared counter before it asks the counter itself.
+const WAITS_AT_MOST: usize = 8;
+
+/// What this instance holds of one tenant's quota.
+#[derive(Debug)]
 struct Lease {
     window: i64,
     left: u32,
     exhausted: bool,
+    /// A request of this instance is asking the shared counter for more. The others wait for
+    /// its answer instead of asking too: concurrent asks would each take a lease (32 first
+    /// requests, 1,600 of a 1,200 limit), and one refused while the grants were still on
+    /// their way back would be a 429 under the limit.
+    taking: bool,
+    waiting: Vec<Waker>,
+}
+
+/// What a request found in the instance's lease.
+enum Found {
+    Admitted,
+    Refused,
+    /// Nothing held: this request asks the shared counter (and holds the `taking` flag).
+    Take,
+    /// Another request is asking the shared counter: wait for its answer.
+    Wait,
 }
 
 /// The SCIM limit of every tenant, as one instance spends it.
 pub struct TenantQuota {
     store: Arc<dyn QuotaStore>,
     policy: QuotaPolicy,
-    /// Per tenant: the window the lease belongs to, what is left of it, and whether the shared
-    /// counter said the window is used up (then requests are refused here, at no store cost).
+    /// Per tenant: the window the lease belongs to, what is left of it, whether the shared
+    /// counter said the window is used up (then requests are refused here, at no store cost),
+    /// and whether a request is asking the counter for more.
     leases: Mutex<HashMap<TenantId, Lease>>,
 }
 
@@ -95,46 +120,93 @@ impl TenantQuota {
         now.millis().div_euclid(WINDOW_SECS * 1000)
     }
 
+    fn leases(&self) -> MutexGuard<'_, HashMap<TenantId, Lease>> {
+        // The map holds counts only, each change a single step: a panic elsewhere while the
+        // lock was held leaves nothing half-written.
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Spends one request of the tenant's quota; `Error::RateLimited` with the seconds until
     /// the next window when none is left.
     pub async fn admit(&self, tenant: &TenantId, now: Timestamp) -> Result<()> {
         let window = Self::window_of(now);
-        match self.spend_local(tenant, window) {
-            Some(true) => return Ok(()),
-            Some(false) => return Err(self.limited(window, now)),
-            None => {}
+        for _ in 0..WAITS_AT_MOST {
+            match self.find(tenant, window) {
+                Found::Admitted => return Ok(()),
+                Found::Refused => return Err(self.limited(window, now)),
+                Found::Take => return self.take(tenant, window, now).await,
+                Found::Wait => TakeAnswered { quota: self, tenant }.await,
+            }
         }
+        // Still empty after that many answers of other requests' takes (more concurrent
+        // requests than a lease): ask the counter beside them, for this request alone.
+        let start = Timestamp(window * WINDOW_SECS * 1000);
+        match self.store.take_quota(&format!("scim:{tenant}"), start, WINDOW_SECS, 1, self.policy.per_minute).await? {
+            0 => Err(self.limited(window, now)),
+            _ => Ok(()),
+        }
+    }
+
+    /// One request's look at the lease: spent from it, refused by it, or the right to ask the
+    /// shared counter if no other request is asking.
+    fn find(&self, tenant: &TenantId, window: i64) -> Found {
+        let mut leases = self.leases();
+        if !leases.contains_key(tenant) && leases.len() >= 10_000 {
+            leases.retain(|_, l| l.window >= window || l.taking);
+        }
+        let lease = leases.entry(tenant.clone()).or_insert(Lease {
+            window,
+            left: 0,
+            exhausted: false,
+            taking: false,
+            waiting: Vec::new(),
+        });
+        if lease.window == window {
+            if lease.left > 0 {
+                lease.left -= 1;
+                return Found::Admitted;
+            }
+            if lease.exhausted {
+                return Found::Refused;
+            }
+        }
+        if lease.taking {
+            Found::Wait
+        } else {
+            lease.taking = true;
+            Found::Take
+        }
+    }
+
+    /// Asks the shared counter for a lease (this request holds the `taking` flag): spends one
+    /// request of what is granted and keeps the rest here.
+    async fn take(&self, tenant: &TenantId, window: i64, now: Timestamp) -> Result<()> {
+        // Ends the take however it ends (answer, error, or the request cancelled mid-await):
+        // the flag is cleared and the waiting requests look again.
+        let _taking = Taking { quota: self, tenant };
         let start = Timestamp(window * WINDOW_SECS * 1000);
         let key = format!("scim:{tenant}");
         let mut granted =
             self.store.take_quota(&key, start, WINDOW_SECS, self.policy.lease, self.policy.per_minute).await?;
         if granted == 0 && self.policy.lease > 1 {
+            // The counter refuses a whole lease past the limit (DynamoDB's conditional ADD):
+            // what is left of the minute may still be less than a lease.
             granted = self.store.take_quota(&key, start, WINDOW_SECS, 1, self.policy.per_minute).await?;
         }
-        if let Ok(mut leases) = self.leases.lock() {
-            if leases.len() > 10_000 {
-                leases.retain(|_, l| l.window >= window);
+        let mut leases = self.leases();
+        if let Some(lease) = leases.get_mut(tenant) {
+            if lease.window < window {
+                // The first take of a new minute: what was left of the last one is gone.
+                (lease.window, lease.left, lease.exhausted) = (window, 0, false);
             }
-            let left = granted.saturating_sub(1);
-            // Concurrent requests of one instance may each have taken a lease: add them up
-            // (one answer must not discard what the others took, nor its refusal their rest).
-            match leases.get_mut(tenant).filter(|l| l.window == window) {
-                Some(l) => {
-                    l.left = l.left.saturating_add(left);
-                    l.exhausted |= granted == 0;
-                }
-                None => {
-                    leases.insert(tenant.clone(), Lease { window, left, exhausted: granted == 0 });
-                }
+            if lease.window == window {
+                lease.left = lease.left.saturating_add(granted.saturating_sub(1));
+                lease.exhausted |= granted == 0;
             }
         }
+        drop(leases);
         if granted == 0 {
-            // The shared counter is used up, maybe by this instance's own concurrent leases:
-            // spend from them before refusing.
-            return match self.spend_local(tenant, window) {
-                Some(true) => Ok(()),
-                _ => Err(self.limited(window, now)),
-            };
+            return Err(self.limited(window, now));
         }
         Ok(())
     }
@@ -143,7 +215,15 @@ impl TenantQuota {
     /// asking the shared counter: `false` when nothing is held here for this window (then call
     /// [`TenantQuota::admit`] once the caller is authenticated).
     pub fn spend_held(&self, tenant: &TenantId, now: Timestamp) -> bool {
-        self.spend_local(tenant, Self::window_of(now)) == Some(true)
+        let window = Self::window_of(now);
+        let mut leases = self.leases();
+        match leases.get_mut(tenant).filter(|l| l.window == window && l.left > 0) {
+            Some(lease) => {
+                lease.left -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Gives back a request spent with [`TenantQuota::spend_held`] at `now` that did not go on:
@@ -151,10 +231,8 @@ impl TenantQuota {
     /// its body, which then takes the path that checks the token first and spends there.
     pub fn give_back(&self, tenant: &TenantId, now: Timestamp) {
         let window = Self::window_of(now);
-        if let Ok(mut leases) = self.leases.lock() {
-            if let Some(l) = leases.get_mut(tenant).filter(|l| l.window == window) {
-                l.left = l.left.saturating_add(1);
-            }
+        if let Some(l) = self.leases().get_mut(tenant).filter(|l| l.window == window) {
+            l.left = l.left.saturating_add(1);
         }
     }
 
@@ -169,19 +247,48 @@ impl TenantQuota {
             retry_after_secs: wait.clamp(1, WINDOW_SECS) as u32,
         }
     }
+}
 
-    /// `Some(true)`: spent from the lease; `Some(false)`: the window is used up (known from the
-    /// shared counter); `None`: ask the shared counter.
-    fn spend_local(&self, tenant: &TenantId, window: i64) -> Option<bool> {
-        let mut leases = self.leases.lock().ok()?;
-        let lease = leases.get_mut(tenant).filter(|l| l.window == window)?;
-        if lease.left > 0 {
-            lease.left -= 1;
-            Some(true)
-        } else if lease.exhausted {
-            Some(false)
-        } else {
-            None
+/// Held by the request asking the shared counter; dropped when the take ends, however it ends.
+struct Taking<'a> {
+    quota: &'a TenantQuota,
+    tenant: &'a TenantId,
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        let waiting = match self.quota.leases().get_mut(self.tenant) {
+            Some(lease) => {
+                lease.taking = false;
+                std::mem::take(&mut lease.waiting)
+            }
+            None => Vec::new(),
+        };
+        for w in waiting {
+            w.wake();
+        }
+    }
+}
+
+/// Ready when no request of this instance is asking the shared counter for the tenant.
+struct TakeAnswered<'a> {
+    quota: &'a TenantQuota,
+    tenant: &'a TenantId,
+}
+
+impl Future for TakeAnswered<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut leases = self.quota.leases();
+        match leases.get_mut(self.tenant) {
+            Some(lease) if lease.taking => {
+                if !lease.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    lease.waiting.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
         }
     }
 }
