@@ -39,6 +39,19 @@ pub fn generous_limits() -> butterfly_api::Limits {
     )
 }
 
+/// Waits, if fewer than `secs` seconds are left of the current wall-clock minute, until the next
+/// one starts. The SCIM quota is leased per minute (50 requests at a time): a test that counts a
+/// request's exact store operations keeps a new minute, and its lease, out of the requests it
+/// counts by starting them early in a minute.
+pub async fn early_in_a_minute(secs: u64) {
+    let into =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() % 60_000;
+    let left = 60_000 - into as u64;
+    if left < secs.min(59) * 1000 {
+        tokio::time::sleep(std::time::Duration::from_millis(left + 50)).await;
+    }
+}
+
 /// A new tenant named `name` (no domains) and its first SCIM token, as the operator creates them.
 pub async fn tenant_with_token(store: Arc<dyn Store>, name: &str) -> (Tenant, String) {
     let t = TenantService::new(store.clone(), Arc::new(SystemClock)).create_tenant(name, &[]).await.expect("tenant");

@@ -31,10 +31,7 @@ async fn okta_sequence_through_the_lambda_entry_point() {
     // The warm-up's quota lease (50 requests) covers the exact counts below unless a new minute
     // starts among them (then one of them takes the new minute's lease): start them early in
     // a minute (the wait is before the function starts: its cold start is timed).
-    let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
-    if into_minute >= 50 {
-        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
-    }
+    butterfly_tests::early_in_a_minute(10).await;
     let runtime = RuntimeApi::start().await;
     let logs = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
