@@ -188,11 +188,17 @@ impl butterfly_core::limit::QuotaStore for SlowCounter {
 /// very instance held over a thousand unspent requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_requests_do_not_spend_the_tenants_minute() {
+    admit_64_at_once_then_to_the_limit(std::sync::Arc::new(SlowCounter::default()), || {}).await;
+}
+
+/// 64 concurrent first requests of one tenant (limit 1,200 a minute), all admitted; `then`
+/// looks at the counter; then requests one at a time: exactly 1,200 admitted in the minute.
+async fn admit_64_at_once_then_to_the_limit(
+    counter: std::sync::Arc<dyn butterfly_core::limit::QuotaStore>,
+    then: impl FnOnce(),
+) {
     use butterfly_core::limit::TenantQuota;
-    let quota = std::sync::Arc::new(TenantQuota::new(
-        std::sync::Arc::new(SlowCounter::default()),
-        QuotaPolicy::per_minute(1200),
-    ));
+    let quota = std::sync::Arc::new(TenantQuota::new(counter, QuotaPolicy::per_minute(1200)));
     let tenant = butterfly_core::ids::TenantId::generate();
     // One instant, mid-window: every request falls in the same minute.
     let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
@@ -207,6 +213,7 @@ async fn concurrent_first_requests_do_not_spend_the_tenants_minute() {
         admitted += usize::from(t.await.unwrap());
     }
     assert_eq!(admitted, 64, "64 concurrent requests of a 1,200 limit");
+    then();
     for _ in 0..1200 {
         admitted += usize::from(quota.admit(&tenant, now).await.is_ok());
     }
@@ -346,29 +353,13 @@ impl butterfly_core::limit::QuotaStore for RefusalsFirst {
 /// answers come in, and 64 requests cost two takes, not 64.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refusal_answered_before_a_grant_does_not_refuse_under_the_limit() {
-    use butterfly_core::limit::TenantQuota;
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(RefusalsFirst::default());
-    let quota = std::sync::Arc::new(TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200)));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (q, t) = (quota.clone(), tenant.clone());
-            tokio::spawn(async move { q.admit(&t, now).await.is_ok() })
-        })
-        .collect();
-    let mut admitted = 0;
-    for t in tasks {
-        admitted += usize::from(t.await.unwrap());
-    }
-    assert_eq!(admitted, 64, "64 concurrent requests of a 1,200 limit");
-    assert_eq!(counter.most_in_flight.load(SeqCst), 1, "one take of the shared counter at a time");
-    assert_eq!(counter.takes.load(SeqCst), 2, "64 requests, leases of 50");
-    for _ in 0..1200 {
-        admitted += usize::from(quota.admit(&tenant, now).await.is_ok());
-    }
-    assert_eq!(admitted, 1200, "exactly the limit is admitted in the minute");
+    admit_64_at_once_then_to_the_limit(counter.clone(), || {
+        assert_eq!(counter.most_in_flight.load(SeqCst), 1, "one take of the shared counter at a time");
+        assert_eq!(counter.takes.load(SeqCst), 2, "64 requests, leases of 50");
+    })
+    .await;
 }
 
 /// A shared counter whose first take never answers (a request cancelled mid-take: its client
@@ -397,7 +388,7 @@ impl butterfly_core::limit::QuotaStore for HangsThenFails {
 }
 
 /// Requests waiting for another request's take of the counter are not stranded when that
-/// request is cancelled, nor when its take fails: the next one asks the counter itself.
+/// request is cancelled, nor when a take fails: they ask the counter themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_requests_go_on_when_the_take_they_wait_for_is_cancelled_or_fails() {
     use butterfly_core::limit::TenantQuota;
@@ -425,5 +416,158 @@ async fn waiting_requests_go_on_when_the_take_they_wait_for_is_cancelled_or_fail
     }
     let failed = results.iter().filter(|r| r.is_err()).count();
     assert_eq!(failed, 1, "the failed take fails its own request only: {results:?}");
-    assert_eq!(counter.takes.load(std::sync::atomic::Ordering::SeqCst), 3, "then one lease serves the rest");
+    // After a take ended without an answer, waiting requests ask the counter side by side
+    // until it answers again; then one lease serves the rest.
+    let takes = counter.takes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((3..=9).contains(&takes), "{takes} takes for 9 requests");
+}
+
+/// A shared counter that is down: every take fails after 200 ms (a DynamoDB brownout), and
+/// counts how many takes are in flight at once.
+#[derive(Default)]
+struct Down {
+    takes: std::sync::atomic::AtomicUsize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butterfly_core::limit::QuotaStore for Down {
+    async fn take_quota(
+        &self,
+        _key: &str,
+        _start: butterfly_core::clock::Timestamp,
+        _secs: i64,
+        _want: u32,
+        _limit: u32,
+    ) -> butterfly_core::Result<u32> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.takes.fetch_add(1, SeqCst);
+        self.most_in_flight.fetch_max(self.in_flight.fetch_add(1, SeqCst) + 1, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        Err(butterfly_core::Error::Unavailable { message: "down".into(), retry_after_secs: 1 })
+    }
+}
+
+/// Found by the review of the one-asker change: while the counter failed, a tenant's waiting
+/// requests asked it one after another, so the 20th of 20 concurrent requests failed after 20
+/// failed takes (4 s here; 80 s at DynamoDB's 4 s bound). After a take ends without an answer
+/// the others ask side by side, and all 20 fail after about two takes' time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_counter_fails_waiting_requests_side_by_side_not_one_by_one() {
+    use butterfly_core::limit::TenantQuota;
+    use std::sync::atomic::Ordering::SeqCst;
+    let counter = std::sync::Arc::new(Down::default());
+    let quota = std::sync::Arc::new(TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200)));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (q, t) = (quota.clone(), tenant.clone());
+            tokio::spawn(async move { (q.admit(&t, now).await.is_err(), started.elapsed()) })
+        })
+        .collect();
+    let mut slowest = std::time::Duration::ZERO;
+    for t in tasks {
+        let (failed, took) = t.await.unwrap();
+        assert!(failed, "the counter is down");
+        slowest = slowest.max(took);
+    }
+    assert!(slowest < std::time::Duration::from_millis(1500), "the last request failed after {slowest:?}");
+    assert_eq!(counter.takes.load(SeqCst), 20, "one take per request");
+    assert!(counter.most_in_flight.load(SeqCst) > 1, "side by side");
+}
+
+/// Every take waits until the test answers it, in order, with a grant of 1.
+#[derive(Default)]
+struct Gated {
+    pending: std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<u32>>>,
+    takes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butterfly_core::limit::QuotaStore for Gated {
+    async fn take_quota(
+        &self,
+        _key: &str,
+        _start: butterfly_core::clock::Timestamp,
+        _secs: i64,
+        want: u32,
+        _limit: u32,
+    ) -> butterfly_core::Result<u32> {
+        self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending.lock().unwrap().push(tx);
+        Ok(rx.await.map_or(0, |n| n.min(want)))
+    }
+}
+
+impl Gated {
+    fn answer_all(&self, grant: u32) {
+        for tx in self.pending.lock().unwrap().drain(..) {
+            let _ = tx.send(grant);
+        }
+    }
+}
+
+/// Found by the review: a waiting request counted a wait only when it found the lease empty
+/// again itself, so requests that kept arriving and asking the counter just before it starved
+/// it: with a lease of 1 it waited through all 31 takes of the minute and was refused. Now each
+/// take it waits for counts, and after eight it asks the counter for itself.
+#[test]
+fn a_waiting_request_waits_for_eight_other_takes_at_most() {
+    use butterfly_core::limit::TenantQuota;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let counter = std::sync::Arc::new(Gated::default());
+    // A lease of 1: every request asks the counter.
+    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(30));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut taker = Box::pin(quota.admit(&tenant, now));
+    assert!(taker.as_mut().poll(&mut cx).is_pending(), "the first request asks the counter");
+    let mut victim = Box::pin(quota.admit(&tenant, now));
+    assert!(victim.as_mut().poll(&mut cx).is_pending(), "the second waits for its answer");
+    let mut rounds = 0;
+    let outcome = loop {
+        rounds += 1;
+        assert!(rounds <= 30, "the waiting request is still waiting after {rounds} takes");
+        counter.answer_all(1);
+        assert!(matches!(taker.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        // The next request arrives, and asks the counter, before the waiting one looks again.
+        taker = Box::pin(quota.admit(&tenant, now));
+        assert!(taker.as_mut().poll(&mut cx).is_pending());
+        if let Poll::Ready(r) = victim.as_mut().poll(&mut cx) {
+            break r;
+        }
+    };
+    assert!(outcome.is_ok(), "{outcome:?}");
+    // Eight takes waited for, then its own (answered in the ninth round).
+    assert_eq!(rounds, 9);
+}
+
+/// Found by the review: a request of a minute the lease had left (it waited across the turn)
+/// took a whole lease of 50 from its minute's counter, spent one and dropped the rest, so 24
+/// such requests used up that minute and the rest were refused. Now each takes one.
+#[tokio::test]
+async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
+    use butterfly_core::limit::TenantQuota;
+    use std::sync::atomic::Ordering::SeqCst;
+    let counter = std::sync::Arc::new(RefusalsFirst::default());
+    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let minute = 29_000_000 * 60_000;
+    quota.admit(&tenant, butterfly_core::clock::Timestamp(minute + 60_010)).await.unwrap();
+    let (before, used) = (counter.takes.load(SeqCst), *counter.used.lock().unwrap());
+    let mut admitted = 0;
+    for _ in 0..40 {
+        admitted += u32::from(quota.admit(&tenant, butterfly_core::clock::Timestamp(minute + 59_999)).await.is_ok());
+    }
+    assert_eq!(admitted, 40);
+    // One counter serves both minutes here: the later minute's lease (50), then one each.
+    assert_eq!(*counter.used.lock().unwrap() - used, 40, "the earlier minute is charged what it admitted");
+    assert_eq!(counter.takes.load(SeqCst) - before, 40);
 }

@@ -73,9 +73,9 @@ impl Default for QuotaPolicy {
 
 const WINDOW_SECS: i64 = 60;
 
-/// How often one request may find the lease empty and wait for another request's take of the
-/// shared counter before it asks the counter itself.
-const WAITS_AT_MOST: usize = 8;
+/// How many other requests' takes of the shared counter one request waits for before it asks
+/// the counter itself, for itself alone.
+const WAITS_AT_MOST: u32 = 8;
 
 /// What this instance holds of one tenant's quota.
 #[derive(Debug)]
@@ -83,11 +83,17 @@ struct Lease {
     window: i64,
     left: u32,
     exhausted: bool,
-    /// A request of this instance is asking the shared counter for more. The others wait for
-    /// its answer instead of asking too: concurrent asks would each take a lease (32 first
+    /// A request of this instance is asking the shared counter for a lease. The others wait
+    /// for its answer instead of asking too: concurrent asks would each take a lease (32 first
     /// requests, 1,600 of a 1,200 limit), and one refused while the grants were still on
     /// their way back would be a 429 under the limit.
     taking: bool,
+    /// Takes started so far: a waiter knows the take it waits for has ended when this moves on.
+    takes: u64,
+    /// The last take ended without an answer (the counter failed, or its request went away):
+    /// until the counter answers again, each request asks it for itself, side by side, rather
+    /// than failing one after another behind a single asker.
+    failing: bool,
     waiting: Vec<Waker>,
 }
 
@@ -95,10 +101,13 @@ struct Lease {
 enum Found {
     Admitted,
     Refused,
-    /// Nothing held: this request asks the shared counter (and holds the `taking` flag).
+    /// Nothing held: this request asks the shared counter for a lease (it holds `taking`).
     Take,
-    /// Another request is asking the shared counter: wait for its answer.
-    Wait,
+    /// Another request is asking the shared counter (its take is number `.0`): wait for it.
+    Wait(u64),
+    /// Ask the shared counter for this request alone (one request's worth): the counter is
+    /// failing, the request waited long enough, or it belongs to a minute the lease has left.
+    Alone,
 }
 
 /// The SCIM limit of every tenant, as one instance spends it.
@@ -107,7 +116,7 @@ pub struct TenantQuota {
     policy: QuotaPolicy,
     /// Per tenant: the window the lease belongs to, what is left of it, whether the shared
     /// counter said the window is used up (then requests are refused here, at no store cost),
-    /// and whether a request is asking the counter for more.
+    /// and who is asking the counter for more.
     leases: Mutex<HashMap<TenantId, Lease>>,
 }
 
@@ -130,26 +139,22 @@ impl TenantQuota {
     /// the next window when none is left.
     pub async fn admit(&self, tenant: &TenantId, now: Timestamp) -> Result<()> {
         let window = Self::window_of(now);
-        for _ in 0..WAITS_AT_MOST {
-            match self.find(tenant, window) {
+        // Each turn either answers or waits for another request's take to end; after
+        // WAITS_AT_MOST waits `find` no longer says wait: at most WAITS_AT_MOST + 1 turns.
+        for waits in 0..=WAITS_AT_MOST {
+            match self.find(tenant, window, waits < WAITS_AT_MOST) {
                 Found::Admitted => return Ok(()),
                 Found::Refused => return Err(self.limited(window, now)),
                 Found::Take => return self.take(tenant, window, now).await,
-                Found::Wait => TakeAnswered { quota: self, tenant }.await,
+                Found::Alone => return self.take_alone(tenant, window, now).await,
+                Found::Wait(take) => TakeEnded { quota: self, tenant, take }.await,
             }
         }
-        // Still empty after that many answers of other requests' takes (more concurrent
-        // requests than a lease): ask the counter beside them, for this request alone.
-        let start = Timestamp(window * WINDOW_SECS * 1000);
-        match self.store.take_quota(&format!("scim:{tenant}"), start, WINDOW_SECS, 1, self.policy.per_minute).await? {
-            0 => Err(self.limited(window, now)),
-            _ => Ok(()),
-        }
+        self.take_alone(tenant, window, now).await
     }
 
-    /// One request's look at the lease: spent from it, refused by it, or the right to ask the
-    /// shared counter if no other request is asking.
-    fn find(&self, tenant: &TenantId, window: i64) -> Found {
+    /// One request's look at the lease: spent from it, refused by it, or what to do next.
+    fn find(&self, tenant: &TenantId, window: i64, may_wait: bool) -> Found {
         let mut leases = self.leases();
         if !leases.contains_key(tenant) && leases.len() >= 10_000 {
             leases.retain(|_, l| l.window >= window || l.taking);
@@ -159,6 +164,8 @@ impl TenantQuota {
             left: 0,
             exhausted: false,
             taking: false,
+            takes: 0,
+            failing: false,
             waiting: Vec::new(),
         });
         if lease.window == window {
@@ -170,10 +177,19 @@ impl TenantQuota {
                 return Found::Refused;
             }
         }
-        if lease.taking {
-            Found::Wait
+        if lease.window > window || lease.failing {
+            // A request of a minute the lease has left (it waited across the turn) takes one
+            // request's worth of its own minute's counter, not a lease it would throw away.
+            Found::Alone
+        } else if lease.taking {
+            if may_wait {
+                Found::Wait(lease.takes)
+            } else {
+                Found::Alone
+            }
         } else {
             lease.taking = true;
+            lease.takes += 1;
             Found::Take
         }
     }
@@ -183,7 +199,7 @@ impl TenantQuota {
     async fn take(&self, tenant: &TenantId, window: i64, now: Timestamp) -> Result<()> {
         // Ends the take however it ends (answer, error, or the request cancelled mid-await):
         // the flag is cleared and the waiting requests look again.
-        let _taking = Taking { quota: self, tenant };
+        let mut taking = Taking { quota: self, tenant, answered: false };
         let start = Timestamp(window * WINDOW_SECS * 1000);
         let key = format!("scim:{tenant}");
         let mut granted =
@@ -193,22 +209,41 @@ impl TenantQuota {
             // what is left of the minute may still be less than a lease.
             granted = self.store.take_quota(&key, start, WINDOW_SECS, 1, self.policy.per_minute).await?;
         }
-        let mut leases = self.leases();
-        if let Some(lease) = leases.get_mut(tenant) {
-            if lease.window < window {
-                // The first take of a new minute: what was left of the last one is gone.
-                (lease.window, lease.left, lease.exhausted) = (window, 0, false);
-            }
-            if lease.window == window {
-                lease.left = lease.left.saturating_add(granted.saturating_sub(1));
-                lease.exhausted |= granted == 0;
-            }
-        }
-        drop(leases);
+        taking.answered = true;
+        self.keep(tenant, window, granted.saturating_sub(1), granted == 0);
+        drop(taking);
         if granted == 0 {
             return Err(self.limited(window, now));
         }
         Ok(())
+    }
+
+    /// Asks the shared counter for this one request, beside any other asker.
+    async fn take_alone(&self, tenant: &TenantId, window: i64, now: Timestamp) -> Result<()> {
+        let start = Timestamp(window * WINDOW_SECS * 1000);
+        let granted =
+            self.store.take_quota(&format!("scim:{tenant}"), start, WINDOW_SECS, 1, self.policy.per_minute).await?;
+        self.keep(tenant, window, 0, granted == 0);
+        if granted == 0 {
+            return Err(self.limited(window, now));
+        }
+        Ok(())
+    }
+
+    /// Records the counter's answer for `window`: `left` more held here, or the window used up.
+    fn keep(&self, tenant: &TenantId, window: i64, left: u32, used_up: bool) {
+        let mut leases = self.leases();
+        if let Some(lease) = leases.get_mut(tenant) {
+            lease.failing = false;
+            if lease.window < window {
+                // The first answer of a new minute: what was left of the last one is gone.
+                (lease.window, lease.left, lease.exhausted) = (window, 0, false);
+            }
+            if lease.window == window {
+                lease.left = lease.left.saturating_add(left);
+                lease.exhausted |= used_up;
+            }
+        }
     }
 
     /// Spends one request of the tenant's quota from what this instance already holds, without
@@ -253,6 +288,8 @@ impl TenantQuota {
 struct Taking<'a> {
     quota: &'a TenantQuota,
     tenant: &'a TenantId,
+    /// The counter answered (else it failed, or the request went away mid-take).
+    answered: bool,
 }
 
 impl Drop for Taking<'_> {
@@ -260,6 +297,7 @@ impl Drop for Taking<'_> {
         let waiting = match self.quota.leases().get_mut(self.tenant) {
             Some(lease) => {
                 lease.taking = false;
+                lease.failing |= !self.answered;
                 std::mem::take(&mut lease.waiting)
             }
             None => Vec::new(),
@@ -270,19 +308,20 @@ impl Drop for Taking<'_> {
     }
 }
 
-/// Ready when no request of this instance is asking the shared counter for the tenant.
-struct TakeAnswered<'a> {
+/// Ready when take number `take` of the tenant's lease has ended.
+struct TakeEnded<'a> {
     quota: &'a TenantQuota,
     tenant: &'a TenantId,
+    take: u64,
 }
 
-impl Future for TakeAnswered<'_> {
+impl Future for TakeEnded<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut leases = self.quota.leases();
         match leases.get_mut(self.tenant) {
-            Some(lease) if lease.taking => {
+            Some(lease) if lease.taking && lease.takes == self.take => {
                 if !lease.waiting.iter().any(|w| w.will_wake(cx.waker())) {
                     lease.waiting.push(cx.waker().clone());
                 }
