@@ -480,10 +480,11 @@ async fn a_failing_counter_fails_waiting_requests_side_by_side_not_one_by_one() 
     assert!(counter.most_in_flight.load(SeqCst) > 1, "side by side");
 }
 
-/// Every take waits until the test answers it, in order, with a grant of 1.
+/// Every take waits until the test answers it: with a grant (at most what was asked) or, for
+/// `None`, an error.
 #[derive(Default)]
 struct Gated {
-    pending: std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<u32>>>,
+    pending: std::sync::Mutex<Vec<(usize, tokio::sync::oneshot::Sender<Option<u32>>)>>,
     takes: std::sync::atomic::AtomicUsize,
 }
 
@@ -497,18 +498,27 @@ impl butterfly_core::limit::QuotaStore for Gated {
         want: u32,
         _limit: u32,
     ) -> butterfly_core::Result<u32> {
-        self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pending.lock().unwrap().push(tx);
-        Ok(rx.await.map_or(0, |n| n.min(want)))
+        self.pending.lock().unwrap().push((n, tx));
+        match rx.await {
+            Ok(Some(granted)) => Ok(granted.min(want)),
+            _ => Err(butterfly_core::Error::Unavailable { message: "the counter is down".into(), retry_after_secs: 1 }),
+        }
     }
 }
 
 impl Gated {
     fn answer_all(&self, grant: u32) {
-        for tx in self.pending.lock().unwrap().drain(..) {
-            let _ = tx.send(grant);
+        for (_, tx) in self.pending.lock().unwrap().drain(..) {
+            let _ = tx.send(Some(grant));
         }
+    }
+    /// Answers take number `n` (counted from 0).
+    fn answer(&self, n: usize, grant: Option<u32>) {
+        let mut pending = self.pending.lock().unwrap();
+        let i = pending.iter().position(|(k, _)| *k == n).unwrap_or_else(|| panic!("take {n} is not waiting"));
+        let _ = pending.remove(i).1.send(grant);
     }
 }
 
@@ -570,4 +580,153 @@ async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
     // One counter serves both minutes here: the later minute's lease (50), then one each.
     assert_eq!(*counter.used.lock().unwrap() - used, 40, "the earlier minute is charged what it admitted");
     assert_eq!(counter.takes.load(SeqCst) - before, 40);
+}
+
+/// Found by the second review: right after a failed take, requests ask the counter alone; one
+/// of them, refused because a new lease take had just used up the counter, was a 429 (and so
+/// was a request arriving after it) while that lease, on its way back, brought 49 unspent. Now a
+/// refused request waits for the take in flight and spends from it.
+#[test]
+fn a_refusal_alone_waits_for_the_lease_on_its_way() {
+    use butterfly_core::limit::TenantQuota;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let counter = std::sync::Arc::new(Gated::default());
+    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut r0 = Box::pin(quota.admit(&tenant, now));
+    assert!(r0.as_mut().poll(&mut cx).is_pending(), "take 0: a lease");
+    counter.answer(0, None);
+    assert!(matches!(r0.as_mut().poll(&mut cx), Poll::Ready(Err(butterfly_core::Error::Unavailable { .. }))));
+    // The counter failed: the next two ask for themselves (takes 1 and 2).
+    let (mut r1, mut r2) = (Box::pin(quota.admit(&tenant, now)), Box::pin(quota.admit(&tenant, now)));
+    assert!(r1.as_mut().poll(&mut cx).is_pending() && r2.as_mut().poll(&mut cx).is_pending());
+    counter.answer(1, Some(1));
+    assert!(matches!(r1.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+    // The counter answers again: the next request asks for a lease (take 3), which uses up the
+    // counter before take 2 is answered, refused.
+    let mut r3 = Box::pin(quota.admit(&tenant, now));
+    assert!(r3.as_mut().poll(&mut cx).is_pending());
+    counter.answer(2, Some(0));
+    assert!(r2.as_mut().poll(&mut cx).is_pending(), "refused alone, it waits for the lease on its way");
+    let mut r4 = Box::pin(quota.admit(&tenant, now));
+    assert!(r4.as_mut().poll(&mut cx).is_pending(), "so does a request arriving meanwhile");
+    counter.answer(3, Some(50));
+    for (name, r) in [("r3", &mut r3), ("r2", &mut r2), ("r4", &mut r4)] {
+        assert!(matches!(r.as_mut().poll(&mut cx), Poll::Ready(Ok(()))), "{name} admitted from the lease");
+    }
+    assert_eq!(counter.takes.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+/// A counter that grants all that is asked or nothing (DynamoDB's conditional `ADD`), started
+/// with `used` of the minute already taken by other instances.
+struct AllOrNothing {
+    used: std::sync::Mutex<u32>,
+    takes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butterfly_core::limit::QuotaStore for AllOrNothing {
+    async fn take_quota(
+        &self,
+        _key: &str,
+        _start: butterfly_core::clock::Timestamp,
+        _secs: i64,
+        want: u32,
+        limit: u32,
+    ) -> butterfly_core::Result<u32> {
+        self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut used = self.used.lock().unwrap();
+        Ok(if *used + want <= limit {
+            *used += want;
+            want
+        } else {
+            0
+        })
+    }
+}
+
+/// Found by the second review: once a whole lease no longer fitted in the minute, every
+/// request asked for a lease (refused) and then for one: two counter calls a request, one
+/// request at a time. Now, once a lease is refused, requests ask for one each; and once the
+/// counter refuses one, the rest of the minute is refused here at no cost.
+#[tokio::test]
+async fn near_the_limit_each_request_costs_one_counter_call() {
+    use butterfly_core::limit::TenantQuota;
+    use std::sync::atomic::Ordering::SeqCst;
+    let counter = std::sync::Arc::new(AllOrNothing { used: std::sync::Mutex::new(1170), takes: Default::default() });
+    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200));
+    let tenant = butterfly_core::ids::TenantId::generate();
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let mut admitted = 0;
+    for _ in 0..40 {
+        admitted += u32::from(quota.admit(&tenant, now).await.is_ok());
+    }
+    assert_eq!(admitted, 30, "exactly what was left of the minute");
+    // A lease refused and one granted, 29 of one each, one refused; the last nine cost nothing.
+    assert_eq!(counter.takes.load(SeqCst), 2 + 29 + 1);
+}
+
+/// Found by the second review: a create on the one-write path spent the tenant's quota before
+/// its write; a refused token gave it back, but a request dropped mid-write (its client went
+/// away) did not, and the token's hint stayed: a revoked token, within five minutes of its last
+/// use, spent the tenant's quota one dropped create after another (the tenant's own client was
+/// refused 16 of 40 requests). Now a dropped one-write create forgets the token's hint, so the
+/// next create with it reads the token first and is refused without spending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_tokens_dropped_creates_do_not_spend_the_tenants_quota() {
+    use butterfly_core::clock::{Clock, Timestamp};
+    use butterfly_core::limit::QuotaStore;
+    use butterfly_core::scim_tokens::ScimTokenService;
+    use butterfly_core::scim_users::ScimService;
+    use butterfly_core::tenants::TenantService;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Waker};
+    struct Fixed(Timestamp);
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(butterfly_embedded::EmbeddedStore::open(dir.path()).unwrap());
+    let now = Timestamp(29_000_000 * 60_000 + 1_000);
+    let clock: Arc<dyn Clock> = Arc::new(Fixed(now));
+    let tenant = TenantService::new(store.clone(), clock.clone()).create_tenant("acme", &[]).await.unwrap();
+    let tokens = ScimTokenService::new(store.clone(), clock.clone());
+    let old = tokens.issue_token(&tenant.id).await.unwrap().token;
+    let key = butterfly_core::scim::cursor::CursorKey::new([7; 32]);
+    let scim = ScimService::new(store.clone(), clock.clone(), key, QuotaPolicy::per_minute(1200));
+    // The token is used (this instance notes its bookkeeping is done), then revoked.
+    scim.authenticate(&old).await.unwrap();
+    let new = tokens.rotate_token(&tenant.id).await.unwrap().token;
+    assert!(scim.authenticate(&old).await.is_err(), "the old token is revoked");
+    let mut cx = Context::from_waker(Waker::noop());
+    let (mut refused, mut dropped) = (0, 0);
+    for round in 0..40 {
+        // The tenant's own client, with the new token.
+        match scim.authenticate(&new).await {
+            Ok(_) => {}
+            Err(butterfly_core::Error::RateLimited { .. }) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+        // The revoked token's creates, each dropped while its write is in flight.
+        for k in 0..60 {
+            let body = serde_json::json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("u{round}.{k}@acme.test"), "active": true});
+            let mut create = Box::pin(scim.create_user_as(&old, Ok::<_, butterfly_core::Error>(body)));
+            if create.as_mut().poll(&mut cx).is_pending() {
+                dropped += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 0, "the tenant's own client was refused");
+    assert!(dropped >= 1, "a create was dropped mid-write");
+    // What the minute's counter holds: take the rest and see how much there was.
+    let start = Timestamp(now.millis() - now.millis().rem_euclid(60_000));
+    let rest = store.take_quota(&format!("scim:{}", tenant.id), start, 60, 1200, 1200).await.unwrap();
+    assert_eq!(1200 - rest, 50, "one lease, taken by the tenant's own client");
 }

@@ -6,7 +6,8 @@
 //! - [`TenantQuota`]: the per-tenant SCIM limit, which must hold across Lambda instances. A
 //!   shared counter per tenant and minute lives in the store ([`QuotaStore`]); each instance
 //!   takes a lease of several requests in one conditional increment and spends it locally, so
-//!   the counter costs one store round trip per lease, not per request.
+//!   the counter costs one store round trip per lease, not per request (near the limit, once
+//!   a whole lease no longer fits, and while the counter fails, one per request).
 
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -37,7 +38,8 @@ impl Throttle for Unlimited {
 pub trait QuotaStore: Send + Sync {
     /// Adds up to `want` to the counter `key` of the window that starts at `window_start`
     /// (`window_secs` long), never past `limit`, in one atomic step; returns how much was
-    /// granted (`want`, or less when the limit is near, or 0 when it is reached).
+    /// granted: `want`, or 0 when it does not fit (a store may instead grant the part that
+    /// fits).
     async fn take_quota(
         &self,
         key: &str,
@@ -82,11 +84,15 @@ const WAITS_AT_MOST: u32 = 8;
 struct Lease {
     window: i64,
     left: u32,
+    /// The shared counter refused a request of this window: it is used up.
     exhausted: bool,
+    /// A whole lease no longer fits in this window: requests ask for one each, side by side.
+    scarce: bool,
     /// A request of this instance is asking the shared counter for a lease. The others wait
     /// for its answer instead of asking too: concurrent asks would each take a lease (32 first
-    /// requests, 1,600 of a 1,200 limit), and one refused while the grants were still on
-    /// their way back would be a 429 under the limit.
+    /// requests, 1,600 of a 1,200 limit), and a refusal answered while the grants were still
+    /// on their way back would be a 429 under the limit (a refused request that finds a take
+    /// in flight waits for it and looks again).
     taking: bool,
     /// Takes started so far: a waiter knows the take it waits for has ended when this moves on.
     takes: u64,
@@ -106,7 +112,8 @@ enum Found {
     /// Another request is asking the shared counter (its take is number `.0`): wait for it.
     Wait(u64),
     /// Ask the shared counter for this request alone (one request's worth): the counter is
-    /// failing, the request waited long enough, or it belongs to a minute the lease has left.
+    /// failing or scarce, the request waited long enough, or it belongs to a minute the lease
+    /// has left.
     Alone,
 }
 
@@ -114,9 +121,9 @@ enum Found {
 pub struct TenantQuota {
     store: Arc<dyn QuotaStore>,
     policy: QuotaPolicy,
-    /// Per tenant: the window the lease belongs to, what is left of it, whether the shared
-    /// counter said the window is used up (then requests are refused here, at no store cost),
-    /// and who is asking the counter for more.
+    /// Per tenant: the window the lease belongs to, what is left of it, what the shared
+    /// counter said of the window (used up: requests are refused here, at no store cost), and
+    /// whether a request is asking the counter for a lease.
     leases: Mutex<HashMap<TenantId, Lease>>,
 }
 
@@ -130,7 +137,7 @@ impl TenantQuota {
     }
 
     fn leases(&self) -> MutexGuard<'_, HashMap<TenantId, Lease>> {
-        // The map holds counts only, each change a single step: a panic elsewhere while the
+        // Each change to the map is made whole under the lock: a panic elsewhere while the
         // lock was held leaves nothing half-written.
         self.leases.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -139,22 +146,34 @@ impl TenantQuota {
     /// the next window when none is left.
     pub async fn admit(&self, tenant: &TenantId, now: Timestamp) -> Result<()> {
         let window = Self::window_of(now);
-        // Each turn either answers or waits for another request's take to end; after
-        // WAITS_AT_MOST waits `find` no longer says wait: at most WAITS_AT_MOST + 1 turns.
-        for waits in 0..=WAITS_AT_MOST {
-            match self.find(tenant, window, waits < WAITS_AT_MOST) {
+        let (mut waits, mut asked_alone) = (0, false);
+        // Each turn answers, waits for another request's take (WAITS_AT_MOST times, and once
+        // more after a refusal alone: the take in flight may bring some) or asks the counter
+        // alone (once): the last turn always answers.
+        for _ in 0..WAITS_AT_MOST + 3 {
+            let may_wait = waits < WAITS_AT_MOST || (asked_alone && waits == WAITS_AT_MOST);
+            match self.find(tenant, window, may_wait, !asked_alone) {
                 Found::Admitted => return Ok(()),
                 Found::Refused => return Err(self.limited(window, now)),
                 Found::Take => return self.take(tenant, window, now).await,
-                Found::Alone => return self.take_alone(tenant, window, now).await,
-                Found::Wait(take) => TakeEnded { quota: self, tenant, take }.await,
+                Found::Alone => {
+                    if self.take_alone(tenant, window).await? {
+                        return Ok(());
+                    }
+                    // Refused: unless a lease take in flight brings some, the window is used up.
+                    asked_alone = true;
+                }
+                Found::Wait(take) => {
+                    waits += 1;
+                    TakeEnded { quota: self, tenant, take }.await;
+                }
             }
         }
-        self.take_alone(tenant, window, now).await
+        Err(self.limited(window, now))
     }
 
     /// One request's look at the lease: spent from it, refused by it, or what to do next.
-    fn find(&self, tenant: &TenantId, window: i64, may_wait: bool) -> Found {
+    fn find(&self, tenant: &TenantId, window: i64, may_wait: bool, may_ask_alone: bool) -> Found {
         let mut leases = self.leases();
         if !leases.contains_key(tenant) && leases.len() >= 10_000 {
             leases.retain(|_, l| l.window >= window || l.taking);
@@ -163,30 +182,32 @@ impl TenantQuota {
             window,
             left: 0,
             exhausted: false,
+            scarce: false,
             taking: false,
             takes: 0,
             failing: false,
             waiting: Vec::new(),
         });
-        if lease.window == window {
-            if lease.left > 0 {
-                lease.left -= 1;
-                return Found::Admitted;
-            }
-            if lease.exhausted {
-                return Found::Refused;
-            }
+        let this_window = lease.window == window;
+        if this_window && lease.left > 0 {
+            lease.left -= 1;
+            return Found::Admitted;
         }
-        if lease.window > window || lease.failing {
-            // A request of a minute the lease has left (it waited across the turn) takes one
-            // request's worth of its own minute's counter, not a lease it would throw away.
-            Found::Alone
+        let alone = if may_ask_alone { Found::Alone } else { Found::Refused };
+        if lease.window > window {
+            // A request of a minute the lease has left (it waited across the turn) asks its
+            // own minute's counter for one request's worth, not for a lease it would drop.
+            alone
         } else if lease.taking {
             if may_wait {
                 Found::Wait(lease.takes)
             } else {
-                Found::Alone
+                alone
             }
+        } else if this_window && lease.exhausted {
+            Found::Refused
+        } else if lease.failing || (this_window && lease.scarce) || !may_ask_alone {
+            alone
         } else {
             lease.taking = true;
             lease.takes += 1;
@@ -210,7 +231,8 @@ impl TenantQuota {
             granted = self.store.take_quota(&key, start, WINDOW_SECS, 1, self.policy.per_minute).await?;
         }
         taking.answered = true;
-        self.keep(tenant, window, granted.saturating_sub(1), granted == 0);
+        let scarce = granted < self.policy.lease;
+        self.keep(tenant, window, granted.saturating_sub(1), granted == 0, scarce);
         drop(taking);
         if granted == 0 {
             return Err(self.limited(window, now));
@@ -218,30 +240,29 @@ impl TenantQuota {
         Ok(())
     }
 
-    /// Asks the shared counter for this one request, beside any other asker.
-    async fn take_alone(&self, tenant: &TenantId, window: i64, now: Timestamp) -> Result<()> {
+    /// Asks the shared counter for this one request, beside any other asker: whether granted.
+    async fn take_alone(&self, tenant: &TenantId, window: i64) -> Result<bool> {
         let start = Timestamp(window * WINDOW_SECS * 1000);
         let granted =
             self.store.take_quota(&format!("scim:{tenant}"), start, WINDOW_SECS, 1, self.policy.per_minute).await?;
-        self.keep(tenant, window, 0, granted == 0);
-        if granted == 0 {
-            return Err(self.limited(window, now));
-        }
-        Ok(())
+        self.keep(tenant, window, 0, granted == 0, false);
+        Ok(granted > 0)
     }
 
-    /// Records the counter's answer for `window`: `left` more held here, or the window used up.
-    fn keep(&self, tenant: &TenantId, window: i64, left: u32, used_up: bool) {
+    /// Records the counter's answer for `window`: `left` more held here, the window used up,
+    /// or a whole lease no longer fitting in it.
+    fn keep(&self, tenant: &TenantId, window: i64, left: u32, used_up: bool, scarce: bool) {
         let mut leases = self.leases();
         if let Some(lease) = leases.get_mut(tenant) {
             lease.failing = false;
             if lease.window < window {
                 // The first answer of a new minute: what was left of the last one is gone.
-                (lease.window, lease.left, lease.exhausted) = (window, 0, false);
+                (lease.window, lease.left, lease.exhausted, lease.scarce) = (window, 0, false, false);
             }
             if lease.window == window {
                 lease.left = lease.left.saturating_add(left);
                 lease.exhausted |= used_up;
+                lease.scarce |= scarce;
             }
         }
     }
@@ -263,7 +284,8 @@ impl TenantQuota {
 
     /// Gives back a request spent with [`TenantQuota::spend_held`] at `now` that did not go on:
     /// its token was then refused (a refused request does not count against the tenant), or
-    /// its body, which then takes the path that checks the token first and spends there.
+    /// its body, which then takes the path that checks the token first and spends there. A
+    /// request dropped mid-write gets nothing back: its write may have landed.
     pub fn give_back(&self, tenant: &TenantId, now: Timestamp) {
         let window = Self::window_of(now);
         if let Some(l) = self.leases().get_mut(tenant).filter(|l| l.window == window) {

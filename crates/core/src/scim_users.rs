@@ -142,6 +142,24 @@ impl TokenUseHints {
     }
 }
 
+/// Held over a one-write create: if the request is dropped before the write answers (its
+/// client went away), the token's hint is forgotten, so its next create reads the token first.
+/// Else a revoked token whose hint is still fresh could spend the tenant's quota one dropped
+/// request after another, never learning it is refused.
+struct ForgetUnlessAnswered<'a> {
+    hints: &'a TokenUseHints,
+    hash: &'a TokenHash,
+    answered: bool,
+}
+
+impl Drop for ForgetUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.hints.forget(self.hash);
+        }
+    }
+}
+
 /// SCIM provisioning of users.
 #[derive(Clone)]
 pub struct ScimService {
@@ -277,7 +295,10 @@ impl ScimService {
                 match self.new_user(&tenant, v) {
                     Ok(user) => {
                         let audit = scim_audit(AuditAction::ScimUserCreate, &user, user.created);
-                        return match self.store.create_user_checked(&user, Some(&audit), &hash, now).await {
+                        let mut unanswered = ForgetUnlessAnswered { hints: &self.hints, hash: &hash, answered: false };
+                        let written = self.store.create_user_checked(&user, Some(&audit), &hash, now).await;
+                        unanswered.answered = true;
+                        return match written {
                             Ok(()) => Ok(user),
                             Err(Error::Unauthorized(_)) => {
                                 self.quota.give_back(&tenant, now);
