@@ -191,17 +191,25 @@ async fn concurrent_first_requests_do_not_spend_the_tenants_minute() {
     admit_64_at_once_then_to_the_limit(std::sync::Arc::new(SlowCounter::default()), || {}).await;
 }
 
+/// A quota of `per_minute` requests a minute over `counter`, a tenant, and an instant in the
+/// middle of a minute (every request of a test at that instant falls in the same minute).
+fn quota_over(
+    counter: std::sync::Arc<dyn butterfly_core::limit::QuotaStore>,
+    per_minute: u32,
+) -> (std::sync::Arc<butterfly_core::limit::TenantQuota>, butterfly_core::ids::TenantId, butterfly_core::clock::Timestamp)
+{
+    let quota = butterfly_core::limit::TenantQuota::new(counter, QuotaPolicy::per_minute(per_minute));
+    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    (std::sync::Arc::new(quota), butterfly_core::ids::TenantId::generate(), now)
+}
+
 /// 64 concurrent first requests of one tenant (limit 1,200 a minute), all admitted; `then`
 /// looks at the counter; then requests one at a time: exactly 1,200 admitted in the minute.
 async fn admit_64_at_once_then_to_the_limit(
     counter: std::sync::Arc<dyn butterfly_core::limit::QuotaStore>,
     then: impl FnOnce(),
 ) {
-    use butterfly_core::limit::TenantQuota;
-    let quota = std::sync::Arc::new(TenantQuota::new(counter, QuotaPolicy::per_minute(1200)));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    // One instant, mid-window: every request falls in the same minute.
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let (quota, tenant, now) = quota_over(counter, 1200);
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let (q, t) = (quota.clone(), tenant.clone());
@@ -391,11 +399,8 @@ impl butterfly_core::limit::QuotaStore for HangsThenFails {
 /// request is cancelled, nor when a take fails: they ask the counter themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_requests_go_on_when_the_take_they_wait_for_is_cancelled_or_fails() {
-    use butterfly_core::limit::TenantQuota;
     let counter = std::sync::Arc::new(HangsThenFails::default());
-    let quota = std::sync::Arc::new(TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200)));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
     let first = {
         let (q, t) = (quota.clone(), tenant.clone());
         tokio::spawn(async move { q.admit(&t, now).await.is_ok() })
@@ -456,12 +461,9 @@ impl butterfly_core::limit::QuotaStore for Down {
 /// the others ask side by side, and all 20 fail after about two takes' time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_counter_fails_waiting_requests_side_by_side_not_one_by_one() {
-    use butterfly_core::limit::TenantQuota;
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(Down::default());
-    let quota = std::sync::Arc::new(TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200)));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
     let started = std::time::Instant::now();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -528,14 +530,11 @@ impl Gated {
 /// take it waits for counts, and after eight it asks the counter for itself.
 #[test]
 fn a_waiting_request_waits_for_eight_other_takes_at_most() {
-    use butterfly_core::limit::TenantQuota;
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
     let counter = std::sync::Arc::new(Gated::default());
     // A lease of 1: every request asks the counter.
-    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(30));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let (quota, tenant, now) = quota_over(counter.clone(), 30);
     let mut cx = Context::from_waker(Waker::noop());
     let mut taker = Box::pin(quota.admit(&tenant, now));
     assert!(taker.as_mut().poll(&mut cx).is_pending(), "the first request asks the counter");
@@ -564,12 +563,10 @@ fn a_waiting_request_waits_for_eight_other_takes_at_most() {
 /// such requests used up that minute and the rest were refused. Now each takes one.
 #[tokio::test]
 async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
-    use butterfly_core::limit::TenantQuota;
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(RefusalsFirst::default());
-    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let minute = 29_000_000 * 60_000;
+    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
+    let minute = now.0 - now.0.rem_euclid(60_000);
     quota.admit(&tenant, butterfly_core::clock::Timestamp(minute + 60_010)).await.unwrap();
     let (before, used) = (counter.takes.load(SeqCst), *counter.used.lock().unwrap());
     let mut admitted = 0;
@@ -588,13 +585,10 @@ async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
 /// refused request waits for the take in flight and spends from it.
 #[test]
 fn a_refusal_alone_waits_for_the_lease_on_its_way() {
-    use butterfly_core::limit::TenantQuota;
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
     let counter = std::sync::Arc::new(Gated::default());
-    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
     let mut cx = Context::from_waker(Waker::noop());
     let mut r0 = Box::pin(quota.admit(&tenant, now));
     assert!(r0.as_mut().poll(&mut cx).is_pending(), "take 0: a lease");
@@ -654,12 +648,9 @@ impl butterfly_core::limit::QuotaStore for AllOrNothing {
 /// counter refuses one, the rest of the minute is refused here at no cost.
 #[tokio::test]
 async fn near_the_limit_each_request_costs_one_counter_call() {
-    use butterfly_core::limit::TenantQuota;
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(AllOrNothing { used: std::sync::Mutex::new(1170), takes: Default::default() });
-    let quota = TenantQuota::new(counter.clone(), QuotaPolicy::per_minute(1200));
-    let tenant = butterfly_core::ids::TenantId::generate();
-    let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
+    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
     let mut admitted = 0;
     for _ in 0..40 {
         admitted += u32::from(quota.admit(&tenant, now).await.is_ok());
