@@ -482,6 +482,12 @@ async fn a_failing_counter_fails_waiting_requests_side_by_side_not_one_by_one() 
     assert!(counter.most_in_flight.load(SeqCst) > 1, "side by side");
 }
 
+/// Polls a request once: the tests that answer the counter's takes by hand drive the requests
+/// themselves.
+fn poll<F: std::future::Future>(f: &mut std::pin::Pin<Box<F>>) -> std::task::Poll<F::Output> {
+    f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
 /// Every take waits until the test answers it: with a grant (at most what was asked) or, for
 /// `None`, an error.
 #[derive(Default)]
@@ -530,26 +536,24 @@ impl Gated {
 /// take it waits for counts, and after eight it asks the counter for itself.
 #[test]
 fn a_waiting_request_waits_for_eight_other_takes_at_most() {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
+    use std::task::Poll;
     let counter = std::sync::Arc::new(Gated::default());
     // A lease of 1: every request asks the counter.
     let (quota, tenant, now) = quota_over(counter.clone(), 30);
-    let mut cx = Context::from_waker(Waker::noop());
     let mut taker = Box::pin(quota.admit(&tenant, now));
-    assert!(taker.as_mut().poll(&mut cx).is_pending(), "the first request asks the counter");
+    assert!(poll(&mut taker).is_pending(), "the first request asks the counter");
     let mut victim = Box::pin(quota.admit(&tenant, now));
-    assert!(victim.as_mut().poll(&mut cx).is_pending(), "the second waits for its answer");
+    assert!(poll(&mut victim).is_pending(), "the second waits for its answer");
     let mut rounds = 0;
     let outcome = loop {
         rounds += 1;
         assert!(rounds <= 30, "the waiting request is still waiting after {rounds} takes");
         counter.answer_all(1);
-        assert!(matches!(taker.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(poll(&mut taker), Poll::Ready(Ok(()))));
         // The next request arrives, and asks the counter, before the waiting one looks again.
         taker = Box::pin(quota.admit(&tenant, now));
-        assert!(taker.as_mut().poll(&mut cx).is_pending());
-        if let Poll::Ready(r) = victim.as_mut().poll(&mut cx) {
+        assert!(poll(&mut taker).is_pending());
+        if let Poll::Ready(r) = poll(&mut victim) {
             break r;
         }
     };
@@ -585,31 +589,29 @@ async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
 /// refused request waits for the take in flight and spends from it.
 #[test]
 fn a_refusal_alone_waits_for_the_lease_on_its_way() {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
+    use std::task::Poll;
     let counter = std::sync::Arc::new(Gated::default());
     let (quota, tenant, now) = quota_over(counter.clone(), 1200);
-    let mut cx = Context::from_waker(Waker::noop());
     let mut r0 = Box::pin(quota.admit(&tenant, now));
-    assert!(r0.as_mut().poll(&mut cx).is_pending(), "take 0: a lease");
+    assert!(poll(&mut r0).is_pending(), "take 0: a lease");
     counter.answer(0, None);
-    assert!(matches!(r0.as_mut().poll(&mut cx), Poll::Ready(Err(butterfly_core::Error::Unavailable { .. }))));
+    assert!(matches!(poll(&mut r0), Poll::Ready(Err(butterfly_core::Error::Unavailable { .. }))));
     // The counter failed: the next two ask for themselves (takes 1 and 2).
     let (mut r1, mut r2) = (Box::pin(quota.admit(&tenant, now)), Box::pin(quota.admit(&tenant, now)));
-    assert!(r1.as_mut().poll(&mut cx).is_pending() && r2.as_mut().poll(&mut cx).is_pending());
+    assert!(poll(&mut r1).is_pending() && poll(&mut r2).is_pending());
     counter.answer(1, Some(1));
-    assert!(matches!(r1.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+    assert!(matches!(poll(&mut r1), Poll::Ready(Ok(()))));
     // The counter answers again: the next request asks for a lease (take 3), which uses up the
     // counter before take 2 is answered, refused.
     let mut r3 = Box::pin(quota.admit(&tenant, now));
-    assert!(r3.as_mut().poll(&mut cx).is_pending());
+    assert!(poll(&mut r3).is_pending());
     counter.answer(2, Some(0));
-    assert!(r2.as_mut().poll(&mut cx).is_pending(), "refused alone, it waits for the lease on its way");
+    assert!(poll(&mut r2).is_pending(), "refused alone, it waits for the lease on its way");
     let mut r4 = Box::pin(quota.admit(&tenant, now));
-    assert!(r4.as_mut().poll(&mut cx).is_pending(), "so does a request arriving meanwhile");
+    assert!(poll(&mut r4).is_pending(), "so does a request arriving meanwhile");
     counter.answer(3, Some(50));
     for (name, r) in [("r3", &mut r3), ("r2", &mut r2), ("r4", &mut r4)] {
-        assert!(matches!(r.as_mut().poll(&mut cx), Poll::Ready(Ok(()))), "{name} admitted from the lease");
+        assert!(matches!(poll(r), Poll::Ready(Ok(()))), "{name} admitted from the lease");
     }
     assert_eq!(counter.takes.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
@@ -673,9 +675,7 @@ async fn a_revoked_tokens_dropped_creates_do_not_spend_the_tenants_quota() {
     use butterfly_core::scim_tokens::ScimTokenService;
     use butterfly_core::scim_users::ScimService;
     use butterfly_core::tenants::TenantService;
-    use std::future::Future;
     use std::sync::Arc;
-    use std::task::{Context, Waker};
     struct Fixed(Timestamp);
     impl Clock for Fixed {
         fn now(&self) -> Timestamp {
@@ -695,7 +695,6 @@ async fn a_revoked_tokens_dropped_creates_do_not_spend_the_tenants_quota() {
     scim.authenticate(&old).await.unwrap();
     let new = tokens.rotate_token(&tenant.id).await.unwrap().token;
     assert!(scim.authenticate(&old).await.is_err(), "the old token is revoked");
-    let mut cx = Context::from_waker(Waker::noop());
     let (mut refused, mut dropped) = (0, 0);
     for round in 0..40 {
         // The tenant's own client, with the new token.
@@ -709,7 +708,7 @@ async fn a_revoked_tokens_dropped_creates_do_not_spend_the_tenants_quota() {
             let body = serde_json::json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
                 "userName": format!("u{round}.{k}@acme.test"), "active": true});
             let mut create = Box::pin(scim.create_user_as(&old, Ok::<_, butterfly_core::Error>(body)));
-            if create.as_mut().poll(&mut cx).is_pending() {
+            if poll(&mut create).is_pending() {
                 dropped += 1;
             }
         }
