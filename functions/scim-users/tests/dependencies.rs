@@ -43,7 +43,10 @@ fn linked(metadata: &Value, package: &str) -> BTreeSet<String> {
 #[test]
 fn scim_users_links_no_oidc_client() {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline", "--manifest-path"])
+        // The Lambda's target only: unfiltered, `cargo metadata` wants every platform's
+        // packages (Android, Windows), which a fresh machine's build never downloaded.
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", "x86_64-unknown-linux-gnu", "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
         .output()
         .unwrap();
