@@ -157,12 +157,17 @@ async fn scim_is_limited_per_tenant_with_retry_after() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
-/// A shared counter that answers after 20 ms (a DynamoDB round trip, a group commit).
-#[derive(Default)]
-struct SlowCounter(std::sync::Mutex<std::collections::HashMap<(String, i64), u32>>);
+/// The tests' shared counters: each answers a take of a tenant's minute (its start in epoch
+/// milliseconds) its own way, and one adapter makes each the quota's `QuotaStore`.
+#[async_trait::async_trait]
+trait Take: Send + Sync + 'static {
+    async fn take(&self, key: &str, minute: i64, want: u32, limit: u32) -> butterfly_core::Result<u32>;
+}
+
+struct Counter<T>(std::sync::Arc<T>);
 
 #[async_trait::async_trait]
-impl butterfly_core::limit::QuotaStore for SlowCounter {
+impl<T: Take> butterfly_core::limit::QuotaStore for Counter<T> {
     async fn take_quota(
         &self,
         key: &str,
@@ -171,9 +176,20 @@ impl butterfly_core::limit::QuotaStore for SlowCounter {
         want: u32,
         limit: u32,
     ) -> butterfly_core::Result<u32> {
+        self.0.take(key, start.0, want, limit).await
+    }
+}
+
+/// A shared counter that answers after 20 ms (a DynamoDB round trip, a group commit).
+#[derive(Default)]
+struct SlowCounter(std::sync::Mutex<std::collections::HashMap<(String, i64), u32>>);
+
+#[async_trait::async_trait]
+impl Take for SlowCounter {
+    async fn take(&self, key: &str, minute: i64, want: u32, limit: u32) -> butterfly_core::Result<u32> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let mut m = self.0.lock().unwrap();
-        let used = m.entry((key.to_string(), start.0)).or_default();
+        let used = m.entry((key.to_string(), minute)).or_default();
         let granted = want.min(limit - *used);
         *used += granted;
         Ok(granted)
@@ -188,16 +204,17 @@ impl butterfly_core::limit::QuotaStore for SlowCounter {
 /// very instance held over a thousand unspent requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_requests_do_not_spend_the_tenants_minute() {
-    admit_64_at_once_then_to_the_limit(std::sync::Arc::new(SlowCounter::default()), || {}).await;
+    admit_64_at_once_then_to_the_limit(&std::sync::Arc::new(SlowCounter::default()), || {}).await;
 }
 
 /// A quota of `per_minute` requests a minute over `counter`, a tenant, and an instant in the
 /// middle of a minute (every request of a test at that instant falls in the same minute).
-fn quota_over(
-    counter: std::sync::Arc<dyn butterfly_core::limit::QuotaStore>,
+fn quota_over<T: Take>(
+    counter: &std::sync::Arc<T>,
     per_minute: u32,
 ) -> (std::sync::Arc<butterfly_core::limit::TenantQuota>, butterfly_core::ids::TenantId, butterfly_core::clock::Timestamp)
 {
+    let counter = std::sync::Arc::new(Counter(counter.clone()));
     let quota = butterfly_core::limit::TenantQuota::new(counter, QuotaPolicy::per_minute(per_minute));
     let now = butterfly_core::clock::Timestamp(29_000_000 * 60_000 + 30_000);
     (std::sync::Arc::new(quota), butterfly_core::ids::TenantId::generate(), now)
@@ -205,10 +222,7 @@ fn quota_over(
 
 /// 64 concurrent first requests of one tenant (limit 1,200 a minute), all admitted; `then`
 /// looks at the counter; then requests one at a time: exactly 1,200 admitted in the minute.
-async fn admit_64_at_once_then_to_the_limit(
-    counter: std::sync::Arc<dyn butterfly_core::limit::QuotaStore>,
-    then: impl FnOnce(),
-) {
+async fn admit_64_at_once_then_to_the_limit<T: Take>(counter: &std::sync::Arc<T>, then: impl FnOnce()) {
     let (quota, tenant, now) = quota_over(counter, 1200);
     let tasks: Vec<_> = (0..64)
         .map(|_| {
@@ -325,15 +339,8 @@ struct RefusalsFirst {
 }
 
 #[async_trait::async_trait]
-impl butterfly_core::limit::QuotaStore for RefusalsFirst {
-    async fn take_quota(
-        &self,
-        _key: &str,
-        _start: butterfly_core::clock::Timestamp,
-        _secs: i64,
-        want: u32,
-        limit: u32,
-    ) -> butterfly_core::Result<u32> {
+impl Take for RefusalsFirst {
+    async fn take(&self, _key: &str, _minute: i64, want: u32, limit: u32) -> butterfly_core::Result<u32> {
         use std::sync::atomic::Ordering::SeqCst;
         self.takes.fetch_add(1, SeqCst);
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
@@ -363,7 +370,7 @@ impl butterfly_core::limit::QuotaStore for RefusalsFirst {
 async fn a_refusal_answered_before_a_grant_does_not_refuse_under_the_limit() {
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(RefusalsFirst::default());
-    admit_64_at_once_then_to_the_limit(counter.clone(), || {
+    admit_64_at_once_then_to_the_limit(&counter, || {
         assert_eq!(counter.most_in_flight.load(SeqCst), 1, "one take of the shared counter at a time");
         assert_eq!(counter.takes.load(SeqCst), 2, "64 requests, leases of 50");
     })
@@ -378,15 +385,8 @@ struct HangsThenFails {
 }
 
 #[async_trait::async_trait]
-impl butterfly_core::limit::QuotaStore for HangsThenFails {
-    async fn take_quota(
-        &self,
-        _key: &str,
-        _start: butterfly_core::clock::Timestamp,
-        _secs: i64,
-        want: u32,
-        _limit: u32,
-    ) -> butterfly_core::Result<u32> {
+impl Take for HangsThenFails {
+    async fn take(&self, _key: &str, _minute: i64, want: u32, _limit: u32) -> butterfly_core::Result<u32> {
         match self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
             0 => std::future::pending().await,
             1 => Err(butterfly_core::Error::Unavailable { message: "the counter is down".into(), retry_after_secs: 1 }),
@@ -400,7 +400,7 @@ impl butterfly_core::limit::QuotaStore for HangsThenFails {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_requests_go_on_when_the_take_they_wait_for_is_cancelled_or_fails() {
     let counter = std::sync::Arc::new(HangsThenFails::default());
-    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
+    let (quota, tenant, now) = quota_over(&counter, 1200);
     let first = {
         let (q, t) = (quota.clone(), tenant.clone());
         tokio::spawn(async move { q.admit(&t, now).await.is_ok() })
@@ -437,15 +437,8 @@ struct Down {
 }
 
 #[async_trait::async_trait]
-impl butterfly_core::limit::QuotaStore for Down {
-    async fn take_quota(
-        &self,
-        _key: &str,
-        _start: butterfly_core::clock::Timestamp,
-        _secs: i64,
-        _want: u32,
-        _limit: u32,
-    ) -> butterfly_core::Result<u32> {
+impl Take for Down {
+    async fn take(&self, _key: &str, _minute: i64, _want: u32, _limit: u32) -> butterfly_core::Result<u32> {
         use std::sync::atomic::Ordering::SeqCst;
         self.takes.fetch_add(1, SeqCst);
         self.most_in_flight.fetch_max(self.in_flight.fetch_add(1, SeqCst) + 1, SeqCst);
@@ -463,7 +456,7 @@ impl butterfly_core::limit::QuotaStore for Down {
 async fn a_failing_counter_fails_waiting_requests_side_by_side_not_one_by_one() {
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(Down::default());
-    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
+    let (quota, tenant, now) = quota_over(&counter, 1200);
     let started = std::time::Instant::now();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -497,15 +490,8 @@ struct Gated {
 }
 
 #[async_trait::async_trait]
-impl butterfly_core::limit::QuotaStore for Gated {
-    async fn take_quota(
-        &self,
-        _key: &str,
-        _start: butterfly_core::clock::Timestamp,
-        _secs: i64,
-        want: u32,
-        _limit: u32,
-    ) -> butterfly_core::Result<u32> {
+impl Take for Gated {
+    async fn take(&self, _key: &str, _minute: i64, want: u32, _limit: u32) -> butterfly_core::Result<u32> {
         let n = self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pending.lock().unwrap().push((n, tx));
@@ -539,7 +525,7 @@ fn a_waiting_request_waits_for_eight_other_takes_at_most() {
     use std::task::Poll;
     let counter = std::sync::Arc::new(Gated::default());
     // A lease of 1: every request asks the counter.
-    let (quota, tenant, now) = quota_over(counter.clone(), 30);
+    let (quota, tenant, now) = quota_over(&counter, 30);
     let mut taker = Box::pin(quota.admit(&tenant, now));
     assert!(poll(&mut taker).is_pending(), "the first request asks the counter");
     let mut victim = Box::pin(quota.admit(&tenant, now));
@@ -569,7 +555,7 @@ fn a_waiting_request_waits_for_eight_other_takes_at_most() {
 async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(RefusalsFirst::default());
-    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
+    let (quota, tenant, now) = quota_over(&counter, 1200);
     let minute = now.0 - now.0.rem_euclid(60_000);
     quota.admit(&tenant, butterfly_core::clock::Timestamp(minute + 60_010)).await.unwrap();
     let (before, used) = (counter.takes.load(SeqCst), *counter.used.lock().unwrap());
@@ -591,7 +577,7 @@ async fn requests_of_a_minute_the_lease_has_left_take_one_each() {
 fn a_refusal_alone_waits_for_the_lease_on_its_way() {
     use std::task::Poll;
     let counter = std::sync::Arc::new(Gated::default());
-    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
+    let (quota, tenant, now) = quota_over(&counter, 1200);
     let mut r0 = Box::pin(quota.admit(&tenant, now));
     assert!(poll(&mut r0).is_pending(), "take 0: a lease");
     counter.answer(0, None);
@@ -624,15 +610,8 @@ struct AllOrNothing {
 }
 
 #[async_trait::async_trait]
-impl butterfly_core::limit::QuotaStore for AllOrNothing {
-    async fn take_quota(
-        &self,
-        _key: &str,
-        _start: butterfly_core::clock::Timestamp,
-        _secs: i64,
-        want: u32,
-        limit: u32,
-    ) -> butterfly_core::Result<u32> {
+impl Take for AllOrNothing {
+    async fn take(&self, _key: &str, _minute: i64, want: u32, limit: u32) -> butterfly_core::Result<u32> {
         self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut used = self.used.lock().unwrap();
         Ok(if *used + want <= limit {
@@ -652,7 +631,7 @@ impl butterfly_core::limit::QuotaStore for AllOrNothing {
 async fn near_the_limit_each_request_costs_one_counter_call() {
     use std::sync::atomic::Ordering::SeqCst;
     let counter = std::sync::Arc::new(AllOrNothing { used: std::sync::Mutex::new(1170), takes: Default::default() });
-    let (quota, tenant, now) = quota_over(counter.clone(), 1200);
+    let (quota, tenant, now) = quota_over(&counter, 1200);
     let mut admitted = 0;
     for _ in 0..40 {
         admitted += u32::from(quota.admit(&tenant, now).await.is_ok());
