@@ -116,8 +116,10 @@ pub struct ServeArgs {
     /// stack's `CursorKeySecretArn` output), which signs paging cursors and CSRF tokens.
     #[arg(long, env = "BUTTERFLY_CURSOR_KEY_SECRET_ID")]
     pub cursor_key_secret_id: Option<String>,
-    /// SCIM requests a minute per tenant (the stack's ScimRateLimitPerMinute parameter).
-    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+    /// SCIM requests a minute per tenant (the stack's ScimRateLimitPerMinute parameter, which
+    /// stops at 1,000,000; the local stack takes up to 100,000,000 for load runs, which pass a
+    /// million a minute on two cores).
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(1..=100_000_000),
           env = "BUTTERFLY_SCIM_RATE_LIMIT_PER_MINUTE")]
     pub scim_rate_limit_per_minute: u32,
     /// Requests a minute per client address to the anonymous sign-in and logout endpoints.
