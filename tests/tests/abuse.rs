@@ -717,3 +717,59 @@ async fn revoked_token_creates_dropped_mid_write() -> (u32, u32, u32) {
     let rest = store.take_quota(&format!("scim:{}", tenant.id), start, 60, 1200, 1200).await.unwrap();
     (refused, dropped, 1200 - rest)
 }
+
+/// A shared counter that grants every take at once, except the first take of `key`, which
+/// waits until the test releases it.
+struct HoldsOneTake {
+    key: String,
+    held: std::sync::atomic::AtomicBool,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Take for HoldsOneTake {
+    async fn take(&self, key: &str, _minute: i64, want: u32, _limit: u32) -> butterfly_core::Result<u32> {
+        if key == self.key && !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.release.notified().await;
+        }
+        Ok(want)
+    }
+}
+
+/// An instance keeps at most 10,000 tenants' leases and drops those of past minutes when a new
+/// tenant arrives past that. A lease whose take is still in flight is kept: dropped, it would
+/// take its waiting requests' wakers with it, and nothing would ever wake them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_being_taken_is_not_dropped_with_past_minutes() {
+    use butterfly_core::clock::Timestamp;
+    use butterfly_core::ids::TenantId;
+    let tenant = TenantId::generate();
+    let counter = std::sync::Arc::new(HoldsOneTake {
+        key: format!("scim:{tenant}"),
+        held: Default::default(),
+        release: Default::default(),
+    });
+    let quota = std::sync::Arc::new(butterfly_core::limit::TenantQuota::new(
+        std::sync::Arc::new(Counter(counter.clone())),
+        QuotaPolicy::per_minute(1200),
+    ));
+    let now = Timestamp(29_000_000 * 60_000 + 30_000);
+    let admit = |q: &std::sync::Arc<butterfly_core::limit::TenantQuota>| {
+        let (q, t) = (q.clone(), tenant.clone());
+        tokio::spawn(async move { q.admit(&t, now).await })
+    };
+    let taker = admit(&quota);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let waiter = admit(&quota);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // The next minute: 10,000 other tenants, and the instance sheds the past minutes' leases.
+    let later = Timestamp(now.0 + 60_000);
+    for _ in 0..10_000 {
+        quota.admit(&TenantId::generate(), later).await.unwrap();
+    }
+    counter.release.notify_one();
+    let answered = |t| tokio::time::timeout(std::time::Duration::from_secs(5), t);
+    assert!(answered(taker).await.expect("the taker is stranded").unwrap().is_ok());
+    let waited = answered(waiter).await.expect("the waiting request is stranded").unwrap();
+    assert!(waited.is_ok(), "{waited:?}");
+}
