@@ -79,6 +79,9 @@ const WINDOW_SECS: i64 = 60;
 /// the counter itself, for itself alone.
 const WAITS_AT_MOST: u32 = 8;
 
+/// Tenants whose leases one instance keeps; past it, a new tenant sheds past minutes' leases.
+const MAX_LEASES: usize = 10_000;
+
 /// What this instance holds of one tenant's quota.
 #[derive(Debug)]
 struct Lease {
@@ -101,6 +104,30 @@ struct Lease {
     /// than failing one after another behind a single asker.
     failing: bool,
     waiting: Vec<Waker>,
+}
+
+impl Lease {
+    fn new(window: i64) -> Self {
+        Lease {
+            window,
+            left: 0,
+            exhausted: false,
+            scarce: false,
+            taking: false,
+            takes: 0,
+            failing: false,
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Spends one request held for `window`, if any.
+    fn spend(&mut self, window: i64) -> bool {
+        let held = self.window == window && self.left > 0;
+        if held {
+            self.left -= 1;
+        }
+        held
+    }
 }
 
 /// What a request found in the instance's lease.
@@ -175,24 +202,15 @@ impl TenantQuota {
     /// One request's look at the lease: spent from it, refused by it, or what to do next.
     fn find(&self, tenant: &TenantId, window: i64, may_wait: bool, may_ask_alone: bool) -> Found {
         let mut leases = self.leases();
-        if !leases.contains_key(tenant) && leases.len() >= 10_000 {
+        if !leases.contains_key(tenant) && leases.len() >= MAX_LEASES {
+            // A lease being taken stays: its waiting requests' wakers are in it.
             leases.retain(|_, l| l.window >= window || l.taking);
         }
-        let lease = leases.entry(tenant.clone()).or_insert(Lease {
-            window,
-            left: 0,
-            exhausted: false,
-            scarce: false,
-            taking: false,
-            takes: 0,
-            failing: false,
-            waiting: Vec::new(),
-        });
-        let this_window = lease.window == window;
-        if this_window && lease.left > 0 {
-            lease.left -= 1;
+        let lease = leases.entry(tenant.clone()).or_insert_with(|| Lease::new(window));
+        if lease.spend(window) {
             return Found::Admitted;
         }
+        let this_window = lease.window == window;
         let alone = if may_ask_alone { Found::Alone } else { Found::Refused };
         if lease.window > window {
             // A request of a minute the lease has left (it waited across the turn) asks its
@@ -221,14 +239,11 @@ impl TenantQuota {
         // Ends the take however it ends (answer, error, or the request cancelled mid-await):
         // the flag is cleared and the waiting requests look again.
         let mut taking = Taking { quota: self, tenant, answered: false };
-        let start = Timestamp(window * WINDOW_SECS * 1000);
-        let key = format!("scim:{tenant}");
-        let mut granted =
-            self.store.take_quota(&key, start, WINDOW_SECS, self.policy.lease, self.policy.per_minute).await?;
+        let mut granted = self.ask(tenant, window, self.policy.lease).await?;
         if granted == 0 && self.policy.lease > 1 {
             // The counter refuses a whole lease past the limit (DynamoDB's conditional ADD):
             // what is left of the minute may still be less than a lease.
-            granted = self.store.take_quota(&key, start, WINDOW_SECS, 1, self.policy.per_minute).await?;
+            granted = self.ask(tenant, window, 1).await?;
         }
         taking.answered = true;
         let scarce = granted < self.policy.lease;
@@ -242,11 +257,15 @@ impl TenantQuota {
 
     /// Asks the shared counter for this one request, beside any other asker: whether granted.
     async fn take_alone(&self, tenant: &TenantId, window: i64) -> Result<bool> {
-        let start = Timestamp(window * WINDOW_SECS * 1000);
-        let granted =
-            self.store.take_quota(&format!("scim:{tenant}"), start, WINDOW_SECS, 1, self.policy.per_minute).await?;
+        let granted = self.ask(tenant, window, 1).await?;
         self.keep(tenant, window, 0, granted == 0, false);
         Ok(granted > 0)
+    }
+
+    /// Asks the tenant's shared counter of `window` for `want` requests: how many it granted.
+    async fn ask(&self, tenant: &TenantId, window: i64, want: u32) -> Result<u32> {
+        let start = Timestamp(window * WINDOW_SECS * 1000);
+        self.store.take_quota(&format!("scim:{tenant}"), start, WINDOW_SECS, want, self.policy.per_minute).await
     }
 
     /// Records the counter's answer for `window`: `left` more held here, the window used up,
@@ -272,14 +291,7 @@ impl TenantQuota {
     /// [`TenantQuota::admit`] once the caller is authenticated).
     pub fn spend_held(&self, tenant: &TenantId, now: Timestamp) -> bool {
         let window = Self::window_of(now);
-        let mut leases = self.leases();
-        match leases.get_mut(tenant).filter(|l| l.window == window && l.left > 0) {
-            Some(lease) => {
-                lease.left -= 1;
-                true
-            }
-            None => false,
-        }
+        self.leases().get_mut(tenant).is_some_and(|lease| lease.spend(window))
     }
 
     /// Gives back a request spent with [`TenantQuota::spend_held`] at `now` that did not go on:
