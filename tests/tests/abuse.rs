@@ -773,3 +773,36 @@ async fn a_lease_being_taken_is_not_dropped_with_past_minutes() {
     let waited = answered(waiter).await.expect("the waiting request is stranded").unwrap();
     assert!(waited.is_ok(), "{waited:?}");
 }
+
+/// A request that has waited for eight other takes asks the counter for itself; refused there
+/// (the take in flight had just used up the counter), it waits once more for that take, which
+/// brings a lease it may spend from, rather than answering 429 under the limit.
+#[test]
+fn a_request_refused_alone_after_eight_waits_still_waits_for_the_lease_on_its_way() {
+    use std::task::Poll;
+    let counter = std::sync::Arc::new(Gated::default());
+    let (quota, tenant, now) = quota_over(&counter, 1200);
+    let mut taker = Box::pin(quota.admit(&tenant, now));
+    assert!(poll(&mut taker).is_pending(), "take 0: a lease");
+    let mut victim = Box::pin(quota.admit(&tenant, now));
+    assert!(poll(&mut victim).is_pending(), "it waits for take 0");
+    for take in 0..8 {
+        // The take brings a lease of 50; the taker and 49 other requests spend it all, and the
+        // next request asks for a lease before the waiting one looks again.
+        counter.answer(take, Some(50));
+        assert!(matches!(poll(&mut taker), Poll::Ready(Ok(()))));
+        for _ in 0..49 {
+            assert!(matches!(poll(&mut Box::pin(quota.admit(&tenant, now))), Poll::Ready(Ok(()))));
+        }
+        taker = Box::pin(quota.admit(&tenant, now));
+        assert!(poll(&mut taker).is_pending(), "take {}: a lease", take + 1);
+        assert!(poll(&mut victim).is_pending(), "take {take} ended: it waits again, or asks alone");
+    }
+    // Eight takes waited for (0 to 7): its last poll asked the counter alone (take 9); refuse it.
+    assert_eq!(counter.takes.load(std::sync::atomic::Ordering::SeqCst), 10);
+    counter.answer(9, Some(0));
+    assert!(poll(&mut victim).is_pending(), "refused alone, it waits for take 8");
+    counter.answer(8, Some(50));
+    assert!(matches!(poll(&mut taker), Poll::Ready(Ok(()))));
+    assert!(matches!(poll(&mut victim), Poll::Ready(Ok(()))), "admitted from take 8's lease");
+}
